@@ -1,0 +1,1 @@
+//! The PM handler: HTTP requests in, commits (and a sync trigger) out.

@@ -1,0 +1,1 @@
+//! Subcommands of the `orchestrator` binary, one file each.

@@ -1,0 +1,1 @@
+//! Which cluster to talk to: in-cluster config, a kubeconfig, or the embedded server.

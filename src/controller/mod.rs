@@ -1,0 +1,1 @@
+//! The TaskRun controller: TaskRuns in, ConfigMaps, Jobs and TaskRun status out.

@@ -1,0 +1,3 @@
+//! A Kubernetes API server on loopback and a local Job runner, for running without a cluster.
+
+pub mod patch;

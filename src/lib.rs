@@ -1,0 +1,19 @@
+//! orchestrator: a GitOps reconciler for AI-agent tasks.
+//!
+//! git repo → [`source`] → [`desired`] → [`sync`] → cluster → [`controller`] → [`notes`].
+//! [`api`] writes commits; [`embedded`] is a Kubernetes API server and Job runner for running
+//! without a cluster.
+
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod controller;
+pub mod crd;
+pub mod desired;
+pub mod embedded;
+pub mod health;
+pub mod metrics;
+pub mod names;
+pub mod notes;
+pub mod source;
+pub mod sync;

@@ -1,0 +1,3 @@
+//! The git source: repository in, `SourceSnapshot` of task folders out.
+
+pub mod snapshot;

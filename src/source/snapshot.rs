@@ -1,0 +1,79 @@
+//! What the source hands the rest of the flow: one revision's task folders, parsed, with their
+//! digests and the errors of the folders that did not parse.
+
+use crate::crd::MarkdownFile;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// `<branch>@sha1:<commit>`, as Flux writes revisions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Revision {
+    /// Branch or ref name as the user gave it (`main`, `refs/tags/v1`), or `HEAD`.
+    pub branch: String,
+    /// Full 40-hex commit id.
+    pub commit: String,
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@sha1:{}", self.branch, self.commit)
+    }
+}
+
+/// `sha256:<hex>` over the canonical encoding of a task folder.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContentDigest(pub String);
+
+impl fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One valid task folder at one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFolder {
+    /// The numeric prefix of the folder name.
+    pub task_id: i64,
+    /// The folder's path inside the repository, e.g. `tasks/42-login-page`.
+    pub path: String,
+    pub service_name: String,
+    pub agent_name: String,
+    /// Sorted by file name.
+    pub markdown_files: Vec<MarkdownFile>,
+    pub digest: ContentDigest,
+}
+
+/// A folder (or one file in it) that could not become a task. The message says how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderError {
+    /// The folder's path inside the repository.
+    pub folder: String,
+    /// The file at fault, relative to the folder, when one is.
+    pub file: Option<String>,
+    /// The task id, when the folder name carries one: the sync keeps that TaskRun as it is
+    /// instead of pruning it.
+    pub task_id: Option<i64>,
+    pub message: String,
+}
+
+impl fmt::Display for FolderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}/{}: {}", self.folder, file, self.message),
+            None => write!(f, "{}: {}", self.folder, self.message),
+        }
+    }
+}
+
+/// Every task folder of one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSnapshot {
+    pub revision: Revision,
+    /// The path inside the repository that holds the task folders ("" for the root).
+    pub path: String,
+    /// Valid tasks, sorted by task id.
+    pub tasks: Vec<TaskFolder>,
+    /// Broken folders, sorted by folder path.
+    pub errors: Vec<FolderError>,
+}
