@@ -2,6 +2,9 @@
 //!
 //! `crds/taskrun.yaml` is generated from these types (`orchestrator crd`), never edited by hand.
 
+// kube-derive repeats `printcolumn(name = .., type_ = ..)` keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
