@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the TaskRun CustomResourceDefinition as YAML.
     Crd,
+    /// Run the TaskRun controller alone (ConfigMaps, Jobs, status, events, /metrics).
+    Controller(orchestrator::cli::controller::ControllerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +33,6 @@ fn main() -> anyhow::Result<()> {
             print!("{}", orchestrator::crd::task_run_crd_yaml());
             Ok(())
         }
+        Command::Controller(args) => orchestrator::cli::controller::run(args),
     }
 }

@@ -1,1 +1,3 @@
 //! Subcommands of the `orchestrator` binary, one file each.
+
+pub mod controller;

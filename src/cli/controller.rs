@@ -1,0 +1,94 @@
+//! `orchestrator controller`: flags in, the TaskRun controller running alone (with /metrics) out.
+
+use crate::controller::metrics::{OPENMETRICS_CONTENT_TYPE, encode_openmetrics};
+use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Namespace whose TaskRuns to reconcile; all namespaces when left out.
+    #[arg(long, short = 'n', env = "ORCHESTRATOR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Agent profiles file (see deploy/agents.yaml).
+    #[arg(long, env = "ORCHESTRATOR_AGENTS", default_value = "agents.yaml")]
+    pub agents: PathBuf,
+    /// Where /metrics is served (OpenMetrics text).
+    #[arg(
+        long,
+        env = "ORCHESTRATOR_METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Reconciles that may run at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
+    let agents = AgentProfiles::load(&args.agents)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes cluster to talk to: set KUBECONFIG or run inside a cluster")?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(ControllerMetrics::register(&mut registry));
+    let registry = Arc::new(registry);
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for /metrics; pick another --metrics-addr",
+                args.metrics_addr
+            )
+        })?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+                    encode_openmetrics(&registry),
+                )
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = ControllerConfig::new(args.namespace, agents);
+    config.concurrency = args.concurrency;
+    run_controller(client, config, metrics, shutdown_signal()).await;
+    server.abort();
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends a pod that is stopping).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing running reconciles");
+}

@@ -1,0 +1,326 @@
+//! Agent profiles: a YAML file in, the profile that runs a TaskRun's `agentName` out.
+//!
+//! A profile says which image and command run the agent, with which env, resources and service
+//! account, how long it may run, how often it is retried and where the task's markdown files are
+//! mounted. Every limit has a default, so no task runs forever.
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Used when neither the profile nor the file's `defaults` say otherwise.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 3600;
+pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
+pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 86_400;
+pub const DEFAULT_MOUNT_PATH: &str = "/workspace/task";
+
+/// How one agent runs. Limits left out come from [`ProfileDefaults`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentProfile {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<i32>,
+    /// Directory in the container that holds one file per markdown file of the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+}
+
+/// File-wide defaults for the limits of every profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfileDefaults {
+    #[serde(default = "default_deadline")]
+    pub active_deadline_seconds: i64,
+    #[serde(default = "default_backoff")]
+    pub backoff_limit: i32,
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds_after_finished: i32,
+    #[serde(default = "default_mount")]
+    pub mount_path: String,
+}
+
+fn default_deadline() -> i64 {
+    DEFAULT_ACTIVE_DEADLINE_SECONDS
+}
+fn default_backoff() -> i32 {
+    DEFAULT_BACKOFF_LIMIT
+}
+fn default_ttl() -> i32 {
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED
+}
+fn default_mount() -> String {
+    DEFAULT_MOUNT_PATH.to_string()
+}
+
+impl Default for ProfileDefaults {
+    fn default() -> Self {
+        ProfileDefaults {
+            active_deadline_seconds: DEFAULT_ACTIVE_DEADLINE_SECONDS,
+            backoff_limit: DEFAULT_BACKOFF_LIMIT,
+            ttl_seconds_after_finished: DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+            mount_path: DEFAULT_MOUNT_PATH.to_string(),
+        }
+    }
+}
+
+/// The contents of an agent-profiles file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentProfiles {
+    #[serde(default)]
+    pub defaults: ProfileDefaults,
+    pub agents: BTreeMap<String, AgentProfile>,
+}
+
+/// A profile with every limit filled in: what the Job builder needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedProfile<'a> {
+    pub name: &'a str,
+    pub profile: &'a AgentProfile,
+    pub active_deadline_seconds: i64,
+    pub backoff_limit: i32,
+    pub ttl_seconds_after_finished: i32,
+    pub mount_path: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentsError {
+    #[error("cannot read agent profiles file {path}: {source}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "agent profiles file {path} is not valid: {source} (see deploy/agents.yaml for the format)"
+    )]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_norway::Error,
+    },
+    #[error("agent profiles file {path}: {problem}")]
+    Invalid { path: String, problem: String },
+}
+
+/// `agentName` names no profile; the message lists the ones that exist.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("agent {name:?} is not defined; known agents: {}", known_list(.known))]
+pub struct UnknownAgent {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "none (the agent profiles file defines no agents)".to_string()
+    } else {
+        known.join(", ")
+    }
+}
+
+impl AgentProfiles {
+    /// Reads and checks a profiles file.
+    pub fn load(path: &Path) -> Result<AgentProfiles, AgentsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AgentsError::ReadFile {
+            path: shown.clone(),
+            source,
+        })?;
+        AgentProfiles::parse(&text, &shown)
+    }
+
+    /// Parses and checks profiles; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<AgentProfiles, AgentsError> {
+        let profiles: AgentProfiles =
+            serde_norway::from_str(text).map_err(|source| AgentsError::Parse {
+                path: origin.to_string(),
+                source,
+            })?;
+        profiles.check().map_err(|problem| AgentsError::Invalid {
+            path: origin.to_string(),
+            problem,
+        })?;
+        Ok(profiles)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let positive = |what: &str, agent: &str, v: i64| {
+            if v <= 0 {
+                Err(format!("{what} of {agent} must be positive, got {v}"))
+            } else {
+                Ok(())
+            }
+        };
+        positive(
+            "defaults.activeDeadlineSeconds",
+            "the file",
+            self.defaults.active_deadline_seconds,
+        )?;
+        for (name, p) in &self.agents {
+            if p.image.trim().is_empty() {
+                return Err(format!("agent {name:?} has no image"));
+            }
+            if let Some(d) = p.active_deadline_seconds {
+                positive("activeDeadlineSeconds", name, d)?;
+            }
+            if p.backoff_limit.is_some_and(|b| b < 0) {
+                return Err(format!("backoffLimit of {name} must not be negative"));
+            }
+            if p.mount_path.as_deref().is_some_and(|m| !m.starts_with('/')) {
+                return Err(format!("mountPath of {name} must be an absolute path"));
+            }
+        }
+        if !self.defaults.mount_path.starts_with('/') {
+            return Err("defaults.mountPath must be an absolute path".to_string());
+        }
+        Ok(())
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    /// The profile for `name` with every default applied.
+    pub fn resolve<'a>(&'a self, name: &str) -> Result<ResolvedProfile<'a>, UnknownAgent> {
+        let (name, profile) = self
+            .agents
+            .get_key_value(name)
+            .ok_or_else(|| UnknownAgent {
+                name: name.to_string(),
+                known: self.names(),
+            })?;
+        Ok(ResolvedProfile {
+            name,
+            profile,
+            active_deadline_seconds: profile
+                .active_deadline_seconds
+                .unwrap_or(self.defaults.active_deadline_seconds),
+            backoff_limit: profile.backoff_limit.unwrap_or(self.defaults.backoff_limit),
+            ttl_seconds_after_finished: profile
+                .ttl_seconds_after_finished
+                .unwrap_or(self.defaults.ttl_seconds_after_finished),
+            mount_path: profile
+                .mount_path
+                .as_deref()
+                .unwrap_or(&self.defaults.mount_path),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+defaults:
+  activeDeadlineSeconds: 600
+agents:
+  claude-code:
+    image: ghcr.io/example/claude-code:1
+    command: ["claude"]
+    args: ["--print"]
+    env: [{name: MODE, value: batch}]
+    backoffLimit: 0
+    mountPath: /task
+  codex:
+    image: ghcr.io/example/codex:1
+    activeDeadlineSeconds: 60
+"#;
+
+    #[test]
+    fn defaults_fill_what_a_profile_leaves_out() {
+        let p = AgentProfiles::parse(FILE, "test").unwrap();
+        let cases = [
+            (
+                "claude-code",
+                600,
+                0,
+                DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+                "/task",
+            ),
+            (
+                "codex",
+                60,
+                DEFAULT_BACKOFF_LIMIT,
+                DEFAULT_TTL_SECONDS_AFTER_FINISHED,
+                DEFAULT_MOUNT_PATH,
+            ),
+        ];
+        for (name, deadline, backoff, ttl, mount) in cases {
+            let r = p.resolve(name).unwrap();
+            assert_eq!(r.active_deadline_seconds, deadline, "{name}");
+            assert_eq!(r.backoff_limit, backoff, "{name}");
+            assert_eq!(r.ttl_seconds_after_finished, ttl, "{name}");
+            assert_eq!(r.mount_path, mount, "{name}");
+        }
+        assert_eq!(
+            p.resolve("claude-code").unwrap().profile.env[0].name,
+            "MODE"
+        );
+    }
+
+    #[test]
+    fn an_unknown_agent_names_itself_and_the_known_ones() {
+        let p = AgentProfiles::parse(FILE, "test").unwrap();
+        let err = p.resolve("gpt-9").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "agent \"gpt-9\" is not defined; known agents: claude-code, codex"
+        );
+        let empty = AgentProfiles::default().resolve("x").unwrap_err();
+        assert!(empty.to_string().contains("defines no agents"), "{empty}");
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_the_reason() {
+        let cases = [
+            ("agents: {a: {image: ''}}", "has no image"),
+            (
+                "agents: {a: {image: x, activeDeadlineSeconds: 0}}",
+                "must be positive",
+            ),
+            (
+                "agents: {a: {image: x, backoffLimit: -1}}",
+                "must not be negative",
+            ),
+            ("agents: {a: {image: x, mountPath: rel}}", "absolute path"),
+            ("agents: {a: {image: x, imgae: y}}", "unknown field"),
+            ("agent: {}", "unknown field"),
+        ];
+        for (text, want) in cases {
+            let err = AgentProfiles::parse(text, "f.yaml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+            assert!(err.contains("f.yaml"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn shipped_profile_files_parse() {
+        for file in ["deploy/agents.yaml", "example-repo/agents.yaml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let p = AgentProfiles::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            for agent in ["claude-code", "codex", "aider"] {
+                assert!(p.resolve(agent).is_ok(), "{file} lacks {agent}");
+            }
+        }
+    }
+}

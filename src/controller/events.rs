@@ -1,0 +1,42 @@
+//! Events on TaskRuns: a fixed reason and a note in, an events.k8s.io Event out through
+//! kube-runtime's Recorder. A failed publish is logged and never fails the reconcile.
+
+use super::reasons::EventReason;
+use crate::crd::TaskRun;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+/// The `reportingController` of every event.
+pub const REPORTING_CONTROLLER: &str = "orchestrator-controller";
+
+pub fn recorder(client: kube::Client) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTING_CONTROLLER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
+}
+
+pub async fn publish(recorder: &Recorder, tr: &TaskRun, reason: EventReason, note: String) {
+    let event = Event {
+        type_: if reason.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.as_str().to_string(),
+        note: Some(note),
+        action: reason.action().to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &tr.object_ref(&())).await {
+        tracing::warn!(
+            task_run = tr.metadata.name.as_deref().unwrap_or(""),
+            reason = reason.as_str(),
+            error = %e,
+            "could not publish event"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The fixed vocabulary of the controller: condition types, condition reasons and event reasons.
+//!
+//! Metric labels and event reasons come from here, never from error text.
+
+/// kstatus: True once the task Succeeded (`kubectl wait --for=condition=Ready`).
+pub const CONDITION_READY: &str = "Ready";
+/// kstatus: True while the controller is still working towards a terminal phase.
+pub const CONDITION_RECONCILING: &str = "Reconciling";
+/// kstatus: True when the task cannot make progress without a change (it Failed).
+pub const CONDITION_STALLED: &str = "Stalled";
+/// Tekton-like: True (Succeeded), False (Failed) or Unknown (still running).
+pub const CONDITION_SUCCEEDED: &str = "Succeeded";
+
+pub const STATUS_TRUE: &str = "True";
+pub const STATUS_FALSE: &str = "False";
+pub const STATUS_UNKNOWN: &str = "Unknown";
+
+/// Condition reasons (the `Succeeded` condition's and, mirrored, the kstatus ones').
+pub const REASON_PENDING: &str = "Pending";
+pub const REASON_RUNNING: &str = "Running";
+pub const REASON_SUCCEEDED: &str = "Succeeded";
+pub const REASON_FAILED: &str = "Failed";
+pub const REASON_BACKOFF_LIMIT_EXCEEDED: &str = "BackoffLimitExceeded";
+pub const REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+pub const REASON_SUPERSEDED: &str = "Superseded";
+pub const REASON_AGENT_NOT_FOUND: &str = "AgentNotFound";
+
+/// Why the controller published an event on a TaskRun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    ConfigMapCreated,
+    JobCreated,
+    /// A Job of an older context version was stopped (it was still running).
+    JobSuperseded,
+    /// Jobs or ConfigMaps of older context versions were deleted.
+    OldVersionDeleted,
+    /// A Job of this version exists but was built from a different agent profile.
+    JobOutdated,
+    Succeeded,
+    Failed,
+    AgentNotFound,
+    CleanupDone,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::ConfigMapCreated => "ConfigMapCreated",
+            EventReason::JobCreated => "JobCreated",
+            EventReason::JobSuperseded => "JobSuperseded",
+            EventReason::OldVersionDeleted => "OldVersionDeleted",
+            EventReason::JobOutdated => "JobOutdated",
+            EventReason::Succeeded => "Succeeded",
+            EventReason::Failed => "Failed",
+            EventReason::AgentNotFound => "AgentNotFound",
+            EventReason::CleanupDone => "CleanupDone",
+        }
+    }
+
+    /// Warnings for what a user must look at, Normal for the rest.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            EventReason::Failed | EventReason::AgentNotFound | EventReason::JobOutdated
+        )
+    }
+
+    /// The `action` field of the event: what the controller did.
+    pub fn action(self) -> &'static str {
+        match self {
+            EventReason::ConfigMapCreated | EventReason::JobCreated => "Create",
+            EventReason::JobSuperseded | EventReason::OldVersionDeleted => "Supersede",
+            EventReason::JobOutdated => "Compare",
+            EventReason::Succeeded | EventReason::Failed | EventReason::AgentNotFound => {
+                "Reconcile"
+            }
+            EventReason::CleanupDone => "Cleanup",
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! The TaskRun's status: the previous status, what the controller observed and the time in, the
+//! new status out. Pure; the caller writes it only when [`needs_write`] says so.
+//!
+//! Rules: within one run (same context version and Job) the phase only moves forward
+//! (Pending → Running → Succeeded|Failed), so it never flaps; `attempts` never goes down; a
+//! condition keeps its lastTransitionTime while its status holds; `lastUpdated` moves only when
+//! something else changed.
+
+use super::job_phase::JobState;
+use super::reasons::*;
+use crate::crd::{TaskPhase, TaskRunCondition, TaskRunStatus};
+
+/// What the controller saw for the TaskRun's current context version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub generation: Option<i64>,
+    pub context_version: i64,
+    pub job_name: String,
+    pub config_map_name: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `agentName` names no profile; the message names it and the known ones. No Job exists.
+    AgentNotFound { message: String },
+    /// The current version's Job as last seen; `superseded` names older Jobs that were still
+    /// running and have just been stopped for it.
+    Job {
+        state: JobState,
+        superseded: Vec<String>,
+    },
+    /// The Job finished earlier and is gone (ttlSecondsAfterFinished); the recorded outcome stands.
+    Finished,
+}
+
+/// The new status. `now` is RFC 3339.
+pub fn task_run_status(
+    previous: Option<&TaskRunStatus>,
+    observation: &Observation,
+    now: &str,
+) -> TaskRunStatus {
+    let prev = previous.cloned().unwrap_or_default();
+    let same_run = prev.context_version == Some(observation.context_version)
+        && prev.job_name.as_deref() == Some(observation.job_name.as_str());
+
+    let mut next = match &observation.outcome {
+        Outcome::Finished if same_run => prev.clone(),
+        Outcome::AgentNotFound { message } => TaskRunStatus {
+            phase: Some(TaskPhase::Failed),
+            message: Some(message.clone()),
+            ..TaskRunStatus::default()
+        },
+        Outcome::Finished => TaskRunStatus::default(),
+        Outcome::Job { state, superseded } => {
+            job_status(same_run.then_some(&prev), observation, state, superseded)
+        }
+    };
+    next.context_version = Some(observation.context_version);
+    next.observed_generation = observation.generation;
+    let reason = succeeded_reason(&observation.outcome, &next, &prev, same_run);
+    next.conditions = conditions(
+        next.phase.unwrap_or_default(),
+        reason,
+        next.message.as_deref(),
+        &prev.conditions,
+        now,
+    );
+    next.last_updated = prev.last_updated.clone();
+    if next != prev {
+        next.last_updated = Some(now.to_string());
+    }
+    next
+}
+
+/// Whether `next` differs from what the TaskRun holds: the status write to skip otherwise.
+pub fn needs_write(previous: Option<&TaskRunStatus>, next: &TaskRunStatus) -> bool {
+    previous != Some(next)
+}
+
+fn rank(phase: TaskPhase) -> u8 {
+    match phase {
+        TaskPhase::Pending => 0,
+        TaskPhase::Running => 1,
+        TaskPhase::Succeeded | TaskPhase::Failed => 2,
+    }
+}
+
+fn job_status(
+    prev: Option<&TaskRunStatus>,
+    observation: &Observation,
+    state: &JobState,
+    superseded: &[String],
+) -> TaskRunStatus {
+    let prev_phase = prev.and_then(|p| p.phase);
+    // Forward only: a Job between two pod attempts (no pod active) stays Running.
+    let phase = match prev_phase {
+        Some(p) if rank(p) > rank(state.phase) => p,
+        _ => state.phase,
+    };
+    let kept = Some(phase) == prev_phase && phase != state.phase;
+    let attempts = state.attempts.max(prev.map(|p| p.attempts).unwrap_or(0));
+    let job = &observation.job_name;
+    let message = if kept {
+        prev.and_then(|p| p.message.clone())
+    } else {
+        Some(match phase {
+            TaskPhase::Pending if !superseded.is_empty() => format!(
+                "Job {job} replaces superseded Job {}; waiting for it to start",
+                superseded.join(", ")
+            ),
+            TaskPhase::Pending => format!("Job {job} created; waiting for it to start"),
+            TaskPhase::Running => format!("Job {job} is running"),
+            TaskPhase::Succeeded => match &state.message {
+                Some(m) => format!("Job {job} succeeded ({m})"),
+                None => format!("Job {job} succeeded"),
+            },
+            TaskPhase::Failed => match &state.message {
+                Some(m) => format!("Job {job} failed: {m}"),
+                None => format!("Job {job} failed"),
+            },
+        })
+    };
+    TaskRunStatus {
+        phase: Some(phase),
+        job_name: Some(observation.job_name.clone()),
+        config_map_name: Some(observation.config_map_name.clone()),
+        attempts,
+        message,
+        start_time: state
+            .start_time
+            .clone()
+            .or_else(|| prev.and_then(|p| p.start_time.clone())),
+        completion_time: state
+            .completion_time
+            .clone()
+            .or_else(|| prev.and_then(|p| p.completion_time.clone())),
+        ..TaskRunStatus::default()
+    }
+}
+
+/// The `Succeeded` condition's reason.
+fn succeeded_reason(
+    outcome: &Outcome,
+    next: &TaskRunStatus,
+    prev: &TaskRunStatus,
+    same_run: bool,
+) -> &'static str {
+    let previous_reason = || {
+        prev.conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_SUCCEEDED)
+            .and_then(|c| c.reason.as_deref())
+            .and_then(known_reason)
+    };
+    match outcome {
+        Outcome::AgentNotFound { .. } => REASON_AGENT_NOT_FOUND,
+        Outcome::Finished if same_run => previous_reason().unwrap_or(REASON_SUCCEEDED),
+        Outcome::Finished => REASON_PENDING,
+        Outcome::Job { state, superseded } => {
+            let phase = next.phase.unwrap_or_default();
+            if phase != state.phase {
+                // The phase was kept from before; so is its reason.
+                return previous_reason().unwrap_or(REASON_RUNNING);
+            }
+            if phase == TaskPhase::Pending && !superseded.is_empty() {
+                REASON_SUPERSEDED
+            } else {
+                state.reason
+            }
+        }
+    }
+}
+
+fn known_reason(reason: &str) -> Option<&'static str> {
+    [
+        REASON_PENDING,
+        REASON_RUNNING,
+        REASON_SUCCEEDED,
+        REASON_FAILED,
+        REASON_BACKOFF_LIMIT_EXCEEDED,
+        REASON_DEADLINE_EXCEEDED,
+        REASON_SUPERSEDED,
+        REASON_AGENT_NOT_FOUND,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+}
+
+/// Ready / Reconciling / Stalled (kstatus) and Succeeded (Tekton), in that order.
+fn conditions(
+    phase: TaskPhase,
+    reason: &'static str,
+    message: Option<&str>,
+    previous: &[TaskRunCondition],
+    now: &str,
+) -> Vec<TaskRunCondition> {
+    let truth = |b: bool| if b { STATUS_TRUE } else { STATUS_FALSE };
+    let succeeded = match phase {
+        TaskPhase::Succeeded => STATUS_TRUE,
+        TaskPhase::Failed => STATUS_FALSE,
+        TaskPhase::Pending | TaskPhase::Running => STATUS_UNKNOWN,
+    };
+    [
+        (CONDITION_READY, truth(phase == TaskPhase::Succeeded)),
+        (CONDITION_RECONCILING, truth(!phase.is_terminal())),
+        (CONDITION_STALLED, truth(phase == TaskPhase::Failed)),
+        (CONDITION_SUCCEEDED, succeeded),
+    ]
+    .into_iter()
+    .map(|(type_, status)| {
+        let last_transition_time = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_string());
+        TaskRunCondition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            last_transition_time,
+            reason: Some(reason.to_string()),
+            message: message.map(str::to_string),
+        }
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    const T0: &str = "2026-01-01T10:00:00Z";
+    const T1: &str = "2026-01-01T10:01:00Z";
+    const T2: &str = "2026-01-01T10:02:00Z";
+
+    fn state(phase: TaskPhase, reason: &'static str, attempts: i32) -> JobState {
+        JobState {
+            phase,
+            reason,
+            message: match reason {
+                REASON_BACKOFF_LIMIT_EXCEEDED => Some("BackoffLimitExceeded: limit".into()),
+                REASON_SUCCEEDED => Some("CompletionsReached".into()),
+                _ => None,
+            },
+            attempts,
+            start_time: (phase != TaskPhase::Pending).then(|| T0.to_string()),
+            completion_time: phase.is_terminal().then(|| T1.to_string()),
+        }
+    }
+
+    fn obs(version: i64, outcome: Outcome) -> Observation {
+        Observation {
+            generation: Some(version),
+            context_version: version,
+            job_name: format!("web-42-v{version}"),
+            config_map_name: format!("web-42-v{version}-files"),
+            outcome,
+        }
+    }
+
+    fn job(version: i64, phase: TaskPhase, reason: &'static str, attempts: i32) -> Observation {
+        obs(
+            version,
+            Outcome::Job {
+                state: state(phase, reason, attempts),
+                superseded: vec![],
+            },
+        )
+    }
+
+    fn condition<'a>(s: &'a TaskRunStatus, type_: &str) -> &'a TaskRunCondition {
+        s.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    fn statuses(s: &TaskRunStatus) -> [(&str, &str); 4] {
+        [
+            CONDITION_READY,
+            CONDITION_RECONCILING,
+            CONDITION_STALLED,
+            CONDITION_SUCCEEDED,
+        ]
+        .map(|t| {
+            let c = condition(s, t);
+            (c.status.as_str(), c.reason.as_deref().unwrap_or(""))
+        })
+    }
+
+    #[test]
+    fn conditions_table() {
+        use TaskPhase::*;
+        // (observation, phase, [Ready, Reconciling, Stalled, Succeeded] as (status, reason))
+        let cases = [
+            (
+                job(1, Pending, REASON_PENDING, 0),
+                Pending,
+                [
+                    ("False", "Pending"),
+                    ("True", "Pending"),
+                    ("False", "Pending"),
+                    ("Unknown", "Pending"),
+                ],
+            ),
+            (
+                job(1, Running, REASON_RUNNING, 1),
+                Running,
+                [
+                    ("False", "Running"),
+                    ("True", "Running"),
+                    ("False", "Running"),
+                    ("Unknown", "Running"),
+                ],
+            ),
+            (
+                job(1, Succeeded, REASON_SUCCEEDED, 1),
+                Succeeded,
+                [
+                    ("True", "Succeeded"),
+                    ("False", "Succeeded"),
+                    ("False", "Succeeded"),
+                    ("True", "Succeeded"),
+                ],
+            ),
+            (
+                job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 3),
+                Failed,
+                [
+                    ("False", "BackoffLimitExceeded"),
+                    ("False", "BackoffLimitExceeded"),
+                    ("True", "BackoffLimitExceeded"),
+                    ("False", "BackoffLimitExceeded"),
+                ],
+            ),
+            (
+                job(1, Failed, REASON_DEADLINE_EXCEEDED, 1),
+                Failed,
+                [
+                    ("False", "DeadlineExceeded"),
+                    ("False", "DeadlineExceeded"),
+                    ("True", "DeadlineExceeded"),
+                    ("False", "DeadlineExceeded"),
+                ],
+            ),
+            (
+                obs(
+                    1,
+                    Outcome::AgentNotFound {
+                        message: "agent \"x\" is not defined; known agents: codex".into(),
+                    },
+                ),
+                Failed,
+                [
+                    ("False", "AgentNotFound"),
+                    ("False", "AgentNotFound"),
+                    ("True", "AgentNotFound"),
+                    ("False", "AgentNotFound"),
+                ],
+            ),
+            (
+                obs(
+                    2,
+                    Outcome::Job {
+                        state: state(Pending, REASON_PENDING, 0),
+                        superseded: vec!["web-42-v1".into()],
+                    },
+                ),
+                Pending,
+                [
+                    ("False", "Superseded"),
+                    ("True", "Superseded"),
+                    ("False", "Superseded"),
+                    ("Unknown", "Superseded"),
+                ],
+            ),
+        ];
+        for (i, (o, phase, want)) in cases.into_iter().enumerate() {
+            let s = task_run_status(None, &o, T0);
+            assert_eq!(s.phase, Some(phase), "case {i}");
+            assert_eq!(statuses(&s), want, "case {i}");
+            assert_eq!(s.context_version, Some(o.context_version), "case {i}");
+            assert_eq!(s.observed_generation, o.generation, "case {i}");
+            assert_eq!(s.last_updated.as_deref(), Some(T0), "case {i}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_job_and_the_reason() {
+        use TaskPhase::*;
+        let cases = [
+            (
+                job(1, Pending, REASON_PENDING, 0),
+                "Job web-42-v1 created; waiting for it to start",
+            ),
+            (
+                job(1, Running, REASON_RUNNING, 1),
+                "Job web-42-v1 is running",
+            ),
+            (
+                job(1, Succeeded, REASON_SUCCEEDED, 1),
+                "Job web-42-v1 succeeded (CompletionsReached)",
+            ),
+            (
+                job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 3),
+                "Job web-42-v1 failed: BackoffLimitExceeded: limit",
+            ),
+            (
+                obs(
+                    2,
+                    Outcome::Job {
+                        state: state(Pending, REASON_PENDING, 0),
+                        superseded: vec!["web-42-v1".into()],
+                    },
+                ),
+                "Job web-42-v2 replaces superseded Job web-42-v1; waiting for it to start",
+            ),
+        ];
+        for (o, want) in cases {
+            let s = task_run_status(None, &o, T0);
+            assert_eq!(s.message.as_deref(), Some(want));
+            assert_eq!(
+                condition(&s, CONDITION_SUCCEEDED).message.as_deref(),
+                Some(want)
+            );
+        }
+        let agent = task_run_status(
+            None,
+            &obs(
+                1,
+                Outcome::AgentNotFound {
+                    message: "no agent".into(),
+                },
+            ),
+            T0,
+        );
+        assert_eq!(
+            (agent.job_name, agent.config_map_name),
+            (None, None),
+            "no Job for an unknown agent"
+        );
+    }
+
+    #[test]
+    fn no_flapping_and_attempts_only_grow_within_a_run() {
+        use TaskPhase::*;
+        let running = task_run_status(None, &job(1, Running, REASON_RUNNING, 1), T0);
+        // The first pod failed and the next is not up yet: the Job reports no active pod.
+        let between = task_run_status(Some(&running), &job(1, Pending, REASON_PENDING, 0), T1);
+        assert_eq!(between.phase, Some(Running));
+        assert_eq!(between.attempts, 1);
+        assert_eq!(
+            condition(&between, CONDITION_SUCCEEDED).reason.as_deref(),
+            Some(REASON_RUNNING)
+        );
+        assert!(
+            !needs_write(Some(&running), &between),
+            "nothing but time changed"
+        );
+        assert_eq!(between.last_updated.as_deref(), Some(T0));
+
+        let second = task_run_status(Some(&between), &job(1, Running, REASON_RUNNING, 2), T1);
+        assert!(needs_write(Some(&between), &second));
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.last_updated.as_deref(), Some(T1));
+
+        // A finished run never goes back, even if the Job is seen stale.
+        let done = task_run_status(Some(&second), &job(1, Succeeded, REASON_SUCCEEDED, 2), T2);
+        let stale = task_run_status(Some(&done), &job(1, Running, REASON_RUNNING, 1), T2);
+        assert_eq!(stale, done);
+    }
+
+    #[test]
+    fn last_transition_time_is_kept_while_a_condition_holds() {
+        use TaskPhase::*;
+        let pending = task_run_status(None, &job(1, Pending, REASON_PENDING, 0), T0);
+        let running = task_run_status(Some(&pending), &job(1, Running, REASON_RUNNING, 1), T1);
+        // Ready stayed False, Reconciling True, Stalled False, Succeeded Unknown: all keep T0.
+        for c in &running.conditions {
+            assert_eq!(c.last_transition_time, T0, "{}", c.type_);
+        }
+        let done = task_run_status(Some(&running), &job(1, Succeeded, REASON_SUCCEEDED, 1), T2);
+        let ltt = |t| condition(&done, t).last_transition_time.as_str();
+        assert_eq!(ltt(CONDITION_READY), T2);
+        assert_eq!(ltt(CONDITION_RECONCILING), T2);
+        assert_eq!(ltt(CONDITION_STALLED), T0);
+        assert_eq!(ltt(CONDITION_SUCCEEDED), T2);
+        assert_eq!(done.start_time.as_deref(), Some(T0));
+        assert_eq!(done.completion_time.as_deref(), Some(T1));
+    }
+
+    #[test]
+    fn a_new_context_version_starts_a_new_run() {
+        use TaskPhase::*;
+        let done = task_run_status(None, &job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 3), T0);
+        let v2 = task_run_status(Some(&done), &job(2, Pending, REASON_PENDING, 0), T1);
+        assert_eq!(v2.phase, Some(Pending));
+        assert_eq!(v2.attempts, 0);
+        assert_eq!(v2.job_name.as_deref(), Some("web-42-v2"));
+        assert_eq!(v2.completion_time, None);
+        assert_eq!(v2.context_version, Some(2));
+        assert_eq!(condition(&v2, CONDITION_STALLED).status, STATUS_FALSE);
+        assert_eq!(condition(&v2, CONDITION_STALLED).last_transition_time, T1);
+    }
+
+    #[test]
+    fn a_finished_job_that_is_gone_keeps_the_recorded_outcome() {
+        use TaskPhase::*;
+        let done = task_run_status(None, &job(1, Succeeded, REASON_SUCCEEDED, 1), T0);
+        let gone = task_run_status(Some(&done), &obs(1, Outcome::Finished), T2);
+        assert_eq!(gone, done);
+        assert!(!needs_write(Some(&done), &gone));
+    }
+
+    #[test]
+    fn the_same_observation_twice_needs_no_write() {
+        use TaskPhase::*;
+        for o in [
+            job(1, Pending, REASON_PENDING, 0),
+            job(1, Running, REASON_RUNNING, 1),
+            job(1, Failed, REASON_DEADLINE_EXCEEDED, 1),
+            obs(
+                1,
+                Outcome::AgentNotFound {
+                    message: "m".into(),
+                },
+            ),
+        ] {
+            let first = task_run_status(None, &o, T0);
+            let again = task_run_status(Some(&first), &o, T2);
+            assert_eq!(again, first);
+            assert!(!needs_write(Some(&first), &again));
+            assert!(needs_write(None, &first));
+        }
+        // A new generation is a change worth writing.
+        let first = task_run_status(None, &job(1, Running, REASON_RUNNING, 1), T0);
+        let mut o = job(1, Running, REASON_RUNNING, 1);
+        o.generation = Some(7);
+        let next = task_run_status(Some(&first), &o, T1);
+        assert!(needs_write(Some(&first), &next));
+        assert_eq!(next.observed_generation, Some(7));
+    }
+}
