@@ -6,7 +6,9 @@ use super::fieldset::{FieldSet, PathElement, display_path};
 use super::managed_fields::{
     ManagedEntry, ManagerId, Operation, decode, store, strip_server_fields, without_managed_fields,
 };
-use super::typed::{compare, ensure_named_fields, merge, remove_items, to_field_set};
+use super::typed::{
+    check_list_keys, compare, ensure_named_fields, merge, remove_items, to_field_set,
+};
 use super::{FieldConflict, MergeSchema, PatchError, WriteContext};
 use serde_json::{Map, Value};
 
@@ -18,6 +20,8 @@ pub fn apply(
     schema: &MergeSchema,
 ) -> Result<Value, PatchError> {
     let config = checked_config(applied, ctx)?;
+    check_list_keys(&config, schema)
+        .map_err(|e| PatchError::Invalid(format!("failed to create typed patch object: {e}")))?;
     let api_version = config
         .get("apiVersion")
         .and_then(Value::as_str)

@@ -533,6 +533,23 @@ fn bad_apply_bodies_are_invalid() {
         let err = server_side_apply(None, &body, false, ctx("m", T1), &schema).expect_err(want);
         assert_eq!(err, PatchError::Invalid(want.to_string()));
     }
+    let pod = MergeSchema::for_builtin("v1", "Pod");
+    let keyed = [
+        (
+            json!([{"image": "i"}]),
+            r#"failed to create typed patch object: .spec.containers: element 0: associative list with keys has an element that omits key field "name" (and doesn't have default value)"#,
+        ),
+        (
+            json!([{"name": "a"}, {"name": "a"}]),
+            r#"failed to create typed patch object: .spec.containers[name="a"]: duplicate entries for key .spec.containers[name="a"]"#,
+        ),
+    ];
+    for (containers, want) in keyed {
+        let body = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                          "spec": {"containers": containers}});
+        let err = server_side_apply(None, &body, false, ctx("m", T1), &pod).expect_err(want);
+        assert_eq!(err, PatchError::Invalid(want.to_string()));
+    }
 }
 
 #[test]

@@ -78,6 +78,64 @@ fn field_set_walk(
     }
 }
 
+/// Checks that every item of a map-list in an applied config carries its key fields and that
+/// no two items (or set values) share a name, as structured-merge-diff does before applying.
+pub fn check_list_keys(value: &Value, schema: &MergeSchema) -> Result<(), String> {
+    check_walk(value, &mut Vec::new(), "", schema)
+}
+
+fn check_walk(
+    value: &Value,
+    path: &mut Path,
+    spath: &str,
+    schema: &MergeSchema,
+) -> Result<(), String> {
+    match value {
+        Value::Object(map)
+            if path.is_empty() || schema.object_kind(spath) != ObjectKind::Atomic =>
+        {
+            for (key, child) in map {
+                path.push(PathElement::Field(key.clone()));
+                check_walk(child, path, &schema.child_path(spath, key), schema)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            let kind = schema.list_kind(spath);
+            if kind == ListKind::Atomic {
+                return Ok(());
+            }
+            let mut seen: Vec<PathElement> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let pe = list_item_element(item, i, &kind);
+                if let (PathElement::Index(_), ListKind::Map(keys)) = (&pe, &kind) {
+                    let missing = keys
+                        .iter()
+                        .find(|k| item.get(k.as_str()).is_none() && key_default(k).is_none())
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "{}: element {i}: associative list with keys has an element that omits key field {missing:?} (and doesn't have default value)",
+                        super::fieldset::display_path(path)
+                    ));
+                }
+                if seen.contains(&pe) {
+                    path.push(pe);
+                    let at = super::fieldset::display_path(path);
+                    return Err(format!("{at}: duplicate entries for key {at}"));
+                }
+                path.push(pe.clone());
+                check_walk(item, path, spath, schema)?;
+                path.pop();
+                seen.push(pe);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What changed from `old` to `new`, as structured-merge-diff's `Comparison`.
 #[derive(Debug, Default)]
 pub struct Comparison {
