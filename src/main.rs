@@ -19,6 +19,10 @@ enum Command {
     Crd,
     /// Run the TaskRun controller alone (ConfigMaps, Jobs, status, events, /metrics).
     Controller(orchestrator::cli::controller::ControllerArgs),
+    /// Check task folders (a repository revision or a plain folder); non-zero exit on any error.
+    Validate(orchestrator::cli::validate::ValidateArgs),
+    /// Print the TaskRuns a repository revision describes (offline: no cluster needed).
+    Plan(orchestrator::cli::plan::PlanArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => orchestrator::cli::controller::run(args),
+        Command::Validate(args) => orchestrator::cli::validate::run(args),
+        Command::Plan(args) => orchestrator::cli::plan::run(args),
     }
 }

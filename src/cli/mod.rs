@@ -1,3 +1,6 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
 pub mod controller;
+pub mod plan;
+pub mod source_args;
+pub mod validate;

@@ -1,3 +1,37 @@
-//! The git source: repository in, `SourceSnapshot` of task folders out.
+//! The git source: a repository (URL or local path), branch and path in, a `SourceSnapshot` of
+//! parsed, validated task folders out.
+//!
+//! # Public API
+//!
+//! - [`read_snapshot`]`(repo, commit, branch, path, &mut DigestCache)`: one commit's task folders,
+//!   read from the object database (no checkout). Folders are parsed and hashed once per git
+//!   tree id ([`DigestCache`]).
+//! - [`read_folder_snapshot`]`(dir, path)`: the same from a plain directory (no git), for
+//!   `orchestrator validate` on a working tree.
+//! - [`folder::parse_folder`], [`layout`] and [`digest::content_digest`]: the pure rules behind
+//!   both readers (the README's "Task folders" section describes them).
+//! - [`credentials::remote_callbacks`]`(&Credentials)`: libgit2 callbacks that answer credential
+//!   requests (SSH key, token); shared with the notes pusher and the API's committer.
+//!
+//! One broken folder never hides the others: it becomes a [`FolderError`] carrying its task id,
+//! so the sync keeps (never prunes) that task's TaskRun.
 
+pub mod credentials;
+pub mod digest;
+pub mod error;
+pub mod folder;
+pub mod git;
+pub mod layout;
+pub mod mirror;
+pub mod plain;
+pub mod revision;
 pub mod snapshot;
+pub mod tree;
+
+pub use credentials::{Credentials, remote_callbacks};
+pub use error::SourceError;
+pub use git::{GitSource, SourceConfig};
+pub use plain::read_folder_snapshot;
+pub use revision::resolve_revision;
+pub use snapshot::{ContentDigest, FolderError, Revision, SourceSnapshot, TaskFolder};
+pub use tree::{DigestCache, read_snapshot};

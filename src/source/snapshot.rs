@@ -14,6 +14,16 @@ pub struct Revision {
     pub commit: String,
 }
 
+impl Revision {
+    /// The revision of a plain folder read from disk (`worktree@sha1:000…`): no commit.
+    pub fn working_tree() -> Self {
+        Revision {
+            branch: "worktree".into(),
+            commit: "0".repeat(40),
+        }
+    }
+}
+
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@sha1:{}", self.branch, self.commit)

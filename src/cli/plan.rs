@@ -1,0 +1,215 @@
+//! `orchestrator plan`: a repository revision in, the TaskRuns it describes printed as a table,
+//! YAML or JSON (a kubectl-readable `List`). Offline: without a cluster there are no live
+//! TaskRuns to number versions against, so contextVersion is the placeholder 1 and the output
+//! says so.
+
+use super::source_args::SourceArgs;
+use crate::crd::TaskRun;
+use crate::desired::task_run_for;
+use crate::source::SourceSnapshot;
+
+/// The contextVersion `plan` shows without a cluster.
+pub const PLACEHOLDER_VERSION: i64 = 1;
+
+pub const PLACEHOLDER_NOTE: &str = "contextVersion 1 is a placeholder: without a cluster there are no live TaskRuns to number versions against; `orchestrator run` assigns the real ones.";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Namespace of the TaskRuns.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+}
+
+pub fn run(args: PlanArgs) -> anyhow::Result<()> {
+    let snapshot = args.source.load()?;
+    let task_runs = offline_task_runs(&snapshot, &args.namespace);
+    print!("{}", render(&snapshot, &task_runs, args.output)?);
+    if args.output != Output::Table {
+        eprintln!("note: {PLACEHOLDER_NOTE}");
+        for error in &snapshot.errors {
+            eprintln!("error: {error}");
+        }
+    }
+    if snapshot.errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} task folder error(s): those tasks are left out of the plan (run `orchestrator validate` for the list)",
+            snapshot.errors.len()
+        )
+    }
+}
+
+/// The TaskRuns a snapshot describes, each at the placeholder version. Pure.
+pub fn offline_task_runs(snapshot: &SourceSnapshot, namespace: &str) -> Vec<TaskRun> {
+    snapshot
+        .tasks
+        .iter()
+        .map(|task| task_run_for(task, PLACEHOLDER_VERSION, &snapshot.revision, namespace))
+        .collect()
+}
+
+/// The plan in the requested format. Pure.
+pub fn render(
+    snapshot: &SourceSnapshot,
+    task_runs: &[TaskRun],
+    output: Output,
+) -> anyhow::Result<String> {
+    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": task_runs });
+    Ok(match output {
+        Output::Table => render_table(snapshot, task_runs),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&list)?),
+        Output::Yaml => format!(
+            "# TaskRuns of {} ({})\n# {PLACEHOLDER_NOTE}\n{}",
+            snapshot.revision,
+            if snapshot.path.is_empty() {
+                "repository root"
+            } else {
+                &snapshot.path
+            },
+            serde_norway::to_string(&list)?
+        ),
+    })
+}
+
+fn render_table(snapshot: &SourceSnapshot, task_runs: &[TaskRun]) -> String {
+    let mut rows = vec![
+        [
+            "TASK", "TASKRUN", "SERVICE", "AGENT", "VERSION", "FILES", "DIGEST", "PATH",
+        ]
+        .map(String::from),
+    ];
+    for tr in task_runs {
+        let spec = &tr.spec;
+        let digest = spec
+            .content_digest
+            .get(..19)
+            .unwrap_or(&spec.content_digest);
+        rows.push([
+            spec.task_id.to_string(),
+            tr.metadata.name.clone().unwrap_or_default(),
+            spec.service_name.clone(),
+            spec.agent_name.clone(),
+            format!("{}*", spec.context_version),
+            spec.markdown_files.len().to_string(),
+            digest.to_string(),
+            spec.source_path.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("Revision: {}\n", snapshot.revision);
+    out.push_str(&format!(
+        "Path:     {}\n\n",
+        if snapshot.path.is_empty() {
+            "(repository root)"
+        } else {
+            &snapshot.path
+        }
+    ));
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\n{} TaskRun(s). * {PLACEHOLDER_NOTE}\n",
+        task_runs.len()
+    ));
+    if !snapshot.errors.is_empty() {
+        out.push_str(&format!(
+            "\n{} task folder error(s); these tasks are left out (their TaskRuns would be kept as they are):\n",
+            snapshot.errors.len()
+        ));
+        for error in &snapshot.errors {
+            out.push_str(&format!("  {error}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MarkdownFile;
+    use crate::source::{ContentDigest, FolderError, Revision, TaskFolder};
+    use pretty_assertions::assert_eq;
+
+    fn snapshot() -> SourceSnapshot {
+        SourceSnapshot {
+            revision: Revision {
+                branch: "main".into(),
+                commit: "b".repeat(40),
+            },
+            path: "tasks".into(),
+            tasks: vec![TaskFolder {
+                task_id: 7,
+                path: "tasks/7-login".into(),
+                service_name: "web".into(),
+                agent_name: "codex".into(),
+                markdown_files: vec![MarkdownFile {
+                    filename: "p.md".into(),
+                    content: "x".into(),
+                }],
+                digest: ContentDigest(format!("sha256:{}", "c".repeat(64))),
+            }],
+            errors: vec![FolderError {
+                folder: "tasks/x".into(),
+                file: None,
+                task_id: None,
+                message: "bad name".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn table_lists_task_runs_notes_the_placeholder_and_the_errors() {
+        let s = snapshot();
+        let table = render(&s, &offline_task_runs(&s, "default"), Output::Table).unwrap();
+        assert_eq!(
+            table,
+            format!(
+                "Revision: main@sha1:{b}\nPath:     tasks\n\n\
+                 TASK  TASKRUN  SERVICE  AGENT  VERSION  FILES  DIGEST               PATH\n\
+                 7     task-7   web      codex  1*       1      sha256:cccccccccccc  tasks/7-login\n\n\
+                 1 TaskRun(s). * {PLACEHOLDER_NOTE}\n\n\
+                 1 task folder error(s); these tasks are left out (their TaskRuns would be kept as they are):\n  tasks/x: bad name\n",
+                b = "b".repeat(40)
+            )
+        );
+    }
+
+    #[test]
+    fn yaml_and_json_are_kubectl_lists_of_task_runs() {
+        let s = snapshot();
+        let trs = offline_task_runs(&s, "agents");
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&s, &trs, Output::Json).unwrap()).unwrap();
+        assert_eq!(json["kind"], "List");
+        assert_eq!(json["items"][0]["kind"], "TaskRun");
+        assert_eq!(json["items"][0]["apiVersion"], "orchestrator.io/v1");
+        assert_eq!(json["items"][0]["metadata"]["namespace"], "agents");
+        assert_eq!(json["items"][0]["spec"]["contextVersion"], 1);
+        let yaml = render(&s, &trs, Output::Yaml).unwrap();
+        assert!(yaml.contains(PLACEHOLDER_NOTE));
+        let back: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(back, json);
+    }
+}

@@ -1,0 +1,94 @@
+//! `--repo/--revision/--path` of `validate` and `plan`: the flags in, one `SourceSnapshot` out
+//! (a local git repository, a remote URL fetched into a temporary mirror, or a plain folder).
+
+use crate::source::credentials::CredentialSettings;
+use crate::source::mirror::local_repo_path;
+use crate::source::{Credentials, DigestCache, GitSource, SourceConfig, SourceSnapshot};
+use crate::source::{read_folder_snapshot, read_snapshot, resolve_revision};
+use anyhow::{Context, bail};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Git repository: a local path, or an https, ssh or file:// URL. A directory that is not a
+    /// git repository is read as a plain folder.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Branch, tag, commit or `<branch>@sha1:<commit>` (default: HEAD; for a URL, the remote's
+    /// default branch).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Folder inside the repository that holds the task folders (default: the root).
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// SSH private key for ssh URLs.
+    #[arg(long)]
+    pub ssh_key: Option<std::path::PathBuf>,
+    /// File holding a token for https URLs.
+    #[arg(long)]
+    pub git_token_file: Option<std::path::PathBuf>,
+    /// Environment variable holding a token for https URLs.
+    #[arg(long)]
+    pub git_token_env: Option<String>,
+}
+
+impl SourceArgs {
+    /// Reads the snapshot the flags describe.
+    pub fn load(&self) -> anyhow::Result<SourceSnapshot> {
+        let Some(repo) = &self.repo else {
+            if self.revision.is_some() {
+                bail!("--revision needs --repo: a plain folder has no revisions");
+            }
+            return Ok(read_folder_snapshot(Path::new("."), &self.path)?);
+        };
+        match local_repo_path(repo) {
+            Some(dir) => {
+                if !dir.exists() {
+                    bail!("--repo {}: no such directory", dir.display());
+                }
+                match git2::Repository::open(&dir) {
+                    Ok(git) => {
+                        let (commit, label) = resolve_revision(&git, self.revision.as_deref())?;
+                        Ok(read_snapshot(
+                            &git,
+                            commit,
+                            &label,
+                            &self.path,
+                            &mut DigestCache::new(),
+                        )?)
+                    }
+                    Err(_) if self.revision.is_none() => {
+                        Ok(read_folder_snapshot(&dir, &self.path)?)
+                    }
+                    Err(e) => bail!(
+                        "--repo {} is not a git repository ({}), so --revision cannot apply",
+                        dir.display(),
+                        e.message()
+                    ),
+                }
+            }
+            None => self.load_remote(repo),
+        }
+    }
+
+    fn load_remote(&self, url: &str) -> anyhow::Result<SourceSnapshot> {
+        let credentials = Credentials::load(&CredentialSettings {
+            username: None,
+            ssh_key: self.ssh_key.clone(),
+            token_file: self.git_token_file.clone(),
+            token_env: self.git_token_env.clone(),
+        })?;
+        let mirror_dir = tempfile::tempdir().context("creating a temporary mirror directory")?;
+        let mut source = GitSource::new(SourceConfig {
+            url: url.to_string(),
+            branch: self.revision.clone().unwrap_or_else(|| "HEAD".into()),
+            path: self.path.clone(),
+            mirror_dir: mirror_dir.path().to_path_buf(),
+            interval: Duration::from_secs(60),
+            credentials,
+        });
+        let snapshot = source.fetch_snapshot_blocking()?;
+        Ok((*snapshot).clone())
+    }
+}

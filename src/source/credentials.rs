@@ -1,0 +1,256 @@
+//! Git credentials: an SSH key or a token (read from a file or an environment variable) in,
+//! `git2::RemoteCallbacks` that answer libgit2's credential requests out. Secrets never reach a
+//! log: [`Secret`] prints as `***`, and URLs are redacted before they appear in messages.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A secret string whose Debug and Display never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; only for handing to libgit2.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How to authenticate to the remote. All optional: public and local repositories need none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name for https (default `x-access-token`, which GitHub, GitLab and Gitea accept
+    /// with a token) or ssh (default: the URL's user, else `git`).
+    pub username: Option<String>,
+    /// Private key file for ssh URLs.
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_key_passphrase: Option<Secret>,
+    /// Token (or password) for https URLs.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("cannot read the git token file {path}: {source}; check the path and its permissions")]
+    ReadTokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the git token file {path} is empty: put the token in it")]
+    EmptyTokenFile { path: PathBuf },
+    #[error(
+        "environment variable {name} (the git token) is not set or empty: export it or drop --git-token-env"
+    )]
+    MissingTokenEnv { name: String },
+    #[error("the SSH key {path} does not exist: check --ssh-key")]
+    MissingSshKey { path: PathBuf },
+}
+
+/// Where the secrets come from, as the CLI or a config file gives them.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialSettings {
+    pub username: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+}
+
+impl Credentials {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Reads the token from its file or environment variable and checks the SSH key exists.
+    /// A token file wins over a token variable.
+    pub fn load(settings: &CredentialSettings) -> Result<Self, CredentialsError> {
+        let token = match (&settings.token_file, &settings.token_env) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    CredentialsError::ReadTokenFile {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(CredentialsError::EmptyTokenFile { path: path.clone() });
+                }
+                Some(Secret::new(token))
+            }
+            (None, Some(name)) => match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
+                _ => return Err(CredentialsError::MissingTokenEnv { name: name.clone() }),
+            },
+            (None, None) => None,
+        };
+        if let Some(key) = &settings.ssh_key
+            && !key.exists()
+        {
+            return Err(CredentialsError::MissingSshKey { path: key.clone() });
+        }
+        Ok(Credentials {
+            username: settings.username.clone(),
+            ssh_key: settings.ssh_key.clone(),
+            ssh_key_passphrase: None,
+            token,
+        })
+    }
+}
+
+/// libgit2 asks again after a rejected credential; stop after this many tries so a wrong token
+/// fails fast instead of looping.
+const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
+
+/// Callbacks for fetch and push that answer credential requests from `credentials`:
+/// a token for https (user/password), the SSH key (or the ssh-agent) for ssh.
+pub fn remote_callbacks(credentials: &Credentials) -> git2::RemoteCallbacks<'static> {
+    let credentials = credentials.clone();
+    let mut attempts = 0;
+    let mut callbacks = git2::RemoteCallbacks::new();
+    callbacks.credentials(move |_url, username_from_url, allowed| {
+        attempts += 1;
+        if attempts > MAX_CREDENTIAL_ATTEMPTS {
+            return Err(git2::Error::from_str(
+                "authentication failed: the remote rejected the configured credentials",
+            ));
+        }
+        if allowed.contains(git2::CredentialType::USERNAME) {
+            let user = credentials.username.as_deref().or(username_from_url).unwrap_or("git");
+            return git2::Cred::username(user);
+        }
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            let user = username_from_url.or(credentials.username.as_deref()).unwrap_or("git");
+            return match &credentials.ssh_key {
+                Some(key) => git2::Cred::ssh_key(
+                    user,
+                    None,
+                    key,
+                    credentials.ssh_key_passphrase.as_ref().map(Secret::expose),
+                ),
+                None => git2::Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            return match &credentials.token {
+                Some(token) => {
+                    let user = credentials.username.as_deref().or(username_from_url).unwrap_or("x-access-token");
+                    git2::Cred::userpass_plaintext(user, token.expose())
+                }
+                None => Err(git2::Error::from_str(
+                    "the remote asks for a user name and password: give a token with --git-token-file or --git-token-env",
+                )),
+            };
+        }
+        git2::Cred::default()
+    });
+    callbacks
+}
+
+/// The URL with any `user:password@` removed, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let creds = Credentials {
+            token: Some(Secret::new("ghp_supersecret")),
+            ..Credentials::none()
+        };
+        assert!(!format!("{creds:?}").contains("supersecret"));
+        assert_eq!(Secret::new("x").to_string(), "***");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        for (url, want) in [
+            (
+                "https://user:tok@github.com/o/r.git",
+                "https://***@github.com/o/r.git",
+            ),
+            (
+                "https://tok@github.com/o/r.git",
+                "https://***@github.com/o/r.git",
+            ),
+            ("https://github.com/o/r.git", "https://github.com/o/r.git"),
+            ("ssh://git@host/r.git", "ssh://***@host/r.git"),
+            ("git@host:o/r.git", "git@host:o/r.git"),
+            ("/srv/repo", "/srv/repo"),
+            ("https://host/a@b", "https://host/a@b"),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn token_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  tok123\n").unwrap();
+        let creds = Credentials::load(&CredentialSettings {
+            token_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(creds.token.as_ref().map(Secret::expose), Some("tok123"));
+
+        std::fs::write(&file, "\n").unwrap();
+        let err = Credentials::load(&CredentialSettings {
+            token_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the git token file {} is empty: put the token in it",
+                file.display()
+            )
+        );
+
+        let err = Credentials::load(&CredentialSettings {
+            token_env: Some("ORCHESTRATOR_TEST_TOKEN_THAT_IS_NOT_SET".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable ORCHESTRATOR_TEST_TOKEN_THAT_IS_NOT_SET (the git token) is not set or empty: export it or drop --git-token-env"
+        );
+
+        let err = Credentials::load(&CredentialSettings {
+            ssh_key: Some(dir.path().join("nope")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with("the SSH key "), "{err}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Reading one commit's task folders straight from the git object database (no checkout):
+//! repository, commit and path in, `SourceSnapshot` out. Folders are parsed once per git tree id
+//! ([`DigestCache`]); misses are parsed on several threads.
+
+use super::error::SourceError;
+use super::folder::{EntryKind, ParsedFolder, RawEntry, is_hidden, parse_folder};
+use super::layout::{ParsedEntry, TopKind, TopLevel, assemble, classify_entry, normalize_path};
+use super::snapshot::{Revision, SourceSnapshot};
+use git2::{Oid, Repository, Tree};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Parsed folders (content, digest or errors) by git tree id. A folder whose tree id did not
+/// change is never read or hashed again. Entries not used by the latest read are dropped, so the
+/// cache holds at most one revision's folders.
+#[derive(Default)]
+pub struct DigestCache {
+    entries: HashMap<Oid, Arc<ParsedFolder>>,
+    hits: u64,
+    misses: u64,
+}
+
+impl DigestCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// (folders served from the cache, folders read and hashed) since the cache was made.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+const MODE_TREE: i32 = 0o040000;
+const MODE_LINK: i32 = 0o120000;
+const MODE_COMMIT: i32 = 0o160000;
+
+/// Below this many folders to parse, threads cost more than they save.
+const PARALLEL_THRESHOLD: usize = 64;
+
+/// The snapshot of `path` at `commit`. `branch` is only used to name the revision.
+pub fn read_snapshot(
+    repo: &Repository,
+    commit: Oid,
+    branch: &str,
+    path: &str,
+    cache: &mut DigestCache,
+) -> Result<SourceSnapshot, SourceError> {
+    let path = normalize_path(path);
+    let revision = Revision {
+        branch: branch.to_string(),
+        commit: commit.to_string(),
+    };
+    let tasks_tree = tasks_tree(repo, commit, &path, &revision)?;
+
+    let mut candidates = Vec::new();
+    let mut broken = Vec::new();
+    for entry in tasks_tree.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        let kind = match entry.filemode() {
+            MODE_TREE => TopKind::Dir,
+            MODE_LINK => TopKind::Symlink,
+            MODE_COMMIT => TopKind::Submodule,
+            _ => TopKind::File,
+        };
+        match classify_entry(&path, &name, kind) {
+            TopLevel::Ignored => {}
+            TopLevel::Broken(error) => broken.push(error),
+            TopLevel::TaskFolder { task_id } => candidates.push((name, task_id, entry.id())),
+        }
+    }
+
+    let mut missing: Vec<Oid> = candidates
+        .iter()
+        .map(|(_, _, id)| *id)
+        .filter(|id| !cache.entries.contains_key(id))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    let parsed = parse_trees(repo, &missing)?;
+    cache.misses += parsed.len() as u64;
+    cache.hits += (candidates.len() - parsed.len()) as u64;
+    let mut fresh: HashMap<Oid, Arc<ParsedFolder>> = parsed
+        .into_iter()
+        .map(|(id, p)| (id, Arc::new(p)))
+        .collect();
+
+    // Keep exactly the folders of this revision.
+    let mut entries = HashMap::with_capacity(candidates.len());
+    for (_, _, id) in &candidates {
+        if let Some(p) = fresh.remove(id).or_else(|| cache.entries.get(id).cloned()) {
+            entries.insert(*id, p);
+        }
+    }
+    cache.entries = entries;
+
+    let folders = candidates
+        .into_iter()
+        .filter_map(|(name, task_id, id)| {
+            cache.entries.get(&id).map(|parsed| ParsedEntry {
+                name,
+                task_id,
+                parsed: parsed.as_ref(),
+            })
+        })
+        .collect();
+    Ok(assemble(revision, &path, folders, broken))
+}
+
+fn tasks_tree<'r>(
+    repo: &'r Repository,
+    commit: Oid,
+    path: &str,
+    revision: &Revision,
+) -> Result<Tree<'r>, SourceError> {
+    let read = |what: String| move |source| SourceError::ReadObject { what, source };
+    let root = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(read(format!("commit {commit}")))?;
+    if path.is_empty() {
+        return Ok(root);
+    }
+    let entry = root.get_path(Path::new(path)).map_err(|e| match e.code() {
+        git2::ErrorCode::NotFound => SourceError::PathNotFound {
+            path: path.to_string(),
+            revision: revision.to_string(),
+        },
+        _ => SourceError::ReadObject {
+            what: format!("path {path} at {revision}"),
+            source: e,
+        },
+    })?;
+    if entry.filemode() != MODE_TREE {
+        return Err(SourceError::PathNotAFolder {
+            path: path.to_string(),
+            revision: revision.to_string(),
+        });
+    }
+    repo.find_tree(entry.id())
+        .map_err(read(format!("tree {} ({path})", entry.id())))
+}
+
+/// Parses the folders `ids` name, on several threads when there are many. Each thread opens its
+/// own handle on the repository (git2 handles are not shareable between threads).
+fn parse_trees(repo: &Repository, ids: &[Oid]) -> Result<Vec<(Oid, ParsedFolder)>, SourceError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16);
+    if ids.len() < PARALLEL_THRESHOLD || threads < 2 {
+        return ids
+            .iter()
+            .map(|id| Ok((*id, read_folder_tree(repo, *id)?)))
+            .collect();
+    }
+    let git_dir = repo.path();
+    let chunk = ids.len().div_ceil(threads);
+    let results: Vec<Result<Vec<(Oid, ParsedFolder)>, SourceError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let repo = Repository::open(git_dir).map_err(|source| {
+                        SourceError::OpenRepository {
+                            path: git_dir.to_path_buf(),
+                            source,
+                        }
+                    })?;
+                    part.iter()
+                        .map(|id| Ok((*id, read_folder_tree(&repo, *id)?)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(SourceError::Worker(
+                        "a folder-reading thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(ids.len());
+    for part in results {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// One task folder's tree: its entries, with the bytes of the files the parser needs.
+fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceError> {
+    let what = |what: &str, oid: Oid| {
+        let what = format!("{what} {oid}");
+        move |source| SourceError::ReadObject { what, source }
+    };
+    let tree = repo.find_tree(id).map_err(what("tree", id))?;
+    let mut entries = Vec::with_capacity(tree.len());
+    for entry in tree.iter() {
+        let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+        if is_hidden(&name) {
+            continue;
+        }
+        let kind = match entry.filemode() {
+            MODE_TREE => EntryKind::Dir,
+            MODE_LINK => EntryKind::Symlink,
+            MODE_COMMIT => EntryKind::Submodule,
+            _ if super::folder::wants_content(&name, 0) => {
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(what("blob", entry.id()))?;
+                let content = blob.content();
+                let size = content.len() as u64;
+                let content = super::folder::wants_content(&name, size).then(|| content.to_vec());
+                EntryKind::File { size, content }
+            }
+            // Not task.yaml or markdown: an error whatever its size, so its bytes are not read.
+            _ => EntryKind::File {
+                size: 0,
+                content: None,
+            },
+        };
+        entries.push(RawEntry { name, kind });
+    }
+    Ok(parse_folder(entries))
+}
