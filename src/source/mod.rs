@@ -10,6 +10,15 @@
 //!   `orchestrator validate` on a working tree.
 //! - [`folder::parse_folder`], [`layout`] and [`digest::content_digest`]: the pure rules behind
 //!   both readers (the README's "Task folders" section describes them).
+//! - [`GitSource::new`]`(SourceConfig { url, branch, path, mirror_dir, interval, credentials })`
+//!   and `GitSource::fetch_snapshot(&mut self).await -> Result<Arc<SourceSnapshot>, SourceError>`:
+//!   fetch into a bare mirror (git2 on the blocking pool), resolve the branch, re-read only when
+//!   the commit moved (same `Arc` otherwise). On failure the error says what failed and the last
+//!   good snapshot stays in [`GitSource::last_good`]; [`GitSource::next_delay`] is the poll
+//!   interval, or a doubling backoff after failures. A deleted or corrupt mirror is cloned again;
+//!   force-pushes replace history.
+//! - [`watch_refs`]`(repo_dir, Arc<Notify>)`: for a local repository ([`GitSource::local_path`]),
+//!   wakes the caller right after a commit instead of waiting for the interval.
 //! - [`credentials::remote_callbacks`]`(&Credentials)`: libgit2 callbacks that answer credential
 //!   requests (SSH key, token); shared with the notes pusher and the API's committer.
 //!
@@ -27,6 +36,7 @@ pub mod plain;
 pub mod revision;
 pub mod snapshot;
 pub mod tree;
+pub mod watch;
 
 pub use credentials::{Credentials, remote_callbacks};
 pub use error::SourceError;
@@ -35,3 +45,4 @@ pub use plain::read_folder_snapshot;
 pub use revision::resolve_revision;
 pub use snapshot::{ContentDigest, FolderError, Revision, SourceSnapshot, TaskFolder};
 pub use tree::{DigestCache, read_snapshot};
+pub use watch::{RefWatch, watch_refs};
