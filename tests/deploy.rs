@@ -1,0 +1,238 @@
+//! deploy/ as a user applies it: every manifest parses into its k8s-openapi type with no unknown
+//! field, RBAC grants exactly what the code declares, the probes hit served paths, and the CRD is
+//! the generated one.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every YAML document under `dir`, with the file it came from; kustomizations excluded.
+fn manifests(dir: &Path) -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            // agents.yaml is agent-profile config that kustomize wraps into a ConfigMap.
+            if !name.ends_with(".yaml") || name == "kustomization.yaml" || name == "agents.yaml" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.extend(documents(&text).into_iter().map(|doc| (path.clone(), doc)));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+use serde::Deserialize;
+
+/// Fields present in `original` that the typed round trip dropped: fields the type doesn't know.
+fn unknown_fields(original: &Value, round_trip: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, round_trip) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                let here = format!("{path}.{key}");
+                match b.get(key) {
+                    Some(other) => unknown_fields(value, other, &here, out),
+                    // An explicit empty value that serializes away is not an unknown field.
+                    None if is_empty(value) => {}
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+fn check_typed<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut unknown = Vec::new();
+    unknown_fields(doc, &back, "", &mut unknown);
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unknown fields {unknown:?}"))
+    }
+}
+
+fn check_document(doc: &Value) -> Result<(), String> {
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    match kind {
+        "Namespace" => check_typed::<Namespace>(doc),
+        "ServiceAccount" => check_typed::<ServiceAccount>(doc),
+        "Secret" => check_typed::<Secret>(doc),
+        "ConfigMap" => check_typed::<ConfigMap>(doc),
+        "Service" => check_typed::<Service>(doc),
+        "Deployment" => check_typed::<Deployment>(doc),
+        "Role" => check_typed::<Role>(doc),
+        "RoleBinding" => check_typed::<RoleBinding>(doc),
+        "ClusterRole" => check_typed::<ClusterRole>(doc),
+        "ClusterRoleBinding" => check_typed::<ClusterRoleBinding>(doc),
+        "CustomResourceDefinition" => check_typed::<CustomResourceDefinition>(doc),
+        // Not a k8s-openapi type (Prometheus Operator CRD): only its shape is checked.
+        "ServiceMonitor" => match doc["spec"]["endpoints"].as_array() {
+            Some(endpoints) if !endpoints.is_empty() => Ok(()),
+            _ => Err("ServiceMonitor without endpoints".into()),
+        },
+        other => Err(format!("kind {other:?} has no check: add it to tests/deploy.rs")),
+    }
+}
+
+#[test]
+fn every_manifest_parses_with_no_unknown_field() {
+    let docs = manifests(&root().join("deploy"));
+    assert!(docs.len() >= 8, "deploy/ holds too few manifests: {}", docs.len());
+    let failures: Vec<String> = docs
+        .iter()
+        .filter_map(|(path, doc)| {
+            check_document(doc)
+                .err()
+                .map(|e| format!("{}: {}: {e}", path.display(), doc["kind"]))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn injected_unknown_field_is_caught() {
+    let mut doc: Value = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": 80, "targetPortt": 8080}]}
+    });
+    let err = check_document(&doc).unwrap_err();
+    assert!(err.contains(".spec.ports[0].targetPortt"), "{err}");
+    doc["spec"]["ports"][0] = serde_json::json!({"port": 80});
+    check_document(&doc).unwrap();
+}
+
+fn kustomize_build() -> Option<Vec<Value>> {
+    let out = Command::new("kubectl")
+        .args(["kustomize", "deploy"])
+        .current_dir(root())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => Some(documents(&String::from_utf8(out.stdout).unwrap())),
+        Ok(out) => panic!(
+            "kubectl kustomize deploy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            eprintln!("skipping: kubectl is not available ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn kustomization_builds_and_every_object_parses() {
+    let Some(docs) = kustomize_build() else { return };
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for wanted in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(kinds.contains(&wanted), "kustomize output lacks a {wanted}: {kinds:?}");
+    }
+    for doc in &docs {
+        check_document(doc).unwrap_or_else(|e| panic!("{}: {e}", doc["kind"]));
+        if doc["kind"] != "Namespace" && doc["kind"] != "CustomResourceDefinition" {
+            assert_eq!(doc["metadata"]["namespace"], "orchestrator", "{}", doc["kind"]);
+        }
+    }
+    // The agent profiles ConfigMap is mounted under the name kustomize generated.
+    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["configMap"]["name"] == cm["metadata"]["name"]),
+        "the Deployment does not mount the generated agents ConfigMap"
+    );
+}
+
+#[test]
+fn crd_in_deploy_is_the_generated_one() {
+    let kustomization = std::fs::read_to_string(root().join("deploy/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("- ../crds"), "deploy/ must include ../crds");
+    let crds = std::fs::read_to_string(root().join("crds/kustomization.yaml")).unwrap();
+    assert!(crds.contains("- taskrun.yaml"));
+    let on_disk = std::fs::read_to_string(root().join("crds/taskrun.yaml")).unwrap();
+    assert_eq!(on_disk, orchestrator::crd::task_run_crd_yaml());
+}
+
+fn deployment() -> Deployment {
+    let docs = manifests(&root().join("deploy"));
+    let doc = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "Deployment")
+        .map(|(_, d)| d.clone())
+        .expect("deploy/ has a Deployment");
+    serde_json::from_value(doc).unwrap()
+}
+
+#[test]
+fn deployment_runs_locked_down() {
+    let deployment = deployment();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("orchestrator"));
+    assert!(pod.termination_grace_period_seconds.unwrap_or(30) >= 30);
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    let container = &pod.containers[0];
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let resources = container.resources.clone().unwrap();
+    assert!(resources.requests.is_some() && resources.limits.is_some());
+    let liveness = container.liveness_probe.clone().unwrap().http_get.unwrap();
+    let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+}
