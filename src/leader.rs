@@ -174,7 +174,8 @@ pub fn spawn_election(
                 }
                 Err(error) => {
                     warn!(%error, lease = %config.name, "could not read or write the leader lease");
-                    let overdue = last_renewed.is_some_and(|t| t.elapsed() >= config.renew_deadline);
+                    let overdue =
+                        last_renewed.is_some_and(|t| t.elapsed() >= config.renew_deadline);
                     if overdue && *tx.borrow() {
                         warn!(identity = %config.identity, "lease not renewed within the renew deadline; stepping down");
                         tx.send_replace(false);
@@ -210,14 +211,19 @@ async fn try_acquire_or_renew(api: &Api<Lease>, config: &LeaseConfig) -> kube::R
         metadata: ObjectMeta {
             name: Some(config.name.clone()),
             namespace: Some(config.namespace.clone()),
-            resource_version: live.as_ref().and_then(|l| l.metadata.resource_version.clone()),
+            resource_version: live
+                .as_ref()
+                .and_then(|l| l.metadata.resource_version.clone()),
             ..ObjectMeta::default()
         },
         spec: Some(held_lease_spec(spec, &decision, config, now)),
     };
     let written = match decision {
         LeaseDecision::Create => api.create(&PostParams::default(), &lease).await,
-        _ => api.replace(&config.name, &PostParams::default(), &lease).await,
+        _ => {
+            api.replace(&config.name, &PostParams::default(), &lease)
+                .await
+        }
     };
     match written {
         Ok(_) => Ok(true),
@@ -280,7 +286,11 @@ mod tests {
             (Some(lease("", 0, 15)), 1, LeaseDecision::TakeOver),
         ];
         for (spec, now, want) in cases {
-            assert_eq!(decide(spec.as_ref(), "me", at(now)), want, "{spec:?} at {now}");
+            assert_eq!(
+                decide(spec.as_ref(), "me", at(now)),
+                want,
+                "{spec:?} at {now}"
+            );
         }
     }
 

@@ -112,14 +112,20 @@ fn check_document(doc: &Value) -> Result<(), String> {
             Some(endpoints) if !endpoints.is_empty() => Ok(()),
             _ => Err("ServiceMonitor without endpoints".into()),
         },
-        other => Err(format!("kind {other:?} has no check: add it to tests/deploy.rs")),
+        other => Err(format!(
+            "kind {other:?} has no check: add it to tests/deploy.rs"
+        )),
     }
 }
 
 #[test]
 fn every_manifest_parses_with_no_unknown_field() {
     let docs = manifests(&root().join("deploy"));
-    assert!(docs.len() >= 8, "deploy/ holds too few manifests: {}", docs.len());
+    assert!(
+        docs.len() >= 8,
+        "deploy/ holds too few manifests: {}",
+        docs.len()
+    );
     let failures: Vec<String> = docs
         .iter()
         .filter_map(|(path, doc)| {
@@ -164,7 +170,9 @@ fn kustomize_build() -> Option<Vec<Value>> {
 
 #[test]
 fn kustomization_builds_and_every_object_parses() {
-    let Some(docs) = kustomize_build() else { return };
+    let Some(docs) = kustomize_build() else {
+        return;
+    };
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     for wanted in [
         "Namespace",
@@ -177,18 +185,27 @@ fn kustomization_builds_and_every_object_parses() {
         "Deployment",
         "Service",
     ] {
-        assert!(kinds.contains(&wanted), "kustomize output lacks a {wanted}: {kinds:?}");
+        assert!(
+            kinds.contains(&wanted),
+            "kustomize output lacks a {wanted}: {kinds:?}"
+        );
     }
     for doc in &docs {
         check_document(doc).unwrap_or_else(|e| panic!("{}: {e}", doc["kind"]));
         if doc["kind"] != "Namespace" && doc["kind"] != "CustomResourceDefinition" {
-            assert_eq!(doc["metadata"]["namespace"], "orchestrator", "{}", doc["kind"]);
+            assert_eq!(
+                doc["metadata"]["namespace"], "orchestrator",
+                "{}",
+                doc["kind"]
+            );
         }
     }
     // The agent profiles ConfigMap is mounted under the name kustomize generated.
     let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
     assert!(
         volumes
             .iter()
@@ -200,7 +217,10 @@ fn kustomization_builds_and_every_object_parses() {
 #[test]
 fn crd_in_deploy_is_the_generated_one() {
     let kustomization = std::fs::read_to_string(root().join("deploy/kustomization.yaml")).unwrap();
-    assert!(kustomization.contains("- ../crds"), "deploy/ must include ../crds");
+    assert!(
+        kustomization.contains("- ../crds"),
+        "deploy/ must include ../crds"
+    );
     let crds = std::fs::read_to_string(root().join("crds/kustomization.yaml")).unwrap();
     assert!(crds.contains("- taskrun.yaml"));
     let on_disk = std::fs::read_to_string(root().join("crds/taskrun.yaml")).unwrap();
@@ -235,4 +255,13 @@ fn deployment_runs_locked_down() {
     let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(liveness.path.as_deref(), Some("/healthz"));
     assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+}
+
+#[test]
+fn agent_profiles_in_deploy_and_example_repo_load() {
+    for file in ["deploy/agents.yaml", "example-repo/agents.yaml"] {
+        let profiles = orchestrator::controller::agents::AgentProfiles::load(&root().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(!profiles.names().is_empty(), "{file} defines no agent");
+    }
 }
