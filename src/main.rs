@@ -23,6 +23,8 @@ enum Command {
     Validate(orchestrator::cli::validate::ValidateArgs),
     /// Print the TaskRuns a repository revision describes (offline: no cluster needed).
     Plan(orchestrator::cli::plan::PlanArgs),
+    /// Serve the HTTP API alone: submit tasks and add context as commits.
+    Api(Box<orchestrator::cli::api::ApiCommand>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Controller(args) => orchestrator::cli::controller::run(args),
         Command::Validate(args) => orchestrator::cli::validate::run(args),
         Command::Plan(args) => orchestrator::cli::plan::run(args),
+        Command::Api(command) => orchestrator::cli::api::run(*command),
     }
 }

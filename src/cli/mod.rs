@@ -1,5 +1,6 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
+pub mod api;
 pub mod controller;
 pub mod plan;
 pub mod source_args;

@@ -1,0 +1,108 @@
+//! The API's request and answer bodies: JSON in, typed values out (and back).
+
+use crate::crd::TaskRun;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/v1/tasks`: the sketch's PmTaskRequest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PmTaskRequest {
+    /// The task id: the numeric prefix of the new folder and the `task-<id>` TaskRun name.
+    pub id: i64,
+    /// A DNS-1123 label (lowercase letters, digits, '-').
+    pub service_name: String,
+    /// One of the agent profiles the controller knows.
+    pub agent_name: String,
+    /// At least one; each becomes `<folder>/<filename>`.
+    pub markdown_files: Vec<MarkdownFileRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkdownFileRequest {
+    /// A plain file name ending in `.md`: letters, digits, '.', '_', '-'; no '/'.
+    pub filename: String,
+    pub content: String,
+}
+
+/// `POST /api/v1/tasks/{id}/context`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddContextRequest {
+    /// The markdown to add as `context-v<N>.md`.
+    pub additional_context: String,
+    /// N in `context-v<N>.md`; larger than every existing context file of the task. Omitted: the
+    /// next number.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+/// `data` of a 201 from a write: where the change landed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenData {
+    /// The TaskRun the sync will create or update (`task-<id>`).
+    pub name: String,
+    pub namespace: String,
+    /// The full id of the commit that holds the change.
+    pub commit: String,
+    /// The task folder's path in the repository.
+    pub folder: String,
+    /// The files the commit added, relative to the folder.
+    pub files: Vec<String>,
+    /// Whether the commit was pushed to the remote (false when the repository has none).
+    pub pushed: bool,
+    /// For added context: N of `context-v<N>.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_file_version: Option<u32>,
+}
+
+/// One TaskRun as `GET /api/v1/tasks` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSummary {
+    pub name: String,
+    pub namespace: String,
+    pub task_id: i64,
+    pub service_name: String,
+    pub agent_name: String,
+    pub context_version: i64,
+    pub content_digest: String,
+    pub source_path: String,
+    /// Pending, Running, Succeeded or Failed; absent until the controller has seen it.
+    pub phase: Option<String>,
+    pub job_name: Option<String>,
+    pub message: Option<String>,
+    pub attempts: i32,
+    pub last_updated: Option<String>,
+    /// The file names of the task's markdown, sorted.
+    pub files: Vec<String>,
+}
+
+impl TaskSummary {
+    pub fn of(task_run: &TaskRun) -> Self {
+        let status = task_run.status.clone().unwrap_or_default();
+        let spec = &task_run.spec;
+        TaskSummary {
+            name: task_run.metadata.name.clone().unwrap_or_default(),
+            namespace: task_run.metadata.namespace.clone().unwrap_or_default(),
+            task_id: spec.task_id,
+            service_name: spec.service_name.clone(),
+            agent_name: spec.agent_name.clone(),
+            context_version: spec.context_version,
+            content_digest: spec.content_digest.clone(),
+            source_path: spec.source_path.clone(),
+            phase: status.phase.map(|p| p.as_str().to_string()),
+            job_name: status.job_name,
+            message: status.message,
+            attempts: status.attempts,
+            last_updated: status.last_updated,
+            files: spec
+                .markdown_files
+                .iter()
+                .map(|f| f.filename.clone())
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! `GET /api/v1/status[/{rev}]` and the badge: the latest sync report and the TaskRun cache in,
+//! the sync and health of a revision out (JSON or SVG).
+
+use crate::api::badge::render_badge;
+use crate::api::error::{Answer, ApiError, ApiResponse};
+use crate::api::state::AppState;
+use crate::crd::{TaskPhase, TaskRun};
+use crate::health::{Health, SyncStatus, health_of};
+use crate::source::snapshot::Revision;
+use crate::sync::report::SyncReport;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kube::runtime::reflector::ObjectRef;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The sync and health of one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    /// `<branch>@sha1:<commit>`; absent before the first sync.
+    pub revision: Option<String>,
+    /// Synced, OutOfSync or Unknown.
+    pub sync: String,
+    /// Healthy, Progressing, Degraded or Missing.
+    pub health: String,
+    /// The last revision applied without errors.
+    pub applied_revision: Option<String>,
+    pub synced_at: Option<String>,
+    pub tasks: Vec<TaskState>,
+    /// Folders that did not parse, with how to fix them.
+    pub folder_errors: Vec<String>,
+    /// Writes that failed, as `<name>: <message>`.
+    pub apply_errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskState {
+    pub task_id: i64,
+    pub name: String,
+    pub context_version: i64,
+    /// The TaskRun's phase; absent when it has none yet (health Missing).
+    pub phase: Option<String>,
+}
+
+/// The view of `report`, with each task's phase looked up by TaskRun name. A TaskRun whose status
+/// still describes an older content version counts as Pending.
+pub fn status_view(
+    report: Option<&SyncReport>,
+    live: impl Fn(&str) -> Option<(i64, Option<TaskPhase>, Option<i64>)>,
+) -> StatusView {
+    let Some(report) = report else {
+        return StatusView {
+            revision: None,
+            sync: SyncStatus::Unknown.to_string(),
+            health: Health::Missing.to_string(),
+            applied_revision: None,
+            synced_at: None,
+            tasks: Vec::new(),
+            folder_errors: Vec::new(),
+            apply_errors: Vec::new(),
+        };
+    };
+    let tasks: Vec<(TaskState, Option<TaskPhase>)> = report
+        .tasks
+        .iter()
+        .map(|t| {
+            let phase = live(&t.name).and_then(|(_, phase, status_version)| match status_version {
+                Some(v) if v < t.context_version => Some(TaskPhase::Pending),
+                _ => phase,
+            });
+            (
+                TaskState {
+                    task_id: t.task_id,
+                    name: t.name.clone(),
+                    context_version: t.context_version,
+                    phase: phase.map(|p| p.to_string()),
+                },
+                phase,
+            )
+        })
+        .collect();
+    StatusView {
+        revision: Some(report.revision.to_string()),
+        sync: report.status.to_string(),
+        health: health_of(tasks.iter().map(|(_, p)| *p)).to_string(),
+        applied_revision: report.applied_revision.as_ref().map(Revision::to_string),
+        synced_at: Some(report.synced_at.clone()),
+        tasks: tasks.into_iter().map(|(t, _)| t).collect(),
+        folder_errors: report.folder_errors.iter().map(|e| e.to_string()).collect(),
+        apply_errors: report
+            .apply_errors
+            .iter()
+            .map(|e| format!("{}: {}", e.name, e.message))
+            .collect(),
+    }
+}
+
+/// Whether `query` names `revision`: the full `<branch>@sha1:<commit>`, the branch, or a commit
+/// id prefix of at least 7 hex digits.
+pub fn revision_matches(query: &str, revision: &Revision) -> bool {
+    let query = query.trim();
+    let commit = query.rsplit_once("@sha1:").map_or(query, |(_, c)| c);
+    query == revision.to_string()
+        || query == revision.branch
+        || (commit.len() >= 7
+            && commit.len() <= 40
+            && commit.bytes().all(|b| b.is_ascii_hexdigit())
+            && revision.commit.starts_with(&commit.to_ascii_lowercase()))
+}
+
+fn current_view(state: &AppState) -> StatusView {
+    let report = state.reports.borrow().clone();
+    status_view(report.as_ref(), |name| live_task(state, name))
+}
+
+fn live_task(state: &AppState, name: &str) -> Option<(i64, Option<TaskPhase>, Option<i64>)> {
+    let tr: std::sync::Arc<TaskRun> = state
+        .task_runs
+        .get(&ObjectRef::<TaskRun>::new(name).within(&state.namespace))?;
+    let status = tr.status.as_ref();
+    Some((
+        tr.spec.context_version,
+        status.and_then(|s| s.phase),
+        status.and_then(|s| s.context_version),
+    ))
+}
+
+/// The sync and health of the latest synced revision.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "status",
+    responses((status = 200, description = "data is a StatusView", body = ApiResponse))
+)]
+pub async fn get_status(State(state): State<AppState>) -> Answer {
+    let view = current_view(&state);
+    Answer(StatusCode::OK, view_response(view))
+}
+
+/// The sync and health of one revision (full revision, branch, or commit prefix). This server
+/// keeps the latest sync in memory; older revisions are in the git notes
+/// (`git log --notes=orchestrator`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/{rev}",
+    tag = "status",
+    params(("rev" = String, Path, description = "`main@sha1:<commit>`, `main`, or a commit prefix")),
+    responses(
+        (status = 200, description = "data is a StatusView", body = ApiResponse),
+        (status = 404, description = "No sync state known for the revision", body = ApiResponse),
+    )
+)]
+pub async fn get_revision_status(
+    State(state): State<AppState>,
+    Path(rev): Path<String>,
+) -> Result<Answer, ApiError> {
+    let report = state.reports.borrow().clone();
+    match report.as_ref() {
+        Some(r) if revision_matches(&rev, &r.revision) => Ok(Answer(
+            StatusCode::OK,
+            view_response(status_view(Some(r), |name| live_task(&state, name))),
+        )),
+        Some(r) => Err(ApiError::NotFound(format!(
+            "no sync state for revision {rev:?} in this server: the latest sync was {}; older \
+             revisions carry their state as git notes (`git log --notes=orchestrator`)",
+            r.revision
+        ))),
+        None => Err(ApiError::NotFound(format!(
+            "no sync state for revision {rev:?}: no sync has finished yet"
+        ))),
+    }
+}
+
+/// An SVG badge of the latest sync and health, for READMEs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status/badge.svg",
+    tag = "status",
+    responses((status = 200, description = "image/svg+xml", content_type = "image/svg+xml", body = String))
+)]
+pub async fn badge(State(state): State<AppState>) -> Response {
+    let view = current_view(&state);
+    let sync = parse_sync(&view.sync);
+    let health = parse_health(&view.health);
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-cache, max-age=0"),
+        ],
+        render_badge(sync, health),
+    )
+        .into_response()
+}
+
+fn view_response(view: StatusView) -> ApiResponse {
+    let message = match &view.revision {
+        Some(rev) => format!("{rev} is {} and {}", view.sync, view.health),
+        None => "no sync has finished yet".to_string(),
+    };
+    ApiResponse::ok(message, serde_json::to_value(view).ok())
+}
+
+fn parse_sync(s: &str) -> SyncStatus {
+    [SyncStatus::Synced, SyncStatus::OutOfSync]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .unwrap_or(SyncStatus::Unknown)
+}
+
+fn parse_health(s: &str) -> Health {
+    [Health::Healthy, Health::Progressing, Health::Degraded]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .unwrap_or(Health::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::report::SyncedTask;
+
+    fn revision() -> Revision {
+        Revision {
+            branch: "main".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        }
+    }
+
+    fn report(tasks: &[(i64, i64)]) -> SyncReport {
+        SyncReport {
+            revision: revision(),
+            status: SyncStatus::Synced,
+            applied_revision: Some(revision()),
+            tasks: tasks
+                .iter()
+                .map(|(id, v)| SyncedTask {
+                    task_id: *id,
+                    name: format!("task-{id}"),
+                    context_version: *v,
+                    digest: "sha256:x".into(),
+                    path: format!("tasks/{id}-web"),
+                })
+                .collect(),
+            folder_errors: vec![],
+            apply_errors: vec![],
+            created: 0,
+            updated: 0,
+            pruned: 0,
+            unchanged: 0,
+            synced_at: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn health_comes_from_the_live_phases() {
+        let r = report(&[(1, 1), (2, 3)]);
+        let view = status_view(Some(&r), |name| match name {
+            "task-1" => Some((1, Some(TaskPhase::Succeeded), Some(1))),
+            "task-2" => Some((3, Some(TaskPhase::Succeeded), Some(3))),
+            _ => None,
+        });
+        assert_eq!(
+            (view.sync.as_str(), view.health.as_str()),
+            ("Synced", "Healthy")
+        );
+        let view = status_view(Some(&r), |name| match name {
+            "task-1" => Some((1, Some(TaskPhase::Succeeded), Some(1))),
+            // Status still about version 2: the new content has not run yet.
+            "task-2" => Some((3, Some(TaskPhase::Succeeded), Some(2))),
+            _ => None,
+        });
+        assert_eq!(view.health, "Progressing");
+        assert_eq!(view.tasks[1].phase.as_deref(), Some("Pending"));
+        let view = status_view(Some(&r), |_| None);
+        assert_eq!(view.health, "Missing");
+        let view = status_view(None, |_| None);
+        assert_eq!((view.sync.as_str(), view.revision), ("Unknown", None));
+    }
+
+    #[test]
+    fn revisions_match_by_full_name_branch_or_prefix() {
+        let rev = revision();
+        for (query, matches) in [
+            ("main@sha1:0123456789abcdef0123456789abcdef01234567", true),
+            ("main", true),
+            ("0123456", true),
+            ("0123456789ABCDEF", true),
+            ("012345", false),
+            ("1234567", false),
+            ("dev", false),
+        ] {
+            assert_eq!(revision_matches(query, &rev), matches, "{query}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! What the API serves from, as plain inputs: the repository writer, the TaskRun cache, the
+//! latest sync report, a sync trigger, readiness checks, a metrics renderer and the secrets.
+
+use super::auth::{ApiToken, WebhookSecret};
+use super::commit::RepoWriter;
+use crate::crd::TaskRun;
+use crate::sync::report::SyncReport;
+use kube::runtime::reflector::Store;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Asks the sync for an immediate fetch and sync (the sync's `SyncTrigger`, wrapped).
+pub type TriggerSync = Arc<dyn Fn() + Send + Sync>;
+/// Renders the Prometheus registry as OpenMetrics text.
+pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+/// One readiness condition, asked on every `/readyz`.
+pub type ReadyCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Default largest request body: a task's markdown limit plus room for JSON escaping.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The namespace of TaskRuns when none is given (the sketch's).
+pub const DEFAULT_NAMESPACE: &str = "orchestrator";
+
+/// Named readiness checks; `/readyz` is 200 when every one holds.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(String, ReadyCheck)>,
+}
+
+impl Readiness {
+    pub fn with(mut self, name: impl Into<String>, check: ReadyCheck) -> Self {
+        self.checks.push((name.into(), check));
+        self
+    }
+
+    /// A check that turns true once the reflector behind `store` has listed everything.
+    /// Spawns a task, so call it inside a Tokio runtime.
+    pub fn with_store_synced(self, name: impl Into<String>, store: &Store<TaskRun>) -> Self {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (set, store) = (flag.clone(), store.clone());
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                set.store(true, Ordering::Relaxed);
+            }
+        });
+        self.with(name, Arc::new(move || flag.load(Ordering::Relaxed)))
+    }
+
+    /// Each check by name with its current answer.
+    pub fn evaluate(&self) -> Vec<(String, bool)> {
+        self.checks
+            .iter()
+            .map(|(name, check)| (name.clone(), check()))
+            .collect()
+    }
+}
+
+/// Everything the router needs. Cloning is cheap (all shared).
+#[derive(Clone)]
+pub struct AppState {
+    pub writer: RepoWriter,
+    /// A reflector cache of TaskRuns (`kube::runtime::reflector`), read by `GET /tasks`.
+    pub task_runs: Store<TaskRun>,
+    /// The namespace TaskRuns live in.
+    pub namespace: String,
+    /// The latest sync report, `None` until the first sync.
+    pub reports: watch::Receiver<Option<SyncReport>>,
+    pub trigger: TriggerSync,
+    pub readiness: Readiness,
+    pub metrics: RenderMetrics,
+    /// `None`: write endpoints answer 401 to everyone.
+    pub token: Option<ApiToken>,
+    /// `None`: the webhook answers 403.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// `None`: every agent name is accepted.
+    pub known_agents: Option<Arc<Vec<String>>>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    /// A state with no sync behind it: the trigger only logs, there is no report, no check,
+    /// no metric. Set the fields that the caller has.
+    pub fn new(writer: RepoWriter, task_runs: Store<TaskRun>) -> Self {
+        let (_, reports) = watch::channel(None);
+        AppState {
+            writer,
+            task_runs,
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            reports,
+            trigger: Arc::new(|| tracing::debug!("no sync in this process to trigger")),
+            readiness: Readiness::default(),
+            metrics: Arc::new(String::new),
+            token: None,
+            webhook_secret: None,
+            known_agents: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}

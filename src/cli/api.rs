@@ -1,0 +1,207 @@
+//! `orchestrator api`: flags in, the HTTP API served alone (commits go to Git; a separate
+//! `orchestrator run` syncs them) until SIGINT or SIGTERM.
+
+use crate::api::auth::{ApiToken, TOKEN_ENV, WEBHOOK_SECRET_ENV, WebhookSecret, load_secret};
+use crate::api::state::{DEFAULT_BODY_LIMIT, DEFAULT_NAMESPACE};
+use crate::api::{AppState, DEFAULT_ADDR, Person, Readiness, RepoWriter, WriterConfig};
+use crate::crd::TaskRun;
+use anyhow::Context;
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The API's flags, shared by `orchestrator api` and `orchestrator run` (flatten them).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// Address the API listens on; loopback unless told otherwise.
+    #[arg(long = "api-addr", default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+    /// File whose first line is the bearer token of write endpoints (else ORCHESTRATOR_API_TOKEN).
+    /// Without a token the API accepts no writes.
+    #[arg(long = "api-token-file")]
+    pub token_file: Option<PathBuf>,
+    /// File whose first line is the push-webhook secret (else ORCHESTRATOR_WEBHOOK_SECRET).
+    #[arg(long = "webhook-secret-file")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Author of the API's commits, `Name <email>`.
+    #[arg(long = "commit-author", value_parser = parse_person,
+          default_value = "orchestrator-api <orchestrator-api@localhost>")]
+    pub author: Person,
+    /// Committer of the API's commits, `Name <email>`; the author when left out.
+    #[arg(long = "commit-committer", value_parser = parse_person)]
+    pub committer: Option<Person>,
+    /// Agent names a submitted task may use, comma-separated; any when left out.
+    #[arg(long = "agents", value_delimiter = ',')]
+    pub agents: Vec<String>,
+    /// Largest request body in bytes (413 above it).
+    #[arg(long = "api-body-limit", default_value_t = DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Longest time a request may take, in seconds.
+    #[arg(long = "api-request-timeout", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+impl ApiArgs {
+    /// The commit identity and the branch and path to write to.
+    pub fn writer_config(&self, branch: &str, path: &str) -> WriterConfig {
+        let mut config = WriterConfig::new(branch, path);
+        config.author = self.author.clone();
+        config.committer = self
+            .committer
+            .clone()
+            .unwrap_or_else(|| self.author.clone());
+        config
+    }
+
+    /// Sets the token, webhook secret, agents and limits on `state`.
+    pub fn configure(&self, mut state: AppState) -> anyhow::Result<AppState> {
+        let token = load_secret(self.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
+            .context("loading the API token")?;
+        if token.is_none() {
+            warn!(
+                "no API token configured: write endpoints answer 401 (set --api-token-file or {TOKEN_ENV})"
+            );
+        }
+        state.token = token.as_deref().map(ApiToken::new);
+        let secret = load_secret(
+            self.webhook_secret_file.as_deref(),
+            std::env::var(WEBHOOK_SECRET_ENV).ok(),
+        )
+        .context("loading the webhook secret")?;
+        state.webhook_secret = secret.as_deref().map(WebhookSecret::new);
+        state.known_agents = (!self.agents.is_empty()).then(|| Arc::new(self.agents.clone()));
+        state.body_limit = self.body_limit;
+        state.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        Ok(state)
+    }
+}
+
+fn parse_person(raw: &str) -> Result<Person, String> {
+    Person::parse(raw).ok_or_else(|| format!("{raw:?} is not `Name <email>`"))
+}
+
+/// `orchestrator api`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiCommand {
+    /// The task repository: a local path, or a URL (https://, ssh://, file://) that the API
+    /// clones into --clone-dir and pushes to.
+    #[arg(long)]
+    pub repo: String,
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The folder inside the repository that holds the task folders.
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// Namespace of the TaskRuns (for 409 checks and GET /tasks).
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Where the API keeps its bare clone of a remote --repo.
+    #[arg(long)]
+    pub clone_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+pub fn run(command: ApiCommand) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(run_async(command))
+}
+
+async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
+    let config = command.api.writer_config(&command.branch, &command.path);
+    let writer = open_writer(&command, config)?;
+    let (store, store_writer) = reflector::store::<TaskRun>();
+    let cluster_up = Arc::new(AtomicBool::new(false));
+    match kube::Client::try_default().await {
+        Ok(client) => {
+            let api = kube::Api::<TaskRun>::namespaced(client.clone(), &command.namespace);
+            let stream = reflector(store_writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects();
+            tokio::spawn(stream.for_each(|_| std::future::ready(())));
+            tokio::spawn(probe_cluster(client, cluster_up.clone()));
+        }
+        Err(e) => warn!(error = %e, "no Kubernetes cluster: GET /api/v1/tasks stays empty"),
+    }
+    let source_ok = Arc::new(AtomicBool::new(false));
+    {
+        let (writer, ok) = (writer.clone(), source_ok.clone());
+        tokio::spawn(async move {
+            match writer.probe().await {
+                Ok(tip) => {
+                    info!(
+                        tip = tip.as_deref().unwrap_or("(no commit yet)"),
+                        "repository readable"
+                    );
+                    ok.store(true, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    warn!(error = %crate::api::routes::redact(&e.to_string()), "repository not reachable")
+                }
+            }
+        });
+    }
+    let (source, cluster) = (source_ok.clone(), cluster_up.clone());
+    let mut state = AppState::new(writer, store.clone());
+    state.namespace = command.namespace.clone();
+    state.readiness = Readiness::default()
+        .with("source", Arc::new(move || source.load(Ordering::Relaxed)))
+        .with("cluster", Arc::new(move || cluster.load(Ordering::Relaxed)))
+        .with_store_synced("caches", &store);
+    let state = command.api.configure(state)?;
+    crate::api::serve(command.api.addr, state, shutdown_signal())
+        .await
+        .context("serving the API")
+}
+
+fn open_writer(command: &ApiCommand, config: WriterConfig) -> anyhow::Result<RepoWriter> {
+    let local = Path::new(&command.repo);
+    if local.exists() {
+        return RepoWriter::open(local, config).context("opening --repo");
+    }
+    let dir = command.clone_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "orchestrator-api-{}",
+            crate::names::short_hash(&command.repo, 12)
+        ))
+    });
+    RepoWriter::for_remote(&command.repo, &dir, config).context("preparing the clone of --repo")
+}
+
+async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
+    loop {
+        let ok = client.apiserver_version().await.is_ok();
+        up.store(ok, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    info!("shutting down the API");
+}
