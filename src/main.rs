@@ -25,6 +25,8 @@ enum Command {
     Plan(orchestrator::cli::plan::PlanArgs),
     /// Serve the HTTP API alone: submit tasks and add context as commits.
     Api(Box<orchestrator::cli::api::ApiCommand>),
+    /// Run the embedded Kubernetes API server on 127.0.0.1 and write a kubeconfig.
+    Apiserver(orchestrator::cli::apiserver::ApiServerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Command::Validate(args) => orchestrator::cli::validate::run(args),
         Command::Plan(args) => orchestrator::cli::plan::run(args),
         Command::Api(command) => orchestrator::cli::api::run(*command),
+        Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
 pub mod api;
+pub mod apiserver;
 pub mod controller;
 pub mod plan;
 pub mod source_args;

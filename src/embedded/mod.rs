@@ -1,4 +1,34 @@
 //! A Kubernetes API server on loopback and a local Job runner, for running without a cluster.
+//!
+//! [`ApiServer::start`] serves the part of the Kubernetes API that orchestrator, kube-rs and
+//! kubectl use (discovery, CRDs, CRUD, watch, status subresource, patches and server-side
+//! apply, finalizers, garbage collection) over HTTPS on 127.0.0.1, with a generated CA and a
+//! bearer token; [`RunningApiServer`] hands out kube clients and a kubeconfig.
 
+mod discovery;
+mod error;
+mod gc;
+mod handler;
+mod merge_schema;
+mod meta;
+mod objects;
+mod openapi;
 pub mod patch;
+mod persist;
+mod registry;
+mod resources;
+mod router;
 pub mod runner;
+mod schema;
+mod selector;
+mod server;
+mod stats;
+mod status;
+mod store;
+mod table;
+mod tls;
+mod watch;
+
+pub use error::EmbeddedError;
+pub use server::{ApiServer, ApiServerConfig, RunningApiServer};
+pub use stats::RequestStats;

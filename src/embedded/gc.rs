@@ -1,0 +1,247 @@
+//! The garbage collector and namespace controller: the store's state in, the deletions and
+//! owner-reference removals that ownerReferences, propagation finalizers and terminating
+//! namespaces call for out ([`plan`] is pure); [`run`] carries them out after each change.
+
+use super::meta::{self, str_at};
+use super::objects::{self, DeleteOpts, NAMESPACE_KEY, Propagation, WriteCtx};
+use super::store::{Inner, ObjKey, Store, obj_key};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub const FOREGROUND: &str = "foregroundDeletion";
+pub const ORPHAN: &str = "orphan";
+const MANAGER: &str = "garbage-collector";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Delete a dependent (all its owners are gone or being deleted in the foreground).
+    Delete {
+        key: String,
+        obj: ObjKey,
+        propagation: Propagation,
+    },
+    /// Drop owner references to owners that are gone or orphaning.
+    DropOwners {
+        key: String,
+        obj: ObjKey,
+        uids: Vec<String>,
+    },
+    /// An owner's dependents are handled: remove its propagation finalizer.
+    DropFinalizer {
+        key: String,
+        obj: ObjKey,
+        finalizer: &'static str,
+    },
+    /// A terminating namespace is empty: remove it.
+    FinishNamespace { name: String },
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the collector should do now. Pure over the store's state.
+pub fn plan(inner: &Inner) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut referenced: HashSet<String> = HashSet::new();
+    let mut owners_state: HashMap<String, Option<Arc<Value>>> = HashMap::new();
+    for (key, obj) in inner.all_objects() {
+        let uids = owner_uids(obj);
+        if uids.is_empty() {
+            continue;
+        }
+        referenced.extend(uids.iter().cloned());
+        let mut dropped = Vec::new();
+        let (mut live, mut orphaning, mut foreground, mut absent) = (0, 0, 0, 0);
+        for uid in &uids {
+            let owner = owners_state
+                .entry(uid.clone())
+                .or_insert_with(|| inner.by_uid(uid).map(|(_, o)| o.clone()))
+                .clone();
+            let deleting_with = |o: &Value, f: &str| {
+                meta::is_deleting(o) && meta::finalizers(o).iter().any(|x| x == f)
+            };
+            match owner {
+                None => {
+                    absent += 1;
+                    dropped.push(uid.clone());
+                }
+                Some(o) if deleting_with(&o, ORPHAN) => {
+                    orphaning += 1;
+                    dropped.push(uid.clone());
+                }
+                Some(o) if deleting_with(&o, FOREGROUND) => foreground += 1,
+                Some(_) => live += 1,
+            }
+        }
+        if meta::is_deleting(obj) {
+            continue;
+        }
+        if live == 0 && orphaning == 0 && (absent > 0 || foreground > 0) {
+            actions.push(Action::Delete {
+                key: key.clone(),
+                obj: obj_key(obj),
+                propagation: if foreground > 0 {
+                    Propagation::Foreground
+                } else {
+                    Propagation::Background
+                },
+            });
+        } else if !dropped.is_empty() {
+            actions.push(Action::DropOwners {
+                key: key.clone(),
+                obj: obj_key(obj),
+                uids: dropped,
+            });
+        }
+    }
+    for (key, obj) in inner.all_objects() {
+        if !meta::is_deleting(obj) {
+            continue;
+        }
+        let uid = str_at(obj, "/metadata/uid").unwrap_or("");
+        let finalizers = meta::finalizers(obj);
+        for f in [FOREGROUND, ORPHAN] {
+            if finalizers.iter().any(|x| x == f) && !referenced.contains(uid) {
+                actions.push(Action::DropFinalizer {
+                    key: key.clone(),
+                    obj: obj_key(obj),
+                    finalizer: f,
+                });
+            }
+        }
+        if key == NAMESPACE_KEY {
+            let ns = meta::name(obj).to_string();
+            let mut empty = true;
+            for (k, o) in inner.all_objects() {
+                if str_at(o, "/metadata/namespace") == Some(ns.as_str()) && k != NAMESPACE_KEY {
+                    empty = false;
+                    if !meta::is_deleting(o) {
+                        actions.push(Action::Delete {
+                            key: k.clone(),
+                            obj: obj_key(o),
+                            propagation: Propagation::Background,
+                        });
+                    }
+                }
+            }
+            if empty {
+                actions.push(Action::FinishNamespace { name: ns });
+            }
+        }
+    }
+    actions
+}
+
+fn apply(inner: &mut Inner, action: &Action, now: &str) {
+    let ctx = WriteCtx {
+        manager: MANAGER,
+        now,
+        dry_run: false,
+    };
+    // Each action re-reads the object; one that changed meanwhile is handled on the next pass.
+    let result = match action {
+        Action::Delete {
+            key,
+            obj: (ns, name),
+            propagation,
+        } => {
+            let opts = DeleteOpts {
+                propagation: Some(*propagation),
+                ..Default::default()
+            };
+            objects::delete(inner, key, ns, name, &opts, now).map(|_| ())
+        }
+        Action::DropOwners {
+            key,
+            obj: (ns, name),
+            uids,
+        } => {
+            let (Some(info), Some(old)) = (
+                inner.registry.by_storage_key(key),
+                inner.get(key, ns, name).cloned(),
+            ) else {
+                return;
+            };
+            let mut next = (*old).clone();
+            if let Some(refs) = next["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|r| {
+                    !r["uid"]
+                        .as_str()
+                        .is_some_and(|u| uids.iter().any(|x| x == u))
+                });
+                if refs.is_empty()
+                    && let Some(m) = next["metadata"].as_object_mut()
+                {
+                    m.remove("ownerReferences");
+                }
+            }
+            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
+        }
+        Action::DropFinalizer {
+            key,
+            obj: (ns, name),
+            finalizer,
+        } => {
+            let (Some(info), Some(old)) = (
+                inner.registry.by_storage_key(key),
+                inner.get(key, ns, name).cloned(),
+            ) else {
+                return;
+            };
+            let mut next = (*old).clone();
+            let kept: Vec<String> = meta::finalizers(&old)
+                .into_iter()
+                .filter(|f| f != finalizer)
+                .collect();
+            meta::set_finalizers(&mut next, &kept);
+            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
+        }
+        Action::FinishNamespace { name } => {
+            let (Some(info), Some(old)) = (
+                inner.registry.by_storage_key(NAMESPACE_KEY),
+                inner.get(NAMESPACE_KEY, "", name).cloned(),
+            ) else {
+                return;
+            };
+            let mut next = (*old).clone();
+            next["spec"]["finalizers"] = json!([]);
+            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(?action, error = %e, "garbage collector step skipped");
+    }
+}
+
+/// One pass: plan and apply; true when something was done.
+pub fn collect(store: &Store) -> bool {
+    let mut inner = store.lock();
+    let actions = plan(&inner);
+    let now = meta::now();
+    for a in &actions {
+        apply(&mut inner, a, &now);
+    }
+    !actions.is_empty()
+}
+
+/// Runs the collector after every relevant change until the task is aborted.
+pub async fn run(store: Arc<Store>) {
+    loop {
+        store.dirty.notified().await;
+        // Bounded: a pass whose actions all fail must not spin.
+        for _ in 0..16 {
+            if !collect(&store) {
+                break;
+            }
+        }
+    }
+}

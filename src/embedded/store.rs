@@ -1,0 +1,291 @@
+//! The object store: JSON objects by resource, namespace and name, one global resourceVersion
+//! counter, a bounded event history for watches, and optional SQLite durability.
+
+use super::error::EmbeddedError;
+use super::persist::Db;
+use super::registry::Registry;
+use super::status::ApiError;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, broadcast};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, in resourceVersion order.
+#[derive(Debug)]
+pub struct WatchEvent {
+    pub rv: u64,
+    /// Storage key of the resource (`configmaps`, `jobs.batch`).
+    pub key: String,
+    pub event_type: EventType,
+    pub object: Arc<Value>,
+    /// The object before this change (for MODIFIED), so watches with selectors can turn a
+    /// change into ADDED or DELETED as an object starts or stops matching.
+    pub prev: Option<Arc<Value>>,
+}
+
+/// (namespace, name); the namespace is empty for cluster-scoped objects.
+pub type ObjKey = (String, String);
+
+pub struct Inner {
+    rv: u64,
+    objects: HashMap<String, BTreeMap<ObjKey, Arc<Value>>>,
+    /// uid → (storage key, object key), for owner lookups.
+    uids: HashMap<String, (String, ObjKey)>,
+    history: VecDeque<Arc<WatchEvent>>,
+    history_cap: usize,
+    /// Watches from a resourceVersion below this are answered 410 Expired.
+    compacted: u64,
+    pub registry: Registry,
+    db: Option<Db>,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+    dirty: Arc<Notify>,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// Woken after every write; the garbage collector waits on it.
+    pub dirty: Arc<Notify>,
+}
+
+/// The object key of a JSON object.
+pub fn obj_key(obj: &Value) -> ObjKey {
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+impl Store {
+    pub fn new(history_cap: usize, db: Option<Db>) -> Result<Self, EmbeddedError> {
+        let (tx, _) = broadcast::channel(16_384);
+        let dirty = Arc::new(Notify::new());
+        let mut inner = Inner {
+            rv: 0,
+            objects: HashMap::new(),
+            uids: HashMap::new(),
+            history: VecDeque::new(),
+            history_cap: history_cap.max(1),
+            compacted: 0,
+            registry: Registry::default(),
+            db: None,
+            tx: tx.clone(),
+            dirty: dirty.clone(),
+        };
+        if let Some(db) = db {
+            let (rv, stored) = db.load()?;
+            for o in stored {
+                if o.key == "customresourcedefinitions.apiextensions.k8s.io" {
+                    inner.registry.register_crd(&o.object);
+                }
+                if let Some(uid) = o.object.pointer("/metadata/uid").and_then(Value::as_str) {
+                    inner.uids.insert(
+                        uid.to_string(),
+                        (o.key.clone(), (o.namespace.clone(), o.name.clone())),
+                    );
+                }
+                inner
+                    .objects
+                    .entry(o.key)
+                    .or_default()
+                    .insert((o.namespace, o.name), Arc::new(o.object));
+            }
+            inner.rv = rv;
+            // Nothing before a restart is in the history: older watches must relist.
+            inner.compacted = rv;
+            inner.db = Some(db);
+        }
+        Ok(Store {
+            inner: Mutex::new(inner),
+            tx,
+            dirty,
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves maps consistent (each write is one insert), so a
+        // poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.tx.subscribe()
+    }
+}
+
+impl Inner {
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn compacted(&self) -> u64 {
+        self.compacted
+    }
+
+    pub fn get(&self, key: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Objects of one resource, in (namespace, name) order; `ns` narrows to one namespace.
+    pub fn list<'a>(
+        &'a self,
+        key: &str,
+        ns: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+        match self.objects.get(key) {
+            None => Box::new(std::iter::empty()),
+            Some(map) => match ns {
+                None => Box::new(map.values()),
+                Some(ns) => Box::new(
+                    map.range((ns.to_string(), String::new())..)
+                        .take_while(move |((n, _), _)| n == ns)
+                        .map(|(_, v)| v),
+                ),
+            },
+        }
+    }
+
+    /// Every (storage key, object) pair, for the garbage collector.
+    pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Arc<Value>)> {
+        self.objects
+            .iter()
+            .flat_map(|(k, m)| m.values().map(move |v| (k, v)))
+    }
+
+    pub fn by_uid(&self, uid: &str) -> Option<(&str, &Arc<Value>)> {
+        let (key, (ns, name)) = self.uids.get(uid)?;
+        self.get(key, ns, name).map(|o| (key.as_str(), o))
+    }
+
+    /// History events after `rv` for one resource; `Err` when `rv` is older than the history.
+    pub fn events_since(&self, key: &str, rv: u64) -> Result<Vec<Arc<WatchEvent>>, ApiError> {
+        if rv < self.compacted {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {rv} ({})",
+                self.compacted
+            )));
+        }
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        Ok(self
+            .history
+            .range(start..)
+            .filter(|e| e.key == key)
+            .cloned()
+            .collect())
+    }
+
+    /// Stores `obj` with the next resourceVersion and tells watchers.
+    pub fn put(
+        &mut self,
+        key: &str,
+        mut obj: Value,
+        event_type: EventType,
+    ) -> Result<Arc<Value>, ApiError> {
+        let rv = self.rv + 1;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let (ns, name) = obj_key(&obj);
+        if let Some(db) = &self.db {
+            db.put(key, &ns, &name, rv, &obj)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        self.rv = rv;
+        let obj = Arc::new(obj);
+        let prev = self.get(key, &ns, &name).cloned();
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
+            self.uids.insert(
+                uid.to_string(),
+                (key.to_string(), (ns.clone(), name.clone())),
+            );
+        }
+        self.objects
+            .entry(key.to_string())
+            .or_default()
+            .insert((ns, name), obj.clone());
+        self.record(key, event_type, obj.clone(), prev);
+        Ok(obj)
+    }
+
+    /// Removes an object with the next resourceVersion; the DELETED event carries it.
+    pub fn remove(
+        &mut self,
+        key: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Value>>, ApiError> {
+        let Some(old) = self.get(key, ns, name).cloned() else {
+            return Ok(None);
+        };
+        let rv = self.rv + 1;
+        if let Some(db) = &self.db {
+            db.delete(key, ns, name, rv)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        self.rv = rv;
+        if let Some(map) = self.objects.get_mut(key) {
+            map.remove(&(ns.to_string(), name.to_string()));
+        }
+        if let Some(uid) = old.pointer("/metadata/uid").and_then(Value::as_str) {
+            self.uids.remove(uid);
+        }
+        let mut last = (*old).clone();
+        last["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let last = Arc::new(last);
+        self.record(key, EventType::Deleted, last.clone(), None);
+        Ok(Some(last))
+    }
+
+    fn record(
+        &mut self,
+        key: &str,
+        event_type: EventType,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
+        let event = Arc::new(WatchEvent {
+            rv: self.rv,
+            key: key.to_string(),
+            event_type,
+            object,
+            prev,
+        });
+        if self.history.len() >= self.history_cap
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.compacted = dropped.rv;
+        }
+        self.history.push_back(event.clone());
+        let gc_relevant = event_type == EventType::Deleted
+            || event
+                .object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some()
+            || event.object.pointer("/metadata/ownerReferences").is_some();
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(event);
+        if gc_relevant {
+            self.dirty.notify_one();
+        }
+    }
+}
