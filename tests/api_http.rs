@@ -138,7 +138,7 @@ async fn invalid_tasks_are_400_naming_the_field_and_write_nothing() {
     }
 
     let mut big = task_body(5);
-    big["markdownFiles"][0]["content"] = json!("x".repeat(600 * 1024));
+    big["markdownFiles"][0]["content"] = json!("x".repeat(950 * 1024));
     let reply = http.post(&url, &big).await;
     assert_failed(&reply, 400, "markdownFiles[0].content");
 

@@ -1,8 +1,9 @@
 //! What a write puts into the repository, pure: a checked change and the folders and files at
 //! the branch tip in, the files to add and the commit message out (or why it cannot land).
 
-use super::validate::MAX_TASK_MARKDOWN_BYTES;
 use crate::crd::MarkdownFile;
+use crate::source::folder::{EntryKind, RawEntry, TASK_YAML, parse_folder};
+use crate::source::layout::parse_folder_name;
 
 /// A new task folder, already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,13 +39,6 @@ impl Change {
     }
 }
 
-/// One file of a task folder at the branch tip.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExistingFile {
-    pub name: String,
-    pub size: usize,
-}
-
 /// The files one commit adds to one folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderWrite {
@@ -72,28 +66,24 @@ pub enum ChangeRefused {
         version: u32,
         latest: u32,
     },
+    /// The folder is already invalid in Git, so no content can be added through the API.
     #[error(
-        "additionalContext: task {task_id}'s markdown would grow to {total} bytes, over the limit \
-         of {MAX_TASK_MARKDOWN_BYTES}; start a new task instead"
+        "task {task_id}'s folder {folder} is invalid in the repository ({problem}); fix it in \
+         Git before adding context"
     )]
-    TaskTooLarge { task_id: i64, total: usize },
+    FolderBroken {
+        task_id: i64,
+        folder: String,
+        problem: String,
+    },
+    /// The folder would become invalid with the new file (too large, not text).
+    #[error("additionalContext: {problem}")]
+    ContextInvalid { task_id: i64, problem: String },
 }
-
-/// The file that holds task metadata in every task folder.
-pub const TASK_FILE: &str = "task.yaml";
 
 /// The folder name of a new task: `<taskId>-<serviceName>`.
 pub fn folder_name(task: &NewTask) -> String {
     format!("{}-{}", task.task_id, task.service_name)
-}
-
-/// The task id a folder name stands for: its numeric prefix, followed by '-' or nothing.
-pub fn task_id_of_folder(name: &str) -> Option<i64> {
-    let digits = name.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 || !(name.len() == digits || name.as_bytes()[digits] == b'-') {
-        return None;
-    }
-    name[..digits].parse().ok()
 }
 
 /// The folder of task `task_id` among the folder names of the task root.
@@ -101,7 +91,7 @@ pub fn find_task_folder(folders: &[String], task_id: i64) -> Option<&str> {
     folders
         .iter()
         .map(String::as_str)
-        .find(|f| task_id_of_folder(f) == Some(task_id))
+        .find(|f| parse_folder_name(f) == Some(task_id))
 }
 
 /// N of a `context-v<N>.md` file name.
@@ -114,10 +104,10 @@ pub fn context_version_of(file: &str) -> Option<u32> {
 
 /// The latest context version of a folder: the largest `context-v<N>.md`, and 1 for the task as
 /// submitted, so the first added context is `context-v2.md`, matching the TaskRun's version 2.
-pub fn latest_context_version(files: &[ExistingFile]) -> u32 {
-    files
+pub fn latest_context_version(entries: &[RawEntry]) -> u32 {
+    entries
         .iter()
-        .filter_map(|f| context_version_of(&f.name))
+        .filter_map(|e| context_version_of(&e.name))
         .fold(1, u32::max)
 }
 
@@ -129,7 +119,7 @@ pub fn plan_task(task: &NewTask, folders: &[String]) -> Result<FolderWrite, Chan
             folder: existing.to_string(),
         });
     }
-    let mut files = vec![(TASK_FILE.to_string(), task_yaml(task))];
+    let mut files = vec![(TASK_YAML.to_string(), task_yaml(task))];
     files.extend(
         task.files
             .iter()
@@ -146,13 +136,21 @@ pub fn plan_task(task: &NewTask, folders: &[String]) -> Result<FolderWrite, Chan
     })
 }
 
-/// A new `context-v<N>.md` in the task's folder, given the folder's files at the tip.
+/// A new `context-v<N>.md` in the task's folder, given the folder's entries at the tip. The
+/// folder with the new file must still pass the source's rules ([`parse_folder`]).
 pub fn plan_context(
     context: &NewContext,
     folder: &str,
-    files: &[ExistingFile],
+    entries: &[RawEntry],
 ) -> Result<FolderWrite, ChangeRefused> {
-    let latest = latest_context_version(files);
+    if let Err(errors) = parse_folder(entries.to_vec()) {
+        return Err(ChangeRefused::FolderBroken {
+            task_id: context.task_id,
+            folder: folder.to_string(),
+            problem: describe(&errors),
+        });
+    }
+    let latest = latest_context_version(entries);
     let version = match context.version {
         None => latest + 1,
         Some(v) if v > latest => v,
@@ -164,27 +162,56 @@ pub fn plan_context(
             });
         }
     };
-    let total = files
-        .iter()
-        .filter(|f| f.name.ends_with(".md"))
-        .map(|f| f.size)
-        .sum::<usize>()
-        + context.content.len();
-    if total > MAX_TASK_MARKDOWN_BYTES {
-        return Err(ChangeRefused::TaskTooLarge {
+    let file = format!("context-v{version}.md");
+    let mut after = entries.to_vec();
+    after.push(file_entry(&file, &context.content));
+    if let Err(errors) = parse_folder(after) {
+        return Err(ChangeRefused::ContextInvalid {
             task_id: context.task_id,
-            total,
+            problem: describe(&errors),
         });
     }
     Ok(FolderWrite {
         folder: folder.to_string(),
-        files: vec![(format!("context-v{version}.md"), context.content.clone())],
+        files: vec![(file, context.content.clone())],
         message: format!(
             "Add context v{version} to task {}\n\nSubmitted through the orchestrator API.\n",
             context.task_id
         ),
         context_version: Some(version),
     })
+}
+
+/// The folder a new task would be, as the source's parser sees it.
+pub fn task_entries(task: &NewTask) -> Vec<RawEntry> {
+    std::iter::once(file_entry(TASK_YAML, &task_yaml(task)))
+        .chain(
+            task.files
+                .iter()
+                .map(|f| file_entry(&f.filename, &f.content)),
+        )
+        .collect()
+}
+
+fn file_entry(name: &str, content: &str) -> RawEntry {
+    RawEntry {
+        name: name.to_string(),
+        kind: EntryKind::File {
+            size: content.len() as u64,
+            content: Some(content.as_bytes().to_vec()),
+        },
+    }
+}
+
+fn describe(errors: &[crate::source::folder::ContentError]) -> String {
+    errors
+        .iter()
+        .map(|e| match &e.file {
+            Some(file) => format!("{file}: {}", e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn task_yaml(task: &NewTask) -> String {
@@ -211,28 +238,29 @@ mod tests {
         }
     }
 
-    fn files(names: &[&str]) -> Vec<ExistingFile> {
-        names
-            .iter()
-            .map(|n| ExistingFile {
-                name: n.to_string(),
-                size: 10,
-            })
-            .collect()
+    /// A valid folder with task.yaml, prompt.md and the named extra files.
+    fn files(names: &[&str]) -> Vec<RawEntry> {
+        let mut entries = task_entries(&task(7));
+        entries.extend(
+            names
+                .iter()
+                .filter(|n| !n.starts_with("task") && **n != "prompt.md")
+                .map(|n| file_entry(n, "text\n")),
+        );
+        entries
     }
 
     #[test]
-    fn folder_ids() {
-        for (name, id) in [
-            ("42-login", Some(42)),
-            ("42", Some(42)),
-            ("042-x", Some(42)),
-            ("42x", None),
-            ("x-42", None),
-            ("-1", None),
-        ] {
-            assert_eq!(task_id_of_folder(name), id, "{name}");
-        }
+    fn task_folders_are_found_by_id_prefix() {
+        let folders: Vec<String> = ["1-api", "042-x", "7", "x-9"].map(String::from).to_vec();
+        assert_eq!(find_task_folder(&folders, 42), Some("042-x"));
+        assert_eq!(find_task_folder(&folders, 1), Some("1-api"));
+        assert_eq!(
+            find_task_folder(&folders, 7),
+            None,
+            "no slug: not a task folder"
+        );
+        assert_eq!(find_task_folder(&folders, 9), None);
     }
 
     #[test]
@@ -302,19 +330,28 @@ mod tests {
     }
 
     #[test]
-    fn context_that_overflows_the_task_is_refused() {
-        let big = vec![ExistingFile {
-            name: "prompt.md".into(),
-            size: MAX_TASK_MARKDOWN_BYTES,
-        }];
-        let ctx = NewContext {
+    fn context_that_breaks_the_folder_is_refused() {
+        let ctx = |content: &str| NewContext {
             task_id: 7,
-            content: "x".into(),
+            content: content.into(),
             version: None,
         };
+        let big = "x".repeat(crate::source::folder::MAX_TASK_BYTES as usize);
         assert!(matches!(
-            plan_context(&ctx, "7-web", &big),
-            Err(ChangeRefused::TaskTooLarge { .. })
+            plan_context(&ctx(&big), "7-web", &files(&[])),
+            Err(ChangeRefused::ContextInvalid { .. })
         ));
+        assert!(matches!(
+            plan_context(&ctx("nul\0"), "7-web", &files(&[])),
+            Err(ChangeRefused::ContextInvalid { .. })
+        ));
+        let mut broken = files(&[]);
+        broken.push(file_entry("notes.txt", "x"));
+        let err = plan_context(&ctx("fine"), "7-web", &broken).unwrap_err();
+        assert!(
+            matches!(err, ChangeRefused::FolderBroken { .. })
+                && err.to_string().contains("notes.txt"),
+            "{err}"
+        );
     }
 }

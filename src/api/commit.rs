@@ -3,8 +3,10 @@
 //! fetches the new tip, re-applies the change there and tries again.
 
 use super::change::{
-    Change, ChangeRefused, ExistingFile, FolderWrite, find_task_folder, plan_context, plan_task,
+    Change, ChangeRefused, FolderWrite, find_task_folder, plan_context, plan_task,
 };
+use crate::source::folder::{EntryKind, RawEntry, is_hidden, wants_content};
+use crate::source::mirror::local_repo_path;
 use git2::{ErrorCode, ObjectType, Oid, Repository, Signature, Tree};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -433,28 +435,42 @@ fn task_root_tree<'r>(
     }
 }
 
+/// The folder's entries as the source's parser takes them (bytes only of task.yaml and markdown).
 fn folder_files(
     repo: &Repository,
     root: Option<&Tree<'_>>,
     folder: &str,
-) -> Result<Vec<ExistingFile>, git2::Error> {
+) -> Result<Vec<RawEntry>, git2::Error> {
     let Some(entry) = root.and_then(|r| r.get_name(folder)) else {
         return Ok(Vec::new());
     };
     let tree = repo.find_tree(entry.id())?;
-    let odb = repo.odb()?;
-    let mut files = Vec::new();
+    let mut entries = Vec::with_capacity(tree.len());
     for e in tree.iter() {
-        if e.kind() != Some(ObjectType::Blob) {
+        let name = String::from_utf8_lossy(e.name_bytes()).into_owned();
+        if is_hidden(&name) {
             continue;
         }
-        let (size, _) = odb.read_header(e.id())?;
-        files.push(ExistingFile {
-            name: e.name().unwrap_or_default().to_string(),
-            size,
-        });
+        let kind = match e.filemode() {
+            0o040000 => EntryKind::Dir,
+            0o120000 => EntryKind::Symlink,
+            0o160000 => EntryKind::Submodule,
+            _ if wants_content(&name, 0) => {
+                let blob = repo.find_blob(e.id())?;
+                let size = blob.content().len() as u64;
+                EntryKind::File {
+                    size,
+                    content: wants_content(&name, size).then(|| blob.content().to_vec()),
+                }
+            }
+            _ => EntryKind::File {
+                size: 0,
+                content: None,
+            },
+        };
+        entries.push(RawEntry { name, kind });
     }
-    Ok(files)
+    Ok(entries)
 }
 
 fn commit_write(
@@ -602,12 +618,7 @@ fn push_commit(
 
 /// A remote that is a path on this machine (or `file://`).
 fn local_remote_path(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    let path = Path::new(path);
-    (!url.contains("://") || url.starts_with("file://"))
-        .then_some(path)
-        .filter(|p| p.exists())
-        .map(Path::to_path_buf)
+    local_repo_path(url).filter(|p| p.exists())
 }
 
 /// libgit2's local transport moves the remote's ref without checking that it still holds the
@@ -627,7 +638,8 @@ fn push_local(
         remote: remote_name.clone(),
         message,
     };
-    let incoming = format!("refs/orchestrator-api/incoming/{}", commit);
+    // Unique per push: two writers may build the very same commit (same content, same second).
+    let incoming = format!("refs/orchestrator-api/incoming/{}", uuid::Uuid::new_v4());
     if !push_refspec(config, handle, &format!("+{PUSH_REF}:{incoming}"))? {
         // Another pusher held a lock in the remote a moment ago: try again from a fresh fetch.
         return Ok(false);
@@ -635,7 +647,7 @@ fn push_local(
     let target = Repository::open(path).map_err(|e| fail(e.message().to_string()))?;
     let moved = move_branch(&target, branch_ref, base, commit);
     if let Ok(mut r) = target.find_reference(&incoming) {
-        // A leftover ref only keeps objects alive; the next push of the same commit reuses it.
+        // A leftover ref (the delete failed) only keeps objects alive.
         let _ = r.delete();
     }
     moved

@@ -1,19 +1,19 @@
 //! Request validation, pure: a request body in, a checked change (or the field at fault) out.
 //!
-//! The rules are the task-folder rules of the source, so that everything the API accepts the
-//! sync accepts too.
+//! The folder rules are the source's own ([`parse_folder`], [`is_config_map_key`],
+//! [`wants_content`], [`parse_folder_name`]), so everything the API accepts the sync accepts.
+//! Only what a request can say and a folder cannot (a file name with '/', a duplicate name, an
+//! agent this cluster has no profile for) is checked here.
 
-use super::change::{NewContext, NewTask};
+use super::change::{NewContext, NewTask, folder_name, task_entries};
 use super::error::ApiError;
 use super::model::{AddContextRequest, PmTaskRequest};
 use crate::crd::MarkdownFile;
 use crate::names::is_dns1123_label;
-
-/// Largest total size of a task's markdown: the files become one ConfigMap, and Kubernetes
-/// refuses objects over 1 MiB; the rest is headroom for keys, metadata and JSON escaping.
-pub const MAX_TASK_MARKDOWN_BYTES: usize = 512 * 1024;
-/// Longest file name (a ConfigMap key may be 253 characters).
-pub const MAX_FILENAME_LEN: usize = 253;
+use crate::source::folder::{
+    ContentError, TASK_YAML, is_config_map_key, is_hidden, parse_folder, wants_content,
+};
+use crate::source::layout::parse_folder_name;
 
 /// Checks a submitted task. `known_agents` of `None` accepts every agent name.
 pub fn validate_task(
@@ -26,48 +26,31 @@ pub fn validate_task(
             "No markdown files provided",
         ));
     }
-    if request.id < 0 {
-        return Err(ApiError::invalid(
-            "id",
-            format!("must be a non-negative integer (got {})", request.id),
-        ));
-    }
-    if !is_dns1123_label(&request.service_name) {
-        return Err(ApiError::invalid(
-            "serviceName",
-            format!(
-                "{:?} is not a DNS-1123 label: use 1-63 lowercase letters, digits and '-', \
-                 starting and ending with a letter or digit",
-                request.service_name
-            ),
-        ));
-    }
-    validate_agent(&request.agent_name, known_agents)?;
-    let mut total = 0usize;
-    let mut files: Vec<MarkdownFile> = Vec::with_capacity(request.markdown_files.len());
-    for (i, file) in request.markdown_files.into_iter().enumerate() {
-        let field = format!("markdownFiles[{i}]");
-        check_filename(&file.filename)
-            .map_err(|m| ApiError::invalid(format!("{field}.filename"), m))?;
-        if files.iter().any(|f| f.filename == file.filename) {
+    // Checked before task.yaml is parsed, so the error names the request's field.
+    for (field, value) in [
+        ("serviceName", &request.service_name),
+        ("agentName", &request.agent_name),
+    ] {
+        if !is_dns1123_label(value) {
             return Err(ApiError::invalid(
-                format!("{field}.filename"),
+                field,
                 format!(
-                    "{:?} appears twice; give every file its own name",
-                    file.filename
+                    "{value:?} is not a DNS-1123 label: use 1-63 lowercase letters, digits and \
+                     '-', starting and ending with a letter or digit"
                 ),
             ));
         }
-        check_content(&file.content)
-            .map_err(|m| ApiError::invalid(format!("{field}.content"), m))?;
-        total += file.content.len();
-        if total > MAX_TASK_MARKDOWN_BYTES {
+    }
+    let mut files: Vec<MarkdownFile> = Vec::with_capacity(request.markdown_files.len());
+    for (i, file) in request.markdown_files.into_iter().enumerate() {
+        let field = format!("markdownFiles[{i}].filename");
+        check_filename(&file.filename).map_err(|m| ApiError::invalid(&field, m))?;
+        if files.iter().any(|f| f.filename == file.filename) {
             return Err(ApiError::invalid(
-                format!("{field}.content"),
+                field,
                 format!(
-                    "the task's markdown adds up to more than {MAX_TASK_MARKDOWN_BYTES} bytes \
-                     (the limit that keeps its ConfigMap under 1 MiB); split the task or \
-                     shorten the files"
+                    "{:?} appears twice; give every file its own name",
+                    file.filename
                 ),
             ));
         }
@@ -76,30 +59,37 @@ pub fn validate_task(
             content: file.content,
         });
     }
-    files.sort_by(|a, b| a.filename.cmp(&b.filename));
-    Ok(NewTask {
+    let task = NewTask {
         task_id: request.id,
         service_name: request.service_name,
         agent_name: request.agent_name,
         files,
-    })
+    };
+    if task.task_id < 0 || parse_folder_name(&folder_name(&task)) != Some(task.task_id) {
+        return Err(ApiError::invalid(
+            "id",
+            format!(
+                "must be a non-negative integer of at most 18 digits (got {})",
+                task.task_id
+            ),
+        ));
+    }
+    if let Err(errors) = parse_folder(task_entries(&task)) {
+        return Err(field_error(&task, &errors));
+    }
+    check_agent(&task.agent_name, known_agents)?;
+    let mut task = task;
+    task.files.sort_by(|a, b| a.filename.cmp(&b.filename));
+    Ok(task)
 }
 
-/// Checks added context for task `task_id` (the size against the folder is checked at commit
-/// time, when the folder's files are known).
+/// Checks added context for task `task_id`; the folder rules are applied at commit time, with
+/// the folder's files at the branch tip.
 pub fn validate_context(task_id: i64, request: AddContextRequest) -> Result<NewContext, ApiError> {
     if request.additional_context.trim().is_empty() {
         return Err(ApiError::invalid(
             "additionalContext",
             "must not be empty: send the markdown to add",
-        ));
-    }
-    check_content(&request.additional_context)
-        .map_err(|m| ApiError::invalid("additionalContext", m))?;
-    if request.additional_context.len() > MAX_TASK_MARKDOWN_BYTES {
-        return Err(ApiError::invalid(
-            "additionalContext",
-            format!("is larger than the task limit of {MAX_TASK_MARKDOWN_BYTES} bytes"),
         ));
     }
     if request.version == Some(0) {
@@ -128,13 +118,7 @@ pub fn parse_task_id(raw: &str) -> Result<i64, ApiError> {
         })
 }
 
-fn validate_agent(agent: &str, known_agents: Option<&[String]>) -> Result<(), ApiError> {
-    if !is_dns1123_label(agent) {
-        return Err(ApiError::invalid(
-            "agentName",
-            format!("{agent:?} is not a valid agent name: use lowercase letters, digits and '-'"),
-        ));
-    }
+fn check_agent(agent: &str, known_agents: Option<&[String]>) -> Result<(), ApiError> {
     match known_agents {
         Some(known) if !known.iter().any(|k| k == agent) => Err(ApiError::invalid(
             "agentName",
@@ -151,50 +135,65 @@ fn validate_agent(agent: &str, known_agents: Option<&[String]>) -> Result<(), Ap
     }
 }
 
-/// A markdown file name must be safe as a file in a git tree and as a ConfigMap key.
+/// A request's file name must name one file of the folder: no path, not hidden (the source
+/// ignores hidden files), markdown, and a valid ConfigMap key.
 fn check_filename(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
     if name.contains('/') || name.contains('\\') {
         return Err(format!(
             "{name:?} is not a plain file name: task folders are flat, so use a name without \
              '/' or '\\' such as \"notes.md\""
         ));
     }
-    if name.starts_with('.') {
-        return Err(format!("{name:?} must not start with '.'"));
-    }
-    if name.len() > MAX_FILENAME_LEN {
-        return Err(format!("is longer than {MAX_FILENAME_LEN} characters"));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
+    if name.is_empty() || is_hidden(name) {
         return Err(format!(
-            "{name:?} contains {bad:?}; use only letters, digits, '.', '_' and '-'"
+            "{name:?} must not be empty or start with '.' (hidden files are ignored)"
         ));
     }
-    if !name.ends_with(".md") || name.len() == 3 {
+    if name == TASK_YAML || !wants_content(name, 0) {
         return Err(format!(
             "{name:?} is not a markdown file name: it must end in \".md\""
+        ));
+    }
+    if !is_config_map_key(name) {
+        return Err(format!(
+            "{name:?} is not a valid ConfigMap key: use only letters, digits, '.', '_' and '-', \
+             at most 253 characters"
         ));
     }
     Ok(())
 }
 
-fn check_content(content: &str) -> Result<(), String> {
-    if content.contains('\0') {
-        return Err("contains a NUL byte; markdown must be text".into());
-    }
-    Ok(())
+/// The request field behind the source's first complaint about the would-be folder.
+fn field_error(task: &NewTask, errors: &[ContentError]) -> ApiError {
+    let first = &errors[0];
+    let field = match first.file.as_deref() {
+        Some(TASK_YAML) if first.message.starts_with("agentName") => "agentName".to_string(),
+        Some(TASK_YAML) => "serviceName".to_string(),
+        Some(file) => task
+            .files
+            .iter()
+            .position(|f| f.filename == file)
+            .map_or("markdownFiles".to_string(), |i| {
+                format!("markdownFiles[{i}].content")
+            }),
+        None => "markdownFiles".to_string(),
+    };
+    let message = errors
+        .iter()
+        .map(|e| match &e.file {
+            Some(file) => format!("{file} {}", e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    ApiError::invalid(field, message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::model::MarkdownFileRequest;
+    use crate::source::folder::MAX_TASK_BYTES;
 
     fn request(files: &[(&str, &str)]) -> PmTaskRequest {
         PmTaskRequest {
@@ -248,6 +247,8 @@ mod tests {
             "sp ace.md",
             "",
             "ü.md",
+            "task.yaml",
+            "README.MD",
         ] {
             let field = field_of(validate_task(request(&[("ok.md", "x"), (name, "x")]), None));
             assert_eq!(field, "markdownFiles[1].filename", "{name:?}");
@@ -267,8 +268,13 @@ mod tests {
         r.service_name = "Web_API".into();
         assert_eq!(field_of(validate_task(r, None)), "serviceName");
         let mut r = request(&[("a.md", "x")]);
-        r.id = -1;
-        assert_eq!(field_of(validate_task(r, None)), "id");
+        r.agent_name = "Claude Code".into();
+        assert_eq!(field_of(validate_task(r, None)), "agentName");
+        for id in [-1, 1_000_000_000_000_000_000] {
+            let mut r = request(&[("a.md", "x")]);
+            r.id = id;
+            assert_eq!(field_of(validate_task(r, None)), "id", "{id}");
+        }
         let known = vec!["codex".to_string()];
         let err = validate_task(request(&[("a.md", "x")]), Some(&known)).unwrap_err();
         assert!(err.to_string().contains("known agents: codex"), "{err}");
@@ -276,13 +282,13 @@ mod tests {
     }
 
     #[test]
-    fn oversized_and_binary_content_is_refused() {
-        let big = "x".repeat(MAX_TASK_MARKDOWN_BYTES / 2 + 1);
+    fn the_source_rules_decide_size_and_text() {
+        let big = "x".repeat(MAX_TASK_BYTES as usize / 2);
         let field = field_of(validate_task(
-            request(&[("a.md", &big), ("b.md", &big)]),
+            request(&[("a.md", "small"), ("b.md", &big), ("c.md", &big)]),
             None,
         ));
-        assert_eq!(field, "markdownFiles[1].content");
+        assert!(field.ends_with(".content"), "{field}");
         let field = field_of(validate_task(request(&[("a.md", "nul\0")]), None));
         assert_eq!(field, "markdownFiles[0].content");
     }

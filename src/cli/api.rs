@@ -4,12 +4,15 @@
 use crate::api::auth::{ApiToken, TOKEN_ENV, WEBHOOK_SECRET_ENV, WebhookSecret, load_secret};
 use crate::api::state::{DEFAULT_BODY_LIMIT, DEFAULT_NAMESPACE};
 use crate::api::{AppState, DEFAULT_ADDR, Person, Readiness, RepoWriter, WriterConfig};
+use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
+use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
+use crate::source::mirror::local_repo_path;
 use anyhow::Context;
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -35,9 +38,6 @@ pub struct ApiArgs {
     /// Committer of the API's commits, `Name <email>`; the author when left out.
     #[arg(long = "commit-committer", value_parser = parse_person)]
     pub committer: Option<Person>,
-    /// Agent names a submitted task may use, comma-separated; any when left out.
-    #[arg(long = "agents", value_delimiter = ',')]
-    pub agents: Vec<String>,
     /// Largest request body in bytes (413 above it).
     #[arg(long = "api-body-limit", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
@@ -58,7 +58,8 @@ impl ApiArgs {
         config
     }
 
-    /// Sets the token, webhook secret, agents and limits on `state`.
+    /// Sets the token, webhook secret and limits on `state` (the caller sets `known_agents`
+    /// from the agent profiles it loaded).
     pub fn configure(&self, mut state: AppState) -> anyhow::Result<AppState> {
         let token = load_secret(self.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
             .context("loading the API token")?;
@@ -74,7 +75,6 @@ impl ApiArgs {
         )
         .context("loading the webhook secret")?;
         state.webhook_secret = secret.as_deref().map(WebhookSecret::new);
-        state.known_agents = (!self.agents.is_empty()).then(|| Arc::new(self.agents.clone()));
         state.body_limit = self.body_limit;
         state.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
         Ok(state)
@@ -103,6 +103,19 @@ pub struct ApiCommand {
     /// Where the API keeps its bare clone of a remote --repo.
     #[arg(long)]
     pub clone_dir: Option<PathBuf>,
+    /// Agent profiles file (the controller's); a submitted task must name one of its agents.
+    /// Without it, every agent name is accepted.
+    #[arg(long, env = "ORCHESTRATOR_AGENTS")]
+    pub agents: Option<PathBuf>,
+    /// SSH private key for pushing to an ssh URL.
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// File holding a token for pushing to an https URL.
+    #[arg(long)]
+    pub git_token_file: Option<PathBuf>,
+    /// Environment variable holding a token for pushing to an https URL.
+    #[arg(long)]
+    pub git_token_env: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -114,8 +127,23 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
-    let config = command.api.writer_config(&command.branch, &command.path);
+    let mut config = command.api.writer_config(&command.branch, &command.path);
+    let credentials = Credentials::load(&CredentialSettings {
+        username: None,
+        ssh_key: command.ssh_key.clone(),
+        token_file: command.git_token_file.clone(),
+        token_env: command.git_token_env.clone(),
+    })
+    .context("loading git credentials")?;
+    config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
     let writer = open_writer(&command, config)?;
+    let known_agents = match &command.agents {
+        Some(path) => Some(Arc::new(AgentProfiles::load(path)?.names())),
+        None => {
+            warn!("no --agents file: every agent name is accepted");
+            None
+        }
+    };
     let (store, store_writer) = reflector::store::<TaskRun>();
     let cluster_up = Arc::new(AtomicBool::new(false));
     match kube::Client::try_default().await {
@@ -150,6 +178,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
     let (source, cluster) = (source_ok.clone(), cluster_up.clone());
     let mut state = AppState::new(writer, store.clone());
     state.namespace = command.namespace.clone();
+    state.known_agents = known_agents;
     state.readiness = Readiness::default()
         .with("source", Arc::new(move || source.load(Ordering::Relaxed)))
         .with("cluster", Arc::new(move || cluster.load(Ordering::Relaxed)))
@@ -161,9 +190,8 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 fn open_writer(command: &ApiCommand, config: WriterConfig) -> anyhow::Result<RepoWriter> {
-    let local = Path::new(&command.repo);
-    if local.exists() {
-        return RepoWriter::open(local, config).context("opening --repo");
+    if let Some(local) = local_repo_path(&command.repo).filter(|p| p.exists()) {
+        return RepoWriter::open(&local, config).context("opening --repo");
     }
     let dir = command.clone_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(

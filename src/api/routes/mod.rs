@@ -21,13 +21,9 @@ pub(crate) fn commit_failed(e: CommitError) -> ApiError {
                 ApiError::Conflict(refused.to_string())
             }
             ChangeRefused::TaskNotFound { .. } => ApiError::NotFound(refused.to_string()),
-            ChangeRefused::TaskTooLarge { .. } => {
-                let text = refused.to_string();
-                let message = text
-                    .strip_prefix("additionalContext: ")
-                    .unwrap_or(&text)
-                    .to_string();
-                ApiError::invalid("additionalContext", message)
+            ChangeRefused::FolderBroken { .. } => ApiError::Conflict(refused.to_string()),
+            ChangeRefused::ContextInvalid { problem, .. } => {
+                ApiError::invalid("additionalContext", problem)
             }
         },
         CommitError::Fetch { .. } | CommitError::Push { .. } => {
