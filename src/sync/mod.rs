@@ -1,3 +1,6 @@
 //! The sync: desired TaskRuns and live TaskRuns in, server-side applies and prunes out.
 
+pub mod metrics;
+pub mod plan;
 pub mod report;
+pub mod trigger;

@@ -2,7 +2,10 @@
 
 use crate::health::SyncStatus;
 use crate::source::snapshot::{FolderError, Revision};
+use crate::sync::plan::{Action, SyncPlan};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// What one sync of one revision did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,4 +44,210 @@ pub struct SyncedTask {
 pub struct ApplyError {
     pub name: String,
     pub message: String,
+}
+
+/// The latest report, published by the sync loop and read by the notes writer and the API.
+/// `None` until the first sync finished.
+pub type ReportReceiver = tokio::sync::watch::Receiver<Option<Arc<SyncReport>>>;
+pub type ReportSender = tokio::sync::watch::Sender<Option<Arc<SyncReport>>>;
+
+/// A channel holding no report yet.
+pub fn report_channel() -> (ReportSender, ReportReceiver) {
+    tokio::sync::watch::channel(None)
+}
+
+impl SyncReport {
+    /// The report of a carried-out plan. `failures` are the writes that failed; conflicts and
+    /// TaskRuns still being deleted are recorded as errors too, because the cluster does not
+    /// hold what the revision describes. Synced means: no folder errors and no errors of any
+    /// write; then `revision` becomes the applied revision, else `previously_applied` stays.
+    pub fn from_plan(
+        revision: &Revision,
+        plan: &SyncPlan,
+        folder_errors: &[FolderError],
+        failures: Vec<ApplyError>,
+        previously_applied: Option<Revision>,
+        synced_at: String,
+    ) -> Self {
+        let failed: HashSet<&str> = failures.iter().map(|f| f.name.as_str()).collect();
+        let ok = |pred: fn(&Action) -> bool| {
+            plan.steps
+                .iter()
+                .filter(|s| pred(&s.action) && !failed.contains(s.name.as_str()))
+                .count()
+        };
+        let (created, updated, pruned, unchanged) = (
+            ok(|a| matches!(a, Action::Create)),
+            ok(|a| matches!(a, Action::Update(_))),
+            ok(|a| matches!(a, Action::Prune { .. })),
+            ok(|a| matches!(a, Action::Unchanged)),
+        );
+        let mut apply_errors = failures.clone();
+        for step in &plan.steps {
+            let message = match &step.action {
+                Action::Conflict { owner } => format!(
+                    "{} already exists and carries another source's mark ({}={owner}); give the \
+                     task another id or remove it from the other source",
+                    step.name,
+                    crate::names::LABEL_SOURCE
+                ),
+                Action::WaitForDeletion => format!(
+                    "{} is being deleted; the next sync creates it again once it is gone",
+                    step.name
+                ),
+                _ => continue,
+            };
+            apply_errors.push(ApplyError {
+                name: step.name.clone(),
+                message,
+            });
+        }
+        apply_errors.sort_by(|a, b| a.name.cmp(&b.name));
+        let status = if apply_errors.is_empty() && folder_errors.is_empty() {
+            SyncStatus::Synced
+        } else {
+            SyncStatus::OutOfSync
+        };
+        let tasks = plan
+            .steps
+            .iter()
+            .filter_map(|s| s.desired.as_ref())
+            .map(|d| SyncedTask {
+                task_id: d.task_id,
+                name: d.name.clone(),
+                context_version: d.context_version,
+                digest: d.digest.0.clone(),
+                path: d.task_run.spec.source_path.clone(),
+            })
+            .collect();
+        SyncReport {
+            revision: revision.clone(),
+            status,
+            applied_revision: match status {
+                SyncStatus::Synced => Some(revision.clone()),
+                _ => previously_applied,
+            },
+            tasks,
+            folder_errors: folder_errors.to_vec(),
+            apply_errors,
+            created,
+            updated,
+            pruned,
+            unchanged,
+            synced_at,
+        }
+    }
+
+    /// The report of an attempt that could not compare at all (the cluster did not answer):
+    /// status Unknown, nothing counted, the error recorded under `what`.
+    pub fn unknown(
+        revision: &Revision,
+        what: &str,
+        message: String,
+        previously_applied: Option<Revision>,
+        synced_at: String,
+    ) -> Self {
+        SyncReport {
+            revision: revision.clone(),
+            status: SyncStatus::Unknown,
+            applied_revision: previously_applied,
+            tasks: vec![],
+            folder_errors: vec![],
+            apply_errors: vec![ApplyError {
+                name: what.to_string(),
+                message,
+            }],
+            created: 0,
+            updated: 0,
+            pruned: 0,
+            unchanged: 0,
+            synced_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::tests::{folder, live_after, revision, snapshot, source};
+    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::sync::plan::{PlanInput, plan};
+
+    fn planned(snap: &crate::source::snapshot::SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
+        let desired = desired_task_runs(snap, &source(), "default", live);
+        plan(PlanInput {
+            desired: &desired,
+            live,
+            folder_errors: &snap.errors,
+            source_label: &source().label_value(),
+            prune: true,
+        })
+    }
+
+    #[test]
+    fn a_clean_sync_is_synced_and_advances_the_applied_revision() {
+        let live = live_after(
+            &snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
+            &LiveTaskRuns::new(),
+        );
+        let snap = snapshot('2', vec![folder(1, "a2"), folder(3, "c")]);
+        let report = SyncReport::from_plan(
+            &snap.revision,
+            &planned(&snap, &live),
+            &snap.errors,
+            vec![],
+            Some(revision('1')),
+            "t".into(),
+        );
+        assert_eq!(report.status, SyncStatus::Synced);
+        assert_eq!(report.applied_revision, Some(revision('2')));
+        assert_eq!(
+            (
+                report.created,
+                report.updated,
+                report.pruned,
+                report.unchanged
+            ),
+            (1, 1, 1, 0)
+        );
+        let versions: Vec<(i64, i64)> = report
+            .tasks
+            .iter()
+            .map(|t| (t.task_id, t.context_version))
+            .collect();
+        assert_eq!(versions, vec![(1, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn a_failed_write_or_a_broken_folder_is_out_of_sync_and_keeps_the_applied_revision() {
+        let snap = snapshot('2', vec![folder(1, "a"), folder(2, "b")]);
+        let plan = planned(&snap, &LiveTaskRuns::new());
+        let failure = ApplyError {
+            name: "task-2".into(),
+            message: "denied".into(),
+        };
+        let report = SyncReport::from_plan(
+            &snap.revision,
+            &plan,
+            &[],
+            vec![failure.clone()],
+            Some(revision('1')),
+            "t".into(),
+        );
+        assert_eq!(report.status, SyncStatus::OutOfSync);
+        assert_eq!(report.applied_revision, Some(revision('1')));
+        assert_eq!(report.created, 1, "only the write that worked counts");
+        assert_eq!(report.apply_errors, vec![failure]);
+
+        let broken = FolderError {
+            folder: "tasks/9-x".into(),
+            file: None,
+            task_id: Some(9),
+            message: "no task.yaml".into(),
+        };
+        let report =
+            SyncReport::from_plan(&snap.revision, &plan, &[broken], vec![], None, "t".into());
+        assert_eq!(report.status, SyncStatus::OutOfSync);
+        assert_eq!(report.applied_revision, None);
+    }
 }

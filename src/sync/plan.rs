@@ -1,0 +1,621 @@
+//! Pure: desired and live TaskRuns in, a `SyncPlan` (create / update / prune / unchanged / keep)
+//! out. Only the fields this source owns are compared, never whole objects, so status, the
+//! controller's finalizer and other managers' fields never cause a write.
+
+use crate::crd::{MarkdownFile, TaskRun};
+use crate::desired::{DesiredTaskRun, LiveTaskRuns};
+use crate::names;
+use crate::source::snapshot::FolderError;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Everything the plan looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanInput<'a> {
+    pub desired: &'a [DesiredTaskRun],
+    pub live: &'a LiveTaskRuns,
+    /// Broken folders of the revision; those with a task id keep their TaskRun.
+    pub folder_errors: &'a [FolderError],
+    /// This source's [`names::LABEL_SOURCE`] value.
+    pub source_label: &'a str,
+    /// `--prune=false` keeps TaskRuns whose folder left Git.
+    pub prune: bool,
+}
+
+/// What to do with one TaskRun.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// Not in the cluster yet.
+    Create,
+    /// In the cluster, but a field this source owns differs.
+    Update(Update),
+    /// The cluster already holds what the revision describes: no write.
+    Unchanged,
+    /// Carries this source's mark and its folder left Git. The uid is a delete precondition,
+    /// so a TaskRun recreated meanwhile under the same name is never deleted by mistake.
+    Prune { uid: Option<String> },
+    /// Its folder is broken in this revision: kept exactly as it is, neither updated nor pruned.
+    KeepBroken,
+    /// Its folder left Git but pruning is off (`--prune=false` or the opt-out annotation).
+    KeepOrphan { reason: KeepReason },
+    /// The revision describes it but another source's mark is on the live TaskRun.
+    Conflict { owner: String },
+    /// The revision describes it but the live TaskRun is being deleted; the next sync after it
+    /// is gone creates it again.
+    WaitForDeletion,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeepReason {
+    /// `orchestrator.io/prune: disabled` on the TaskRun.
+    Annotation,
+    /// `--prune=false`.
+    PruneOff,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Update {
+    pub from_version: i64,
+    pub to_version: i64,
+    pub reason: UpdateReason,
+    /// The owned fields that differ, e.g. `spec.markdownFiles`, `metadata.labels`.
+    pub fields: Vec<&'static str>,
+    /// Markdown files added, removed or modified between live and desired.
+    pub files: Vec<FileChange>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdateReason {
+    /// The folder's content digest changed: a new contextVersion.
+    ContentChanged,
+    /// Same content, but someone edited a field this source owns: restored, same version.
+    Drift,
+    /// A TaskRun of the same name without any source mark: taken over by this source.
+    Adopt,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChange {
+    pub filename: String,
+    pub change: FileChangeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FileChangeKind {
+    Added,
+    Modified,
+    Removed,
+}
+
+/// One TaskRun and what to do with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanStep {
+    pub name: String,
+    pub task_id: Option<i64>,
+    pub action: Action,
+    /// The apply body, for the steps the revision describes.
+    pub desired: Option<DesiredTaskRun>,
+}
+
+impl PlanStep {
+    /// Whether carrying out this step takes a write request.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create | Action::Update(_) | Action::Prune { .. }
+        )
+    }
+}
+
+/// Every TaskRun the sync looked at, sorted by task id then name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncPlan {
+    pub steps: Vec<PlanStep>,
+}
+
+impl SyncPlan {
+    pub fn writes(&self) -> impl Iterator<Item = &PlanStep> {
+        self.steps.iter().filter(|s| s.is_write())
+    }
+
+    /// No write needed.
+    pub fn is_noop(&self) -> bool {
+        self.writes().next().is_none()
+    }
+
+    pub fn count(&self, pred: impl Fn(&Action) -> bool) -> usize {
+        self.steps.iter().filter(|s| pred(&s.action)).count()
+    }
+}
+
+/// Pairs desired with live TaskRuns and decides one action for each.
+pub fn plan(input: PlanInput<'_>) -> SyncPlan {
+    let mut steps = Vec::with_capacity(input.desired.len());
+    let desired_names: HashSet<&str> = input.desired.iter().map(|d| d.name.as_str()).collect();
+
+    for desired in input.desired {
+        let action = match input.live.get(&desired.name) {
+            None => Action::Create,
+            Some(live) => action_for_described(live, desired, input.source_label),
+        };
+        steps.push(PlanStep {
+            name: desired.name.clone(),
+            task_id: Some(desired.task_id),
+            action,
+            desired: Some(desired.clone()),
+        });
+    }
+
+    let broken: HashSet<String> = input
+        .folder_errors
+        .iter()
+        .filter_map(|e| e.task_id)
+        .map(names::task_run_name)
+        .collect();
+
+    for (name, live) in input.live {
+        if desired_names.contains(name.as_str()) || source_of(live) != Some(input.source_label) {
+            continue;
+        }
+        let action = if broken.contains(name) {
+            Action::KeepBroken
+        } else if live.metadata.deletion_timestamp.is_some() {
+            continue;
+        } else if annotation(live, names::ANNOTATION_PRUNE) == Some(names::PRUNE_DISABLED) {
+            Action::KeepOrphan {
+                reason: KeepReason::Annotation,
+            }
+        } else if !input.prune {
+            Action::KeepOrphan {
+                reason: KeepReason::PruneOff,
+            }
+        } else {
+            Action::Prune {
+                uid: live.metadata.uid.clone(),
+            }
+        };
+        steps.push(PlanStep {
+            name: name.clone(),
+            task_id: Some(live.spec.task_id),
+            action,
+            desired: None,
+        });
+    }
+
+    steps.sort_by(|a, b| (a.task_id, &a.name).cmp(&(b.task_id, &b.name)));
+    SyncPlan { steps }
+}
+
+fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: &str) -> Action {
+    match source_of(live) {
+        Some(owner) if owner != source_label => {
+            return Action::Conflict {
+                owner: owner.to_string(),
+            };
+        }
+        _ => {}
+    }
+    if live.metadata.deletion_timestamp.is_some() {
+        return Action::WaitForDeletion;
+    }
+    let fields = drifted_fields(live, &desired.task_run);
+    if fields.is_empty() {
+        return Action::Unchanged;
+    }
+    let reason = if live.spec.content_digest != desired.digest.0 {
+        UpdateReason::ContentChanged
+    } else if source_of(live).is_none() {
+        UpdateReason::Adopt
+    } else {
+        UpdateReason::Drift
+    };
+    Action::Update(Update {
+        from_version: live.spec.context_version,
+        to_version: desired.context_version,
+        reason,
+        fields,
+        files: file_changes(
+            &live.spec.markdown_files,
+            &desired.task_run.spec.markdown_files,
+        ),
+    })
+}
+
+/// The fields this source owns whose live value differs from the desired one. Labels and
+/// annotations are compared key by key: other writers' keys are theirs.
+pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
+    let (l, d) = (&live.spec, &desired.spec);
+    let mut fields = vec![];
+    let mut differs = |changed: bool, field: &'static str| {
+        if changed {
+            fields.push(field);
+        }
+    };
+    differs(l.task_id != d.task_id, "spec.taskId");
+    differs(l.service_name != d.service_name, "spec.serviceName");
+    differs(l.agent_name != d.agent_name, "spec.agentName");
+    differs(
+        l.context_version != d.context_version,
+        "spec.contextVersion",
+    );
+    differs(l.content_digest != d.content_digest, "spec.contentDigest");
+    differs(l.source_path != d.source_path, "spec.sourcePath");
+    differs(l.markdown_files != d.markdown_files, "spec.markdownFiles");
+    differs(
+        !contains_all(&live.metadata.labels, &desired.metadata.labels),
+        "metadata.labels",
+    );
+    differs(
+        !contains_all(&live.metadata.annotations, &desired.metadata.annotations),
+        "metadata.annotations",
+    );
+    fields
+}
+
+fn contains_all(
+    live: &Option<BTreeMap<String, String>>,
+    wanted: &Option<BTreeMap<String, String>>,
+) -> bool {
+    let Some(wanted) = wanted else { return true };
+    let empty = BTreeMap::new();
+    let live = live.as_ref().unwrap_or(&empty);
+    wanted.iter().all(|(k, v)| live.get(k) == Some(v))
+}
+
+/// Markdown files added, removed or modified, sorted by file name.
+pub fn file_changes(live: &[MarkdownFile], desired: &[MarkdownFile]) -> Vec<FileChange> {
+    let live: BTreeMap<&str, &str> = live
+        .iter()
+        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .collect();
+    let desired: BTreeMap<&str, &str> = desired
+        .iter()
+        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .collect();
+    let all: BTreeSet<&str> = live.keys().chain(desired.keys()).copied().collect();
+    all.into_iter()
+        .filter_map(|filename| {
+            let change = match (live.get(filename), desired.get(filename)) {
+                (None, Some(_)) => FileChangeKind::Added,
+                (Some(_), None) => FileChangeKind::Removed,
+                (Some(a), Some(b)) if a != b => FileChangeKind::Modified,
+                _ => return None,
+            };
+            Some(FileChange {
+                filename: filename.to_string(),
+                change,
+            })
+        })
+        .collect()
+}
+
+/// The source mark on a live TaskRun.
+pub fn source_of(live: &TaskRun) -> Option<&str> {
+    live.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(names::LABEL_SOURCE))
+        .map(String::as_str)
+}
+
+fn annotation<'a>(live: &'a TaskRun, key: &str) -> Option<&'a str> {
+    live.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::desired_task_runs;
+    use crate::desired::tests::{folder, live_after, snapshot, source};
+    use crate::source::snapshot::SourceSnapshot;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn plan_of(snapshot: &SourceSnapshot, live: &LiveTaskRuns, prune: bool) -> SyncPlan {
+        let desired = desired_task_runs(snapshot, &source(), "default", live);
+        plan(PlanInput {
+            desired: &desired,
+            live,
+            folder_errors: &snapshot.errors,
+            source_label: &source().label_value(),
+            prune,
+        })
+    }
+
+    fn actions(plan: &SyncPlan) -> Vec<(String, Action)> {
+        plan.steps
+            .iter()
+            .map(|s| (s.name.clone(), s.action.clone()))
+            .collect()
+    }
+
+    fn live_of(tasks: &[(i64, &str)]) -> LiveTaskRuns {
+        let tasks = tasks.iter().map(|(id, c)| folder(*id, c)).collect();
+        live_after(&snapshot('1', tasks), &LiveTaskRuns::new())
+    }
+
+    fn edit(mut live: LiveTaskRuns, name: &str, f: impl FnOnce(&mut TaskRun)) -> LiveTaskRuns {
+        f(live.get_mut(name).unwrap());
+        live
+    }
+
+    /// (what, snapshot, live, prune, expected actions)
+    type Case = (
+        &'static str,
+        SourceSnapshot,
+        LiveTaskRuns,
+        bool,
+        Vec<(&'static str, Action)>,
+    );
+
+    #[test]
+    fn plan_table() {
+        let base = live_of(&[(1, "a"), (2, "b")]);
+        let foreign = edit(live_of(&[(3, "z")]), "task-3", |tr| {
+            tr.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .remove(names::LABEL_SOURCE);
+        });
+        let other_source = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+            tr.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(names::LABEL_SOURCE.into(), "src-other".into());
+        });
+        let opted_out = edit(base.clone(), "task-2", |tr| {
+            tr.metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .insert(names::ANNOTATION_PRUNE.into(), names::PRUNE_DISABLED.into());
+        });
+        let terminating = edit(base.clone(), "task-2", |tr| {
+            tr.metadata.deletion_timestamp = Some(Time(Default::default()));
+        });
+        let status_and_finalizer_only = edit(base.clone(), "task-1", |tr| {
+            tr.status = Some(Default::default());
+            tr.metadata.finalizers = Some(vec![names::FINALIZER.into()]);
+            tr.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert("team".into(), "x".into());
+        });
+        let prune = |uid: Option<&str>| Action::Prune {
+            uid: uid.map(String::from),
+        };
+        let keep = |reason| Action::KeepOrphan { reason };
+
+        let cases: Vec<Case> = vec![
+            (
+                "first sync creates everything",
+                snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
+                LiveTaskRuns::new(),
+                true,
+                vec![("task-1", Action::Create), ("task-2", Action::Create)],
+            ),
+            (
+                "same revision again changes nothing",
+                snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
+                base.clone(),
+                true,
+                vec![("task-1", Action::Unchanged), ("task-2", Action::Unchanged)],
+            ),
+            (
+                "a new commit with the same content changes nothing",
+                snapshot('9', vec![folder(1, "a"), folder(2, "b")]),
+                base.clone(),
+                true,
+                vec![("task-1", Action::Unchanged), ("task-2", Action::Unchanged)],
+            ),
+            (
+                "status, finalizers and foreign labels are not ours to compare",
+                snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
+                status_and_finalizer_only,
+                true,
+                vec![("task-1", Action::Unchanged), ("task-2", Action::Unchanged)],
+            ),
+            (
+                "a deleted folder is pruned",
+                snapshot('2', vec![folder(1, "a")]),
+                base.clone(),
+                true,
+                vec![("task-1", Action::Unchanged), ("task-2", prune(None))],
+            ),
+            (
+                "--prune=false keeps it",
+                snapshot('2', vec![folder(1, "a")]),
+                base.clone(),
+                false,
+                vec![
+                    ("task-1", Action::Unchanged),
+                    ("task-2", keep(KeepReason::PruneOff)),
+                ],
+            ),
+            (
+                "the opt-out annotation keeps it",
+                snapshot('2', vec![folder(1, "a")]),
+                opted_out,
+                true,
+                vec![
+                    ("task-1", Action::Unchanged),
+                    ("task-2", keep(KeepReason::Annotation)),
+                ],
+            ),
+            (
+                "a TaskRun already being deleted is left alone",
+                snapshot('2', vec![folder(1, "a")]),
+                terminating.clone(),
+                true,
+                vec![("task-1", Action::Unchanged)],
+            ),
+            (
+                "a described TaskRun being deleted is waited for",
+                snapshot('2', vec![folder(1, "a"), folder(2, "b")]),
+                terminating,
+                true,
+                vec![
+                    ("task-1", Action::Unchanged),
+                    ("task-2", Action::WaitForDeletion),
+                ],
+            ),
+            (
+                "a TaskRun without the mark is never pruned",
+                snapshot('2', vec![]),
+                foreign,
+                true,
+                vec![],
+            ),
+            (
+                "a TaskRun of another source is a conflict, not a write",
+                snapshot('2', vec![folder(1, "a")]),
+                other_source,
+                true,
+                vec![(
+                    "task-1",
+                    Action::Conflict {
+                        owner: "src-other".into(),
+                    },
+                )],
+            ),
+        ];
+        for (what, snapshot, live, prune, want) in cases {
+            let got = actions(&plan_of(&snapshot, &live, prune));
+            let want: Vec<(String, Action)> =
+                want.into_iter().map(|(n, a)| (n.to_string(), a)).collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn changed_content_is_an_update_to_the_next_version_naming_the_files() {
+        let live = live_of(&[(1, "a"), (2, "b")]);
+        let mut changed = folder(2, "b2");
+        changed.markdown_files.push(MarkdownFile {
+            filename: "notes.md".into(),
+            content: "n".into(),
+        });
+        changed.digest.0.push('x');
+        let plan = plan_of(&snapshot('2', vec![folder(1, "a"), changed]), &live, true);
+        assert_eq!(plan.writes().count(), 1, "exactly that task is written");
+        let Action::Update(update) = &plan.steps[1].action else {
+            panic!("{:?}", plan.steps[1]);
+        };
+        assert_eq!((update.from_version, update.to_version), (1, 2));
+        assert_eq!(update.reason, UpdateReason::ContentChanged);
+        assert_eq!(
+            update.files,
+            vec![
+                FileChange {
+                    filename: "notes.md".into(),
+                    change: FileChangeKind::Added
+                },
+                FileChange {
+                    filename: "prompt.md".into(),
+                    change: FileChangeKind::Modified
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hand_edited_spec_is_restored_at_the_same_version() {
+        let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+            tr.spec.markdown_files[0].content = "edited by hand".into();
+            tr.spec.agent_name = "someone-else".into();
+        });
+        let plan = plan_of(&snapshot('1', vec![folder(1, "a")]), &live, true);
+        let Action::Update(update) = &plan.steps[0].action else {
+            panic!("{:?}", plan.steps[0]);
+        };
+        assert_eq!(update.reason, UpdateReason::Drift);
+        assert_eq!((update.from_version, update.to_version), (1, 1));
+        assert_eq!(update.fields, vec!["spec.agentName", "spec.markdownFiles"]);
+        let body = &plan.steps[0].desired.as_ref().unwrap().task_run;
+        assert_eq!(body.spec.markdown_files[0].content, "a");
+    }
+
+    #[test]
+    fn a_removed_label_is_drift_and_an_unmarked_twin_is_adopted() {
+        let relabeled = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+            tr.metadata
+                .labels
+                .as_mut()
+                .unwrap()
+                .insert(names::LABEL_TASK_ID.into(), "7".into());
+        });
+        let plan1 = plan_of(&snapshot('1', vec![folder(1, "a")]), &relabeled, true);
+        assert!(
+            matches!(&plan1.steps[0].action, Action::Update(u) if u.reason == UpdateReason::Drift && u.fields == ["metadata.labels"]),
+            "{plan1:?}"
+        );
+        let unmarked = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+            tr.metadata.labels = None;
+        });
+        let plan2 = plan_of(&snapshot('1', vec![folder(1, "a")]), &unmarked, true);
+        assert!(
+            matches!(&plan2.steps[0].action, Action::Update(u) if u.reason == UpdateReason::Adopt),
+            "{plan2:?}"
+        );
+    }
+
+    #[test]
+    fn a_broken_folder_keeps_its_task_run_and_does_not_stop_the_rest() {
+        let live = live_of(&[(1, "a"), (2, "b")]);
+        let mut snap = snapshot('2', vec![folder(1, "a2"), folder(3, "c")]);
+        snap.errors.push(FolderError {
+            folder: "tasks/2-t".into(),
+            file: Some("task.yaml".into()),
+            task_id: Some(2),
+            message: "agentName is missing".into(),
+        });
+        let plan = plan_of(&snap, &live, true);
+        let got: Vec<(String, &'static str)> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let kind = match s.action {
+                    Action::Create => "create",
+                    Action::Update(_) => "update",
+                    Action::KeepBroken => "keep",
+                    _ => "other",
+                };
+                (s.name.clone(), kind)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("task-1".to_string(), "update"),
+                ("task-2".to_string(), "keep"),
+                ("task-3".to_string(), "create"),
+            ]
+        );
+    }
+
+    #[test]
+    fn prune_carries_the_uid_precondition() {
+        let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+            tr.metadata.uid = Some("uid-1".into());
+        });
+        let plan = plan_of(&snapshot('2', vec![]), &live, true);
+        assert_eq!(
+            plan.steps[0].action,
+            Action::Prune {
+                uid: Some("uid-1".into())
+            }
+        );
+    }
+}
