@@ -163,7 +163,17 @@ fn checked_config(applied: &Value, ctx: WriteContext<'_>) -> Result<Value, Patch
         ));
     }
     if !is_status(ctx) {
-        return Ok(applied.clone());
+        let mut config = applied.clone();
+        // Go clients send `creationTimestamp: null` for an unset time; it must not erase the
+        // server's value.
+        if let Some(Value::Object(metadata)) = config.get_mut("metadata")
+            && metadata
+                .get("creationTimestamp")
+                .is_some_and(Value::is_null)
+        {
+            metadata.remove("creationTimestamp");
+        }
+        return Ok(config);
     }
     let mut out = Map::new();
     for field in ["apiVersion", "kind", "status"] {

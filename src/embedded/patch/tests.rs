@@ -680,3 +680,58 @@ fn strategic_merge_patch_rejects_bad_documents() {
         );
     }
 }
+
+#[test]
+fn controller_runner_controller_round_trip_is_conflict_free_and_ends_in_a_no_op() {
+    // The controller applies a Job, the runner writes Job status through /status with a merge
+    // patch, the controller applies the same Job again: no conflict and nothing to write.
+    let schema = MergeSchema::for_builtin("batch/v1", "Job");
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "j", "namespace": "tasks", "creationTimestamp": null,
+                     "labels": {"orchestrator.io/task": "7"}},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "agent", "image": "busybox", "command": ["sh", "-c", "true"]}]}}}});
+    let mut live = server_side_apply(
+        None,
+        &job,
+        false,
+        ctx("orchestrator-controller", T1),
+        &schema,
+    )
+    .expect("create");
+    live["metadata"]["creationTimestamp"] = json!(T1);
+    live["metadata"]["uid"] = json!("u");
+    let before_status = live.clone();
+    json_merge_patch(
+        &mut live,
+        &json!({"status": {"active": 1, "startTime": T2, "conditions": [{"type": "Complete", "status": "False"}]}}),
+    );
+    track_update(
+        Some(&before_status),
+        &mut live,
+        WriteContext {
+            manager: "orchestrator-runner",
+            subresource: Some("status"),
+            now: T2,
+        },
+    );
+    let runner_entry = live["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["manager"] == "orchestrator-runner"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(runner_entry["subresource"], json!("status"));
+    assert_eq!(
+        runner_entry["fieldsV1"],
+        json!({"f:status": {".": {}, "f:active": {}, "f:conditions": {}, "f:startTime": {}}})
+    );
+    let again = server_side_apply(
+        Some(&live),
+        &job,
+        false,
+        ctx("orchestrator-controller", T3),
+        &schema,
+    )
+    .expect("re-apply");
+    assert_eq!(again, live, "the second apply changes nothing");
+}
