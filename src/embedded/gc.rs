@@ -146,6 +146,7 @@ fn apply(inner: &mut Inner, action: &Action, now: &str) {
         manager: MANAGER,
         now,
         dry_run: false,
+        strict: false,
     };
     // Each action re-reads the object; one that changed meanwhile is handled on the next pass.
     let result = match action {

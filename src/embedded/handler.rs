@@ -243,6 +243,7 @@ async fn resource_request(
         manager: &manager,
         now: &now,
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let r = Req {
         state,

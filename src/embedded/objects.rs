@@ -22,6 +22,9 @@ pub struct WriteCtx<'a> {
     pub manager: &'a str,
     pub now: &'a str,
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: fields the schema does not declare fail the request (400)
+    /// instead of being dropped.
+    pub strict: bool,
 }
 
 impl WriteCtx<'_> {
@@ -107,7 +110,7 @@ fn track_fields(info: &ResourceInfo, old: Option<&Value>, new: &mut Value, ctx: 
 }
 
 /// Kind-specific and schema validation; defaults are applied to `obj` on the way.
-fn validate(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+fn validate(info: &ResourceInfo, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
     let mut causes = meta::validate_metadata(obj, info.plural == "namespaces");
     match info.storage_key().as_str() {
         "configmaps" | "secrets" => {
@@ -134,7 +137,21 @@ fn validate(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
         _ => {}
     }
     if let Some(schema) = &info.schema {
-        causes.extend(apply_schema(schema, obj));
+        let outcome = apply_schema(schema, obj);
+        if strict && !outcome.pruned.is_empty() {
+            let unknown = outcome
+                .pruned
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {unknown}",
+                kind = info.kind,
+                version = info.version,
+            )));
+        }
+        causes.extend(outcome.causes);
     }
     if causes.is_empty() {
         Ok(())
@@ -357,7 +374,7 @@ pub fn create(
         "pods" => obj["status"] = json!({"phase": "Pending"}),
         _ => {}
     }
-    validate(info, &mut obj)?;
+    validate(info, &mut obj, ctx.strict)?;
     if key == CRD_KEY {
         establish_crd(&mut obj, ctx.now);
     }
@@ -452,7 +469,7 @@ pub fn commit_update(
         }
     }
     new["metadata"]["resourceVersion"] = json!(old_rv);
-    validate(info, &mut new)?;
+    validate(info, &mut new, ctx.strict)?;
     let key = info.storage_key();
     if key == CRD_KEY {
         establish_crd(

@@ -5,12 +5,23 @@
 use super::status::Cause;
 use serde_json::{Map, Value};
 
+/// What applying a schema found.
+#[derive(Debug, Default, PartialEq)]
+pub struct SchemaOutcome {
+    /// Failed fields: the object is Invalid (422).
+    pub causes: Vec<Cause>,
+    /// Fields the schema does not declare, removed (`spec.bogus`); with
+    /// `fieldValidation=Strict` the request fails instead.
+    pub pruned: Vec<String>,
+}
+
 /// Defaults, prunes and validates `obj` (the whole object) against `schema`.
-pub fn apply_schema(schema: &Value, obj: &mut Value) -> Vec<Cause> {
-    default_and_prune(schema, obj, true);
+pub fn apply_schema(schema: &Value, obj: &mut Value) -> SchemaOutcome {
+    let mut pruned = Vec::new();
+    default_and_prune(schema, obj, "", &mut pruned);
     let mut causes = Vec::new();
     validate(schema, obj, "", &mut causes, true);
-    causes
+    SchemaOutcome { causes, pruned }
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
@@ -21,7 +32,8 @@ fn nullable(schema: &Value) -> bool {
     schema["nullable"].as_bool() == Some(true)
 }
 
-fn default_and_prune(schema: &Value, value: &mut Value, root: bool) {
+fn default_and_prune(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    let root = path.is_empty();
     match value {
         Value::Object(map) => {
             let props = schema["properties"].as_object();
@@ -50,20 +62,21 @@ fn default_and_prune(schema: &Value, value: &mut Value, root: bool) {
                             continue;
                         }
                         if let Some(child) = map.get_mut(&k) {
-                            default_and_prune(s, child, false);
+                            default_and_prune(s, child, &child_path(path, &k), pruned);
                         }
                     }
                     None if keep_unknown => {}
                     None => {
                         map.remove(&k);
+                        pruned.push(child_path(path, &k));
                     }
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
-                for item in items {
-                    default_and_prune(item_schema, item, false);
+                for (i, item) in items.iter_mut().enumerate() {
+                    default_and_prune(item_schema, item, &format!("{path}[{i}]"), pruned);
                 }
             }
         }
@@ -293,7 +306,10 @@ mod tests {
     #[test]
     fn valid_object_passes_and_gets_defaults() {
         let mut o = task_run(good_spec(), Some(json!({"phase": "Running"})));
-        assert_eq!(apply_schema(&task_run_schema(), &mut o), vec![]);
+        assert_eq!(
+            apply_schema(&task_run_schema(), &mut o),
+            SchemaOutcome::default()
+        );
         assert_eq!(o["status"]["attempts"], json!(0));
         assert_eq!(o["spec"]["markdownFiles"], json!([]));
     }
@@ -303,7 +319,9 @@ mod tests {
         let mut spec = good_spec();
         spec["bogus"] = json!(1);
         let mut o = task_run(spec, None);
-        assert!(apply_schema(&task_run_schema(), &mut o).is_empty());
+        let outcome = apply_schema(&task_run_schema(), &mut o);
+        assert!(outcome.causes.is_empty());
+        assert_eq!(outcome.pruned, vec!["spec.bogus".to_string()]);
         assert!(o["spec"].get("bogus").is_none());
         assert!(o["metadata"]["name"].is_string());
     }
@@ -344,7 +362,7 @@ mod tests {
         ];
         for (spec, status, field, reason) in cases {
             let mut o = task_run(spec.clone(), status);
-            let causes = apply_schema(&task_run_schema(), &mut o);
+            let causes = apply_schema(&task_run_schema(), &mut o).causes;
             assert_eq!(causes.len(), 1, "{spec}: {causes:?}");
             assert_eq!(
                 (causes[0].field.as_str(), causes[0].reason),

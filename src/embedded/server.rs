@@ -138,6 +138,7 @@ fn bootstrap_namespaces(store: &Store) {
         manager: "kube-apiserver",
         now: &now,
         dry_run: false,
+        strict: false,
     };
     for ns in SYSTEM_NAMESPACES {
         if inner.get("namespaces", "", ns).is_none() {

@@ -120,20 +120,22 @@ impl TestCluster {
     }
 
     /// Runs kubectl against this cluster in the test namespace; `None` (with a printed
-    /// reason) when kubectl is not installed.
-    pub fn kubectl(&mut self, args: &[&str]) -> Option<std::process::Output> {
+    /// reason) when kubectl is not installed. Async, so an embedded server on the same runtime
+    /// keeps serving while kubectl runs.
+    pub async fn kubectl(&mut self, args: &[&str]) -> Option<std::process::Output> {
         if !kubectl_available() {
             eprintln!("skipping kubectl step: kubectl is not installed");
             return None;
         }
         let kubeconfig = self.kubeconfig_path();
         Some(
-            std::process::Command::new("kubectl")
+            tokio::process::Command::new("kubectl")
                 .env("KUBECONFIG", kubeconfig)
                 .arg("--namespace")
                 .arg(&self.namespace)
                 .args(args)
                 .output()
+                .await
                 .expect("kubectl runs"),
         )
     }
