@@ -67,10 +67,10 @@ pub fn render(
     task_runs: &[TaskRun],
     output: Output,
 ) -> anyhow::Result<String> {
-    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": task_runs });
+    let list = || serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": task_runs });
     Ok(match output {
         Output::Table => render_table(snapshot, task_runs),
-        Output::Json => format!("{}\n", serde_json::to_string_pretty(&list)?),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&list())?),
         Output::Yaml => format!(
             "# TaskRuns of {} ({})\n# {PLACEHOLDER_NOTE}\n{}",
             snapshot.revision,
@@ -79,7 +79,7 @@ pub fn render(
             } else {
                 &snapshot.path
             },
-            serde_norway::to_string(&list)?
+            serde_norway::to_string(&list())?
         ),
     })
 }

@@ -55,6 +55,7 @@ pub fn read_snapshot(
     path: &str,
     cache: &mut DigestCache,
 ) -> Result<SourceSnapshot, SourceError> {
+    skip_hash_verification();
     let path = normalize_path(path);
     let revision = Revision {
         branch: branch.to_string(),
@@ -114,6 +115,14 @@ pub fn read_snapshot(
         })
         .collect();
     Ok(assemble(revision, &path, folders, broken))
+}
+
+/// libgit2 re-hashes every object it reads (SHA-1 with collision detection) unless told not to;
+/// git itself does not on reads. Objects come from our own mirror, which fetch already verified,
+/// and the re-hash costs as much as the content digest itself. Process-wide, set once.
+fn skip_hash_verification() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| git2::opts::strict_hash_verification(false));
 }
 
 fn tasks_tree<'r>(

@@ -1,0 +1,255 @@
+//! `plan` on a generated repository (default 10,000 task folders × 3 markdown files of ~4 KiB
+//! plus task.yaml) against reading the same blobs with `git cat-file --batch | sha256sum`, and a
+//! warm re-plan of the unchanged revision.
+//!
+//!     CARGO_TARGET_DIR=/work/target-bench cargo bench --bench plan
+//!     PLAN_BENCH_TASKS=1000 cargo bench --bench plan      # a quick run
+//!
+//! The repository is generated once (git2 writing blobs and trees directly, then `git repack`)
+//! and cached under the target directory between runs.
+
+use git2::{Oid, Repository, Signature};
+use orchestrator::cli::plan::{Output, offline_task_runs, render};
+use orchestrator::source::{DigestCache, read_snapshot};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES_PER_TASK: usize = 3;
+const FILE_BYTES: usize = 4096;
+const AGENTS: [&str; 3] = ["claude-code", "codex", "aider"];
+const SERVICES: [&str; 5] = [
+    "billing-api",
+    "gateway",
+    "auth-service",
+    "search",
+    "reporting",
+];
+const WORDS: [&str; 16] = [
+    "service",
+    "request",
+    "latency",
+    "retry",
+    "tenant",
+    "invoice",
+    "cache",
+    "schema",
+    "migration",
+    "endpoint",
+    "test",
+    "deploy",
+    "queue",
+    "index",
+    "token",
+    "metric",
+];
+
+fn main() {
+    let tasks: usize = std::env::var("PLAN_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let runs: usize = std::env::var("PLAN_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = target_dir().join(format!("bench-plan-repo-{tasks}"));
+    let started = Instant::now();
+    let commit = ensure_repository(&dir, tasks);
+    println!(
+        "repository: {} ({tasks} task folders × {FILES_PER_TASK} files × {FILE_BYTES} B + task.yaml), ready in {:.2?}",
+        dir.display(),
+        started.elapsed()
+    );
+    let repo = Repository::open_bare(&dir).expect("open the generated repository");
+
+    // Baseline: the same blobs through git's own reader and coreutils' hasher.
+    let list = dir.join("blob-ids.txt");
+    write_blob_list(&repo, commit, &list);
+    let baseline = median(
+        (0..runs + 1)
+            .map(|_| cat_file_sha256sum(&dir, &list))
+            .skip(1)
+            .collect(),
+    );
+
+    // Cold: a fresh cache every time; warm: the same cache, the same revision.
+    let mut cold_times = Vec::new();
+    let mut cache = DigestCache::new();
+    for _ in 0..runs {
+        cache = DigestCache::new();
+        let repo = Repository::open_bare(&dir).expect("open");
+        let t = Instant::now();
+        let n = plan(&repo, commit, &mut cache);
+        cold_times.push(t.elapsed());
+        assert_eq!(n, tasks, "every generated folder is a valid task");
+    }
+    let cold = median(cold_times);
+    let warm = median(
+        (0..runs.max(5))
+            .map(|_| {
+                let t = Instant::now();
+                plan(&repo, commit, &mut cache);
+                t.elapsed()
+            })
+            .collect(),
+    );
+
+    let ratio = cold.as_secs_f64() / baseline.as_secs_f64();
+    let warm_share = warm.as_secs_f64() / cold.as_secs_f64();
+    println!("git cat-file --batch | sha256sum : {baseline:>10.2?}");
+    println!(
+        "cold plan                        : {cold:>10.2?}  ratio to baseline {ratio:.2} (target <= 1.5) {}",
+        verdict(ratio <= 1.5)
+    );
+    println!(
+        "warm re-plan (same revision)     : {warm:>10.2?}  {:.1}% of cold (target <= 5%) {}",
+        warm_share * 100.0,
+        verdict(warm_share <= 0.05)
+    );
+    println!("cache after warm runs: {:?} (hits, misses)", cache.stats());
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "OK" } else { "MISSED" }
+}
+
+/// What `orchestrator plan` does, minus printing: snapshot, TaskRuns, table.
+fn plan(repo: &Repository, commit: Oid, cache: &mut DigestCache) -> usize {
+    let snapshot = read_snapshot(repo, commit, "main", "tasks", cache).expect("read snapshot");
+    let task_runs = offline_task_runs(&snapshot, "default");
+    let table = render(&snapshot, &task_runs, Output::Table).expect("render");
+    std::hint::black_box(table);
+    task_runs.len()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn target_dir() -> PathBuf {
+    // The bench binary is <target>/release/deps/plan-<hash>.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+fn cat_file_sha256sum(dir: &Path, list: &Path) -> Duration {
+    let script = format!(
+        "git -C '{}' cat-file --batch < '{}' | sha256sum > /dev/null",
+        dir.display(),
+        list.display()
+    );
+    let t = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run git");
+    let elapsed = t.elapsed();
+    assert!(status.success(), "baseline failed: {script}");
+    elapsed
+}
+
+fn write_blob_list(repo: &Repository, commit: Oid, list: &Path) {
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .expect("tree");
+    let tasks = repo
+        .find_tree(tree.get_name("tasks").expect("tasks").id())
+        .expect("tasks tree");
+    let mut out = String::new();
+    for folder in tasks.iter() {
+        for file in repo.find_tree(folder.id()).expect("folder").iter() {
+            out.push_str(&file.id().to_string());
+            out.push('\n');
+        }
+    }
+    std::fs::write(list, out).expect("write blob list");
+}
+
+/// The generated repository's `main`, generating it first when it is not cached.
+fn ensure_repository(dir: &Path, tasks: usize) -> Oid {
+    if let Ok(repo) = Repository::open_bare(dir)
+        && let Ok(reference) = repo.find_reference("refs/heads/main")
+        && let Some(oid) = reference.target()
+    {
+        return oid;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let repo = Repository::init_bare(dir).expect("init bench repository");
+    let mut tasks_tree = repo.treebuilder(None).expect("treebuilder");
+    for task in 0..tasks {
+        let mut folder = repo.treebuilder(None).expect("treebuilder");
+        let yaml = format!(
+            "serviceName: {}\nagentName: {}\n",
+            SERVICES[task % SERVICES.len()],
+            AGENTS[task % AGENTS.len()]
+        );
+        folder
+            .insert(
+                "task.yaml",
+                repo.blob(yaml.as_bytes()).expect("blob"),
+                0o100644,
+            )
+            .expect("insert");
+        for (i, name) in ["prompt.md", "acceptance.md", "context.md"]
+            .iter()
+            .enumerate()
+            .take(FILES_PER_TASK)
+        {
+            let text = markdown(task, i);
+            folder
+                .insert(name, repo.blob(text.as_bytes()).expect("blob"), 0o100644)
+                .expect("insert");
+        }
+        let folder_id = folder.write().expect("write folder tree");
+        tasks_tree
+            .insert(format!("{}-task-{task}", task + 1), folder_id, 0o040000)
+            .expect("insert folder");
+    }
+    let tasks_id = tasks_tree.write().expect("write tasks tree");
+    let mut root = repo.treebuilder(None).expect("treebuilder");
+    root.insert("tasks", tasks_id, 0o040000)
+        .expect("insert tasks");
+    let root = repo
+        .find_tree(root.write().expect("root"))
+        .expect("root tree");
+    let sig = Signature::now("bench", "bench@example.com").expect("signature");
+    let commit = repo
+        .commit(Some("refs/heads/main"), &sig, &sig, "generated", &root, &[])
+        .expect("commit");
+    // A fetched mirror holds packs, not loose objects.
+    let status = Command::new("git")
+        .args(["-C", &dir.display().to_string(), "repack", "-a", "-d", "-q"])
+        .status();
+    if !status.map(|s| s.success()).unwrap_or(false) {
+        let _ = std::io::stderr()
+            .write_all(b"warning: git repack failed; benchmarking loose objects\n");
+    }
+    commit
+}
+
+/// ~4 KiB of distinct, markdown-looking text.
+fn markdown(task: usize, file: usize) -> String {
+    let mut seed = (task as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (file as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut text = format!("# Task {task}, part {file}\n\n");
+    while text.len() < FILE_BYTES - 80 {
+        text.push_str("- ");
+        for _ in 0..10 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text.push_str(WORDS[(seed % WORDS.len() as u64) as usize]);
+            text.push(' ');
+        }
+        text.push_str(&format!("({})\n", seed % 100_000));
+    }
+    text
+}
