@@ -27,6 +27,10 @@ enum Command {
     Api(Box<orchestrator::cli::api::ApiCommand>),
     /// Run the embedded Kubernetes API server on 127.0.0.1 and write a kubeconfig.
     Apiserver(orchestrator::cli::apiserver::ApiServerArgs),
+    /// Print the sync and health of a commit from its git note; the exit code says the state.
+    Status(orchestrator::cli::status::StatusArgs),
+    /// Wait until a commit's note says Synced (and Healthy); the CI / pull-request check.
+    Wait(orchestrator::cli::wait::WaitArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::Plan(args) => orchestrator::cli::plan::run(args),
         Command::Api(command) => orchestrator::cli::api::run(*command),
         Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
+        Command::Status(args) => orchestrator::cli::status::run(args),
+        Command::Wait(args) => orchestrator::cli::wait::run(args),
     }
 }

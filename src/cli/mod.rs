@@ -5,4 +5,6 @@ pub mod apiserver;
 pub mod controller;
 pub mod plan;
 pub mod source_args;
+pub mod status;
 pub mod validate;
+pub mod wait;

@@ -64,6 +64,16 @@ pub enum NotesError {
         notes_ref: String,
         attempts: u32,
     },
+    #[error("{repo}: {message}")]
+    ResolveRevision { repo: String, message: String },
+    #[error("fetching {url}: {message}; check the URL, network and credentials")]
+    FetchRepository { url: String, message: String },
+    #[error("the note on {commit} cannot be read: {source}")]
+    ParseNote {
+        commit: String,
+        #[source]
+        source: super::model::ParseNoteError,
+    },
     #[error("the notes writer's git task stopped: {0}")]
     TaskStopped(String),
 }
@@ -82,6 +92,9 @@ impl NotesError {
             NotesError::FetchNotes { .. } => "fetch_notes",
             NotesError::PushNotes { .. } => "push_notes",
             NotesError::PushRejected { .. } => "push_rejected",
+            NotesError::ResolveRevision { .. } => "resolve_revision",
+            NotesError::FetchRepository { .. } => "fetch_repository",
+            NotesError::ParseNote { .. } => "parse_note",
             NotesError::TaskStopped(_) => "task_stopped",
         }
     }

@@ -8,9 +8,11 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod push;
+pub mod read;
 pub mod render;
 pub mod store;
 pub mod tracker;
+pub mod verdict;
 pub mod writer;
 
 pub use error::NotesError;
