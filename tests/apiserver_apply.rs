@@ -381,6 +381,7 @@ async fn kubectl_apply_server_side_owns_fields_and_reports_conflicts() {
     write("1");
     let out = c
         .kubectl(&["apply", "--server-side", "-f", &path])
+        .await
         .expect("kubectl is available");
     assert!(
         out.status.success(),
@@ -407,12 +408,14 @@ async fn kubectl_apply_server_side_owns_fields_and_reports_conflicts() {
     write("3");
     let out = c
         .kubectl(&["apply", "--server-side", "-f", &path])
+        .await
         .expect("kubectl is available");
     assert!(!out.status.success(), "kubectl must report the conflict");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(r#"conflict with "other""#), "{stderr}");
     let out = c
         .kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+        .await
         .expect("kubectl is available");
     assert!(
         out.status.success(),
