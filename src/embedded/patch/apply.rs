@@ -6,6 +6,7 @@ use super::fieldset::{FieldSet, PathElement, display_path};
 use super::managed_fields::{
     ManagedEntry, ManagerId, Operation, decode, store, strip_server_fields, without_managed_fields,
 };
+use super::schema::zero_object;
 use super::typed::{
     check_list_keys, compare, ensure_named_fields, merge, remove_items, to_field_set,
 };
@@ -78,10 +79,27 @@ pub fn apply(
 }
 
 pub fn update(old: Option<&Value>, new: &mut Value, ctx: WriteContext<'_>, schema: &MergeSchema) {
-    let old_object = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let new_object = without_managed_fields(new);
+    let mut new_object = without_managed_fields(new);
+    let old_object = match old {
+        Some(old) => without_managed_fields(old),
+        None => {
+            // On create the real server compares with the kind's zero value, whose empty
+            // structs are on both sides.
+            let text = |f: &str| {
+                new_object
+                    .get(f)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            match zero_object(text("apiVersion"), text("kind")) {
+                Some(zero) => {
+                    new_object = merge(Some(&zero), &new_object, "", schema);
+                    zero
+                }
+                None => Value::Object(Map::new()),
+            }
+        }
+    };
     // A client that sends managedFields different from the stored ones replaces them, as
     // kube-apiserver lets it; otherwise the stored entries carry over.
     let sent = new.pointer("/metadata/managedFields");

@@ -162,9 +162,10 @@ fn patch_list(
                     .cloned()
                     .collect();
                 if present.is_empty() {
+                    // kube-apiserver's words, Go map printing included.
                     return Err(PatchError::Invalid(format!(
-                        "an item of {} has no merge key {}",
-                        display(spath),
+                        "map: {} does not contain declared merge key: {}",
+                        go_map(item_map),
                         keys.join(",")
                     )));
                 }
@@ -230,6 +231,19 @@ fn strip_directives_value(value: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(strip_directives_value).collect()),
         other => other.clone(),
     }
+}
+
+/// `map[k:v k2:v2]`, as Go prints a map (sorted keys; serde_json's map is sorted).
+fn go_map(map: &Map<String, Value>) -> String {
+    let entries: Vec<String> = map
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(text) => format!("{k}:{text}"),
+            Value::Object(inner) => format!("{k}:{}", go_map(inner)),
+            other => format!("{k}:{other}"),
+        })
+        .collect();
+    format!("map[{}]", entries.join(" "))
 }
 
 fn display(spath: &str) -> &str {

@@ -366,6 +366,25 @@ fn update_on_create_owns_every_field_it_set_but_not_server_fields() {
 }
 
 #[test]
+fn update_on_create_of_a_job_does_not_own_its_always_present_structs() {
+    let mut job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "i"}]}}}});
+    track_update(None, &mut job, ctx("kubectl-create", T1));
+    assert_eq!(
+        job["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:spec": {"f:backoffLimit": {}, "f:template": {"f:spec": {
+            "f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}},
+            "f:restartPolicy": {}}}}})
+    );
+    assert_eq!(
+        job.get("status"),
+        None,
+        "the zero value is only compared against"
+    );
+}
+
+#[test]
 fn applying_the_same_value_as_another_manager_is_shared_not_a_conflict() {
     let schema = configmap_schema();
     let out = apply_all(
@@ -659,6 +678,23 @@ fn strategic_merge_patch_table() {
         edit(&mut want);
         assert_eq!(target, want, "{name}");
     }
+}
+
+#[test]
+fn strategic_merge_patch_names_a_missing_merge_key_like_kube_apiserver() {
+    let schema = MergeSchema::for_builtin_strategic("apps/v1", "Deployment");
+    let mut deployment =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx"}]}}}});
+    let err = strategic_merge_patch(
+        &mut deployment,
+        &json!({"spec": {"template": {"spec": {"containers": [{"image": "httpd"}]}}}}),
+        &schema,
+    )
+    .expect_err("no merge key");
+    assert_eq!(
+        err.to_string(),
+        "map: map[image:httpd] does not contain declared merge key: name"
+    );
 }
 
 #[test]

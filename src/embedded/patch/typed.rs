@@ -158,6 +158,15 @@ fn compare_walk(
     schema: &MergeSchema,
     out: &mut Comparison,
 ) {
+    // A null facing an object or a list is walked as an absent value (the zero value of a Go
+    // pointer or slice), but still counts as present for the added/removed markers below.
+    let (present_old, present_new) = (old, new);
+    let structured = |v: Option<&Value>| v.is_some_and(|v| v.is_object() || v.is_array());
+    let (old, new) = if structured(old) || structured(new) {
+        (old.filter(|v| !v.is_null()), new.filter(|v| !v.is_null()))
+    } else {
+        (old, new)
+    };
     let is_obj = |v: Option<&Value>| v.is_none_or(Value::is_object);
     let is_arr = |v: Option<&Value>| v.is_none_or(Value::is_array);
     let descended = if is_obj(old) && is_obj(new) {
@@ -214,7 +223,7 @@ fn compare_walk(
         false
     };
     if descended && !path.is_empty() {
-        match (old, new) {
+        match (present_old, present_new) {
             (None, Some(_)) => out.added.insert(path.clone()),
             (Some(_), None) => out.removed.insert(path.clone()),
             _ => {}
