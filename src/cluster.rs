@@ -6,6 +6,8 @@
 //! the in-cluster config inside a pod; then `KUBECONFIG`; then `~/.kube/config`; and when none
 //! of these exists, the embedded server with the local Job runner.
 
+use crate::embedded::runner::{JobRunner, RunnerConfig, RunnerHandle, RunnerMode};
+use crate::embedded::{ApiServer, ApiServerConfig, EmbeddedError, RunningApiServer};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -150,6 +152,208 @@ impl fmt::Display for ClusterChoice {
                 "the embedded API server (no in-cluster config, KUBECONFIG or ~/.kube/config found)"
             ),
         }
+    }
+}
+
+/// A failure to reach the chosen cluster; each message names the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(
+        "reading kubeconfig {path}: {source}; pass --kubeconfig with a valid file, or --embedded \
+         to use the embedded API server"
+    )]
+    ReadKubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "loading {choice}: {source}; check its current-context, or pass --embedded to use the \
+         embedded API server"
+    )]
+    LoadKubeconfig {
+        choice: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("loading the in-cluster config: {source}; is the service account token mounted?")]
+    InCluster {
+        #[source]
+        source: kube::config::InClusterError,
+    },
+    #[error("building a Kubernetes client for {choice}: {source}")]
+    BuildClient {
+        choice: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the embedded API server has no kube config to load; connect() starts it")]
+    NoConfigForEmbedded,
+    #[error("starting the embedded API server: {0}")]
+    StartEmbedded(#[source] EmbeddedError),
+    #[error("creating the Job log directory {path}: {source}; pass --runner-log-dir")]
+    LogDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A client for the chosen cluster, and the embedded server and runner when they were started
+/// (dropping them stops them; [`Connected::shutdown`] stops them cleanly).
+pub struct Connected {
+    pub client: kube::Client,
+    /// Which cluster, for the line printed at start.
+    pub description: String,
+    pub embedded: Option<EmbeddedCluster>,
+}
+
+/// The embedded API server and the local Job runner beside it.
+pub struct EmbeddedCluster {
+    pub server: RunningApiServer,
+    pub runner: RunnerHandle,
+}
+
+/// How to start the embedded cluster when it is chosen.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedSettings {
+    /// Keep the server's objects here; `None` keeps them in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Where Job logs go; default `<data_dir>/logs`, or `<temp dir>/orchestrator-logs-<pid>`.
+    pub log_dir: Option<PathBuf>,
+    /// Run Jobs as processes (`None`) or simulate them.
+    pub simulated: Option<RunnerMode>,
+}
+
+impl EmbeddedSettings {
+    pub fn from_args(args: &ClusterArgs) -> Self {
+        EmbeddedSettings {
+            data_dir: args.embedded_data_dir.clone(),
+            log_dir: args.runner_log_dir.clone(),
+            simulated: None,
+        }
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        match (&self.log_dir, &self.data_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(data)) => data.join("logs"),
+            (None, None) => {
+                std::env::temp_dir().join(format!("orchestrator-logs-{}", std::process::id()))
+            }
+        }
+    }
+}
+
+/// Connects to the chosen cluster; for the embedded one, starts the API server and the local
+/// Job runner and keeps them in [`Connected::embedded`].
+pub async fn connect(
+    choice: &ClusterChoice,
+    settings: &EmbeddedSettings,
+) -> Result<Connected, ClusterError> {
+    if let ClusterChoice::Embedded(_) = choice {
+        return start_embedded(choice, settings).await;
+    }
+    let (config, description) = load_config(choice).await?;
+    let client =
+        kube::Client::try_from(config).map_err(|source| ClusterError::BuildClient {
+            choice: choice.to_string(),
+            source,
+        })?;
+    Ok(Connected {
+        client,
+        description,
+        embedded: None,
+    })
+}
+
+async fn start_embedded(
+    choice: &ClusterChoice,
+    settings: &EmbeddedSettings,
+) -> Result<Connected, ClusterError> {
+    let server = ApiServer::start(ApiServerConfig {
+        data_dir: settings.data_dir.clone(),
+        ..ApiServerConfig::default()
+    })
+    .await
+    .map_err(ClusterError::StartEmbedded)?;
+    let client = server.client();
+    let log_dir = settings.log_dir();
+    std::fs::create_dir_all(&log_dir).map_err(|source| ClusterError::LogDir {
+        path: log_dir.clone(),
+        source,
+    })?;
+    let mut runner_config = RunnerConfig::new(&log_dir);
+    if let Some(mode) = settings.simulated {
+        runner_config.mode = mode;
+    }
+    let runner = JobRunner::start(client.clone(), runner_config);
+    let storage = match &settings.data_dir {
+        Some(dir) => format!("objects in {}", dir.display()),
+        None => "objects in memory".to_string(),
+    };
+    let description = format!(
+        "{choice} at {} ({storage}; local Job runner, logs in {})",
+        server.url(),
+        log_dir.display()
+    );
+    Ok(Connected {
+        client,
+        description,
+        embedded: Some(EmbeddedCluster { server, runner }),
+    })
+}
+
+impl Connected {
+    /// Stops the local runner (killing running Jobs' processes) and the embedded server.
+    pub async fn shutdown(self) {
+        if let Some(EmbeddedCluster { server, runner }) = self.embedded {
+            runner.shutdown().await;
+            server.shutdown().await;
+        }
+    }
+}
+
+/// Loads the kube config for a kubeconfig or in-cluster choice.
+async fn load_config(choice: &ClusterChoice) -> Result<(kube::Config, String), ClusterError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    match choice {
+        ClusterChoice::InCluster => {
+            let config = kube::Config::incluster()
+                .map_err(|source| ClusterError::InCluster { source })?;
+            let description = format!("in-cluster API server {}", config.cluster_url);
+            Ok((config, description))
+        }
+        ClusterChoice::Kubeconfig { paths, .. } => {
+            let mut merged = Kubeconfig::default();
+            for path in paths {
+                let file = Kubeconfig::read_from(path).map_err(|source| {
+                    ClusterError::ReadKubeconfig {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                merged = merged
+                    .merge(file)
+                    .map_err(|source| ClusterError::ReadKubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
+            let context = merged.current_context.clone().unwrap_or_default();
+            let config = kube::Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
+                .await
+                .map_err(|source| ClusterError::LoadKubeconfig {
+                    choice: choice.to_string(),
+                    source,
+                })?;
+            let description = format!(
+                "API server {} (context {context:?}, {choice})",
+                config.cluster_url
+            );
+            Ok((config, description))
+        }
+        ClusterChoice::Embedded(_) => Err(ClusterError::NoConfigForEmbedded),
     }
 }
 
