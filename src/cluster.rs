@@ -84,6 +84,17 @@ pub enum EmbeddedReason {
     NoClusterConfigured,
 }
 
+impl EmbeddedReason {
+    fn explain(self) -> &'static str {
+        match self {
+            EmbeddedReason::Forced => "--embedded was given",
+            EmbeddedReason::NoClusterConfigured => {
+                "no in-cluster config, KUBECONFIG or ~/.kube/config was found"
+            }
+        }
+    }
+}
+
 /// The cluster to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterChoice {
@@ -144,13 +155,9 @@ impl fmt::Display for ClusterChoice {
                 };
                 write!(f, "kubeconfig {} (from {from})", list.join(":"))
             }
-            ClusterChoice::Embedded(EmbeddedReason::Forced) => {
-                write!(f, "the embedded API server (--embedded)")
+            ClusterChoice::Embedded(reason) => {
+                write!(f, "the embedded API server, because {}", reason.explain())
             }
-            ClusterChoice::Embedded(EmbeddedReason::NoClusterConfigured) => write!(
-                f,
-                "the embedded API server (no in-cluster config, KUBECONFIG or ~/.kube/config found)"
-            ),
         }
     }
 }
@@ -251,15 +258,14 @@ pub async fn connect(
     choice: &ClusterChoice,
     settings: &EmbeddedSettings,
 ) -> Result<Connected, ClusterError> {
-    if let ClusterChoice::Embedded(_) = choice {
-        return start_embedded(choice, settings).await;
+    if let ClusterChoice::Embedded(reason) = choice {
+        return start_embedded(*reason, settings).await;
     }
     let (config, description) = load_config(choice).await?;
-    let client =
-        kube::Client::try_from(config).map_err(|source| ClusterError::BuildClient {
-            choice: choice.to_string(),
-            source,
-        })?;
+    let client = kube::Client::try_from(config).map_err(|source| ClusterError::BuildClient {
+        choice: choice.to_string(),
+        source,
+    })?;
     Ok(Connected {
         client,
         description,
@@ -268,7 +274,7 @@ pub async fn connect(
 }
 
 async fn start_embedded(
-    choice: &ClusterChoice,
+    reason: EmbeddedReason,
     settings: &EmbeddedSettings,
 ) -> Result<Connected, ClusterError> {
     let server = ApiServer::start(ApiServerConfig {
@@ -293,9 +299,10 @@ async fn start_embedded(
         None => "objects in memory".to_string(),
     };
     let description = format!(
-        "{choice} at {} ({storage}; local Job runner, logs in {})",
+        "embedded API server at {} ({storage}; local Job runner, logs in {}), because {}",
         server.url(),
-        log_dir.display()
+        log_dir.display(),
+        reason.explain()
     );
     Ok(Connected {
         client,
@@ -319,20 +326,19 @@ async fn load_config(choice: &ClusterChoice) -> Result<(kube::Config, String), C
     use kube::config::{KubeConfigOptions, Kubeconfig};
     match choice {
         ClusterChoice::InCluster => {
-            let config = kube::Config::incluster()
-                .map_err(|source| ClusterError::InCluster { source })?;
+            let config =
+                kube::Config::incluster().map_err(|source| ClusterError::InCluster { source })?;
             let description = format!("in-cluster API server {}", config.cluster_url);
             Ok((config, description))
         }
         ClusterChoice::Kubeconfig { paths, .. } => {
             let mut merged = Kubeconfig::default();
             for path in paths {
-                let file = Kubeconfig::read_from(path).map_err(|source| {
-                    ClusterError::ReadKubeconfig {
+                let file =
+                    Kubeconfig::read_from(path).map_err(|source| ClusterError::ReadKubeconfig {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 merged = merged
                     .merge(file)
                     .map_err(|source| ClusterError::ReadKubeconfig {
@@ -341,12 +347,13 @@ async fn load_config(choice: &ClusterChoice) -> Result<(kube::Config, String), C
                     })?;
             }
             let context = merged.current_context.clone().unwrap_or_default();
-            let config = kube::Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
-                .await
-                .map_err(|source| ClusterError::LoadKubeconfig {
-                    choice: choice.to_string(),
-                    source,
-                })?;
+            let config =
+                kube::Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|source| ClusterError::LoadKubeconfig {
+                        choice: choice.to_string(),
+                        source,
+                    })?;
             let description = format!(
                 "API server {} (context {context:?}, {choice})",
                 config.cluster_url
@@ -448,7 +455,7 @@ mod tests {
         );
         assert_eq!(
             ClusterChoice::Embedded(EmbeddedReason::Forced).to_string(),
-            "the embedded API server (--embedded)"
+            "the embedded API server, because --embedded was given"
         );
     }
 }

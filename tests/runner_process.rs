@@ -111,6 +111,8 @@ impl Setup {
     }
 }
 
+/// A container running `sh -c script`. Kubernetes reduces `$$` to `$` in commands (its `$(VAR)`
+/// escape), so the shell's own pid is written `$$$$`.
 fn shell(script: &str) -> serde_json::Value {
     json!({"name": "agent", "image": "busybox", "command": ["sh", "-c", script]})
 }
@@ -145,7 +147,7 @@ fn pid_in(log: &str) -> i32 {
     log.lines()
         .find_map(|l| l.strip_prefix("pid="))
         .and_then(|p| p.trim().parse().ok())
-        .expect("the process printed its pid")
+        .unwrap_or_else(|| panic!("the process printed its pid: {log:?}"))
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -164,7 +166,9 @@ async fn a_job_that_exits_0_is_complete_with_its_output_in_the_log_file() {
     )
     .await;
     let job = s
-        .wait_for("ok", Duration::from_secs(20), |j| has_condition(j, "Complete"))
+        .wait_for("ok", Duration::from_secs(20), |j| {
+            has_condition(j, "Complete")
+        })
         .await;
     let status = job.status.clone().expect("status");
     assert_eq!(status.succeeded, Some(1));
@@ -187,7 +191,10 @@ async fn a_job_that_exits_0_is_complete_with_its_output_in_the_log_file() {
     assert!(path.starts_with(s.logs.path()), "{}", path.display());
     let log = std::fs::read_to_string(&path).expect("read log");
     assert!(log.contains("hello-from-job\n"), "{log}");
-    assert!(log.contains("oops\n"), "stderr goes to the same file: {log}");
+    assert!(
+        log.contains("oops\n"),
+        "stderr goes to the same file: {log}"
+    );
     runner.shutdown().await;
 }
 
@@ -203,13 +210,22 @@ async fn a_failing_job_is_retried_up_to_its_backoff_limit_then_failed() {
     )
     .await;
     let job = s
-        .wait_for("fails", Duration::from_secs(20), |j| has_condition(j, "Failed"))
+        .wait_for("fails", Duration::from_secs(20), |j| {
+            has_condition(j, "Failed")
+        })
         .await;
     let status = job.status.clone().expect("status");
-    assert_eq!(status.failed, Some(3), "backoffLimit 2 means three attempts");
+    assert_eq!(
+        status.failed,
+        Some(3),
+        "backoffLimit 2 means three attempts"
+    );
     assert_eq!(status.succeeded, None);
     assert_eq!(status.active, None);
-    assert_eq!(status.completion_time, None, "only a success sets completionTime");
+    assert_eq!(
+        status.completion_time, None,
+        "only a success sets completionTime"
+    );
     assert_eq!(
         conditions(&job),
         vec![
@@ -232,13 +248,17 @@ async fn a_job_past_its_deadline_is_killed_and_failed() {
     s.create_job(
         "slow",
         json!({"activeDeadlineSeconds": 1, "backoffLimit": 3,
-               "template": {"spec": {"containers": [shell("echo pid=$$; exec sleep 30")]}}}),
+               "template": {"spec": {"containers": [shell("echo pid=$$$$; exec sleep 30")]}}}),
     )
     .await;
-    let log = s.wait_for_log("slow", "pid=", Duration::from_secs(10)).await;
+    let log = s
+        .wait_for_log("slow", "pid=", Duration::from_secs(10))
+        .await;
     let pid = pid_in(&log);
     let job = s
-        .wait_for("slow", Duration::from_secs(10), |j| has_condition(j, "Failed"))
+        .wait_for("slow", Duration::from_secs(10), |j| {
+            has_condition(j, "Failed")
+        })
         .await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -253,7 +273,11 @@ async fn a_job_past_its_deadline_is_killed_and_failed() {
         ]
     );
     let status = job.status.expect("status");
-    assert_eq!(status.failed, Some(1), "the killed attempt counts as failed");
+    assert_eq!(
+        status.failed,
+        Some(1),
+        "the killed attempt counts as failed"
+    );
     assert_eq!(status.active, None);
     assert!(!group_alive(pid), "the process group is gone");
     runner.shutdown().await;
@@ -267,10 +291,12 @@ async fn deleting_a_job_kills_its_process() {
     let runner = s.runner();
     s.create_job(
         "doomed",
-        json!({"template": {"spec": {"containers": [shell("echo pid=$$; sleep 30 & wait")]}}}),
+        json!({"template": {"spec": {"containers": [shell("echo pid=$$$$; sleep 30 & wait")]}}}),
     )
     .await;
-    let log = s.wait_for_log("doomed", "pid=", Duration::from_secs(10)).await;
+    let log = s
+        .wait_for_log("doomed", "pid=", Duration::from_secs(10))
+        .await;
     let pid = pid_in(&log);
     assert!(group_alive(pid));
     s.jobs
@@ -365,10 +391,15 @@ async fn a_missing_config_map_fails_the_attempt_with_the_reason_in_the_log() {
     )
     .await;
     let job = s
-        .wait_for("no-files", Duration::from_secs(20), |j| has_condition(j, "Failed"))
+        .wait_for("no-files", Duration::from_secs(20), |j| {
+            has_condition(j, "Failed")
+        })
         .await;
     let log = std::fs::read_to_string(log_path(&job)).expect("read log");
-    assert!(log.contains("ConfigMap \"absent-files\" does not exist"), "{log}");
+    assert!(
+        log.contains("ConfigMap \"absent-files\" does not exist"),
+        "{log}"
+    );
     runner.shutdown().await;
 }
 
@@ -383,8 +414,10 @@ async fn a_restarted_runner_never_reruns_a_finished_job_and_restarts_an_interrup
         json!({"template": {"spec": {"containers": [shell("echo finished-run")]}}}),
     )
     .await;
-    s.wait_for("finished", Duration::from_secs(20), |j| has_condition(j, "Complete"))
-        .await;
+    s.wait_for("finished", Duration::from_secs(20), |j| {
+        has_condition(j, "Complete")
+    })
+    .await;
     s.create_job(
         "interrupted",
         json!({"backoffLimit": 0, "template": {"spec": {"containers": [shell("echo began; sleep 1; echo ended")]}}}),
@@ -401,7 +434,10 @@ async fn a_restarted_runner_never_reruns_a_finished_job_and_restarts_an_interrup
         })
         .await;
     let status = job.status.clone().expect("status");
-    assert_eq!(status.failed, None, "an interruption by the runner is not a failure");
+    assert_eq!(
+        status.failed, None,
+        "an interruption by the runner is not a failure"
+    );
     let log = std::fs::read_to_string(log_path(&job)).expect("read log");
     assert_eq!(log.matches("began").count(), 2, "{log}");
     assert_eq!(log.matches("ended").count(), 1, "{log}");

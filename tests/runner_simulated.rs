@@ -6,8 +6,8 @@ mod support;
 
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{ListParams, PostParams};
 use kube::Api;
+use kube::api::{ListParams, PostParams};
 use orchestrator::embedded::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
 use orchestrator::names::ANNOTATION_LOG_PATH;
 use serde_json::json;
