@@ -39,6 +39,12 @@ impl Metrics {
         self.lock().register(name, help, metric);
     }
 
+    /// Hands the registry to a stage whose metrics register into `&mut Registry`
+    /// (`ControllerMetrics::register`, `NotesMetrics::register`).
+    pub fn register_with<T>(&self, register: impl FnOnce(&mut Registry) -> T) -> T {
+        register(&mut self.lock())
+    }
+
     /// The whole registry as OpenMetrics text (ends with `# EOF`).
     pub fn render(&self) -> String {
         let mut out = String::new();

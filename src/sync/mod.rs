@@ -1,5 +1,7 @@
 //! The sync: desired TaskRuns and live TaskRuns in, server-side applies and prunes out.
 
+pub mod apply;
+pub mod crd_install;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -5,7 +5,6 @@ use crate::source::snapshot::{FolderError, Revision};
 use crate::sync::plan::{Action, SyncPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 /// What one sync of one revision did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,8 +47,8 @@ pub struct ApplyError {
 
 /// The latest report, published by the sync loop and read by the notes writer and the API.
 /// `None` until the first sync finished.
-pub type ReportReceiver = tokio::sync::watch::Receiver<Option<Arc<SyncReport>>>;
-pub type ReportSender = tokio::sync::watch::Sender<Option<Arc<SyncReport>>>;
+pub type ReportReceiver = tokio::sync::watch::Receiver<Option<SyncReport>>;
+pub type ReportSender = tokio::sync::watch::Sender<Option<SyncReport>>;
 
 /// A channel holding no report yet.
 pub fn report_channel() -> (ReportSender, ReportReceiver) {

@@ -1,0 +1,236 @@
+//! The applier: a snapshot in, the cluster's TaskRuns brought in line (server-side apply, prune)
+//! and a `SyncOutcome` out. Thin I/O: one list, the pure `desired` + `plan`, then only the writes
+//! the plan names, a bounded number in flight.
+
+use crate::crd::TaskRun;
+use crate::desired::{LiveTaskRuns, SourceIdentity, desired_task_runs};
+use crate::names;
+use crate::source::snapshot::{Revision, SourceSnapshot};
+use crate::sync::plan::{Action, PlanInput, PlanStep, SyncPlan, plan};
+use crate::sync::report::{ApplyError, SyncReport};
+use futures::stream::{self, StreamExt};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, instrument, warn};
+
+/// Writes in flight at once. Enough to hide loopback/cluster latency, few enough not to trip
+/// API priority and fairness on a real cluster.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// How the applier writes.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// The namespace the TaskRuns live in.
+    pub namespace: String,
+    /// `false` keeps TaskRuns whose folder left Git (`--prune=false`).
+    pub prune: bool,
+    /// Writes in flight at once (at least 1).
+    pub concurrency: usize,
+}
+
+impl SyncOptions {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            prune: true,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// A sync that could not even compare; per-task write failures are not errors of the sync,
+/// they are recorded in its report.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(
+        "listing TaskRuns in namespace {namespace:?} failed: {source}; check that the cluster is \
+         reachable, the namespace exists, and orchestrator may list taskruns.orchestrator.io"
+    )]
+    ListTaskRuns {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl SyncError {
+    /// A fixed label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncError::ListTaskRuns { .. } => crate::sync::metrics::error_kind::LIST,
+        }
+    }
+}
+
+/// What one sync did: the plan it carried out, the report, and how long it took.
+#[derive(Clone, Debug)]
+pub struct SyncOutcome {
+    pub plan: SyncPlan,
+    pub report: SyncReport,
+    pub took: Duration,
+    /// Whether every write of the plan succeeded and nothing is waiting (a TaskRun still being
+    /// deleted): a sync of the same revision right now would write nothing. Folder errors and
+    /// conflicts do not block this; they need a person, not another sync.
+    pub converged: bool,
+}
+
+/// Syncs one source into one namespace; remembers the last cleanly applied revision.
+#[derive(Clone)]
+pub struct Syncer {
+    api: Api<TaskRun>,
+    source: SourceIdentity,
+    options: SyncOptions,
+    applied: Option<Revision>,
+}
+
+impl Syncer {
+    pub fn new(client: Client, source: SourceIdentity, options: SyncOptions) -> Self {
+        Self {
+            api: Api::namespaced(client, &options.namespace),
+            source,
+            options,
+            applied: None,
+        }
+    }
+
+    pub fn source(&self) -> &SourceIdentity {
+        &self.source
+    }
+
+    pub fn options(&self) -> &SyncOptions {
+        &self.options
+    }
+
+    /// The live TaskRuns of the namespace: one list request.
+    pub async fn list_live(&self) -> Result<LiveTaskRuns, SyncError> {
+        let list = self
+            .api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| SyncError::ListTaskRuns {
+                namespace: self.options.namespace.clone(),
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|tr| Some((tr.metadata.name.clone()?, tr)))
+            .collect())
+    }
+
+    /// The plan for `snapshot` against the cluster as it is now; writes nothing.
+    pub async fn plan(&self, snapshot: &SourceSnapshot) -> Result<SyncPlan, SyncError> {
+        let live = self.list_live().await?;
+        Ok(self.plan_against(snapshot, &live))
+    }
+
+    fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
+        let desired = desired_task_runs(snapshot, &self.source, &self.options.namespace, live);
+        plan(PlanInput {
+            desired: &desired,
+            live,
+            folder_errors: &snapshot.errors,
+            source_label: &self.source.label_value(),
+            prune: self.options.prune,
+        })
+    }
+
+    /// Lists, plans and carries out the plan. A no-op sync makes exactly one request (the list).
+    #[instrument(skip_all, fields(revision = %snapshot.revision, namespace = %self.options.namespace))]
+    pub async fn sync(&mut self, snapshot: &SourceSnapshot) -> Result<SyncOutcome, SyncError> {
+        let started = Instant::now();
+        let live = self.list_live().await?;
+        let plan = self.plan_against(snapshot, &live);
+        let failures = apply_plan(&self.api, &plan, self.options.concurrency).await;
+        let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
+        let report = SyncReport::from_plan(
+            &snapshot.revision,
+            &plan,
+            &snapshot.errors,
+            failures,
+            self.applied.clone(),
+            now_rfc3339(),
+        );
+        self.applied = report.applied_revision.clone();
+        let took = started.elapsed();
+        info!(
+            status = %report.status,
+            created = report.created,
+            updated = report.updated,
+            pruned = report.pruned,
+            unchanged = report.unchanged,
+            errors = report.apply_errors.len() + report.folder_errors.len(),
+            took_ms = took.as_millis() as u64,
+            "sync finished"
+        );
+        Ok(SyncOutcome {
+            plan,
+            report,
+            took,
+            converged,
+        })
+    }
+}
+
+/// Carries out the writes of `plan`, at most `concurrency` at once. Every failure is returned
+/// for its task; none stops the others.
+pub async fn apply_plan(
+    api: &Api<TaskRun>,
+    plan: &SyncPlan,
+    concurrency: usize,
+) -> Vec<ApplyError> {
+    let mut failures: Vec<ApplyError> = stream::iter(plan.writes())
+        .map(|step| write_step(api, step))
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|result| async move { result.err() })
+        .collect()
+        .await;
+    failures.sort_by(|a, b| a.name.cmp(&b.name));
+    failures
+}
+
+async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<(), ApplyError> {
+    let failed = |verb: &str, e: kube::Error| {
+        warn!(task_run = %step.name, error = %e, "{verb} failed");
+        ApplyError {
+            name: step.name.clone(),
+            message: format!("{verb} {} failed: {e}", step.name),
+        }
+    };
+    match &step.action {
+        Action::Create | Action::Update(_) => {
+            let Some(desired) = &step.desired else {
+                return Ok(());
+            };
+            debug!(task_run = %step.name, version = desired.context_version, "apply");
+            let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
+            api.patch(&step.name, &params, &Patch::Apply(&desired.task_run))
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("apply", e))
+        }
+        Action::Prune { uid } => {
+            debug!(task_run = %step.name, "prune");
+            let params = DeleteParams {
+                preconditions: uid.clone().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match api.delete(&step.name, &params).await {
+                Ok(_) => Ok(()),
+                // Already gone: what the prune wanted.
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(e) => Err(failed("prune", e)),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// RFC 3339 UTC, for reports.
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
