@@ -13,8 +13,10 @@
 //!   leaves; there is no per-field type checking, no unions, no deduced (schemaless) types, and
 //!   `x-kubernetes-preserve-unknown-fields` subtrees are treated like any struct.
 //! - Map-list key fields may be omitted only where Kubernetes defaults them (`protocol: TCP`).
-//! - For create, an update's "old object" is `{}`, so new parent fields get `".": {}` (the real
-//!   server compares built-in kinds with their zero-valued Go struct instead).
+//! - For create, an update's "old object" is a hand-written zero value for common built-in kinds
+//!   (Job, Pod, Deployment, Namespace, Event, Lease, CRD, ...) and `{}` for the rest, where the
+//!   real server converts the kind's zero-valued Go struct: for other built-in kinds new parent
+//!   structs may get a `".": {}` the real server would not record.
 //! - No cap on the number of Update entries, no conversion of sets between apiVersions, no
 //!   `kubectl.kubernetes.io/last-applied-configuration` upgrade path.
 //! - A `null` in an applied config removes the field (and the applier owns it).
