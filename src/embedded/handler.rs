@@ -95,7 +95,15 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 
 fn parse_json(bytes: &[u8], content_type: &str) -> Result<Value, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    // Protobuf and CBOR are not served; clients (client-go) fall back to JSON on 415.
+    // kubectl's create generators send protobuf; CBOR is not served.
+    if media == super::protobuf::CONTENT_TYPE {
+        return super::protobuf::decode(bytes).map_err(|e| match e {
+            super::protobuf::ProtobufError::UnsupportedKind(_) => {
+                ApiError::unsupported_media_type_message(e.to_string())
+            }
+            super::protobuf::ProtobufError::Malformed(_) => ApiError::bad_request(e.to_string()),
+        });
+    }
     if !(media.is_empty() || media.ends_with("json") || media.ends_with("yaml")) {
         return Err(ApiError::unsupported_media_type(media));
     }

@@ -15,6 +15,7 @@ mod objects;
 mod openapi;
 pub mod patch;
 mod persist;
+mod protobuf;
 mod registry;
 mod resources;
 mod router;

@@ -198,6 +198,11 @@ impl ApiError {
         )
     }
 
+    /// A 415 whose message says what to send instead.
+    pub fn unsupported_media_type_message(message: String) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,
