@@ -19,4 +19,4 @@ pub use error::NotesError;
 pub use metrics::NotesMetrics;
 pub use model::{NOTE_API_VERSION, NOTES_REF, Note, TaskState};
 pub use render::render_note;
-pub use writer::{NotesConfig, NotesWriterHandle, TaskStates, spawn_notes_writer};
+pub use writer::{NotesConfig, NotesWriterHandle, TaskStates, report_stream, spawn_notes_writer};

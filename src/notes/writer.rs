@@ -3,10 +3,11 @@
 //!
 //! # Contract for `run` ([`spawn_notes_writer`])
 //!
-//! - `reports`: a stream of every [`SyncReport`] the sync produces, e.g.
-//!   `tokio_stream::wrappers::WatchStream::from_changes(rx)` over a `watch::Receiver<SyncReport>`
-//!   or a `ReceiverStream` over an mpsc channel. Sending never waits for Git. A report that
-//!   repeats the previous one for the same commit apart from `synced_at` changes nothing.
+//! - `reports`: a stream of the [`SyncReport`]s the sync produces: [`report_stream`] over the
+//!   sync's `ReportReceiver` (a watch channel: the latest report wins, so of two reports sent
+//!   while the writer is busy writing only the second is seen), or an mpsc stream when every
+//!   report must be seen. Sending never waits for Git. A report that repeats the previous one
+//!   for the same commit apart from `synced_at` changes nothing.
 //!   When the stream ends the writer writes what is left, pushes once more and stops.
 //! - `states`: anything implementing [`TaskStates`]: a `kube::runtime::reflector::Store<TaskRun>`,
 //!   or a closure returning `BTreeMap<TaskRun name, TaskState>`. It is re-read every
@@ -27,7 +28,7 @@ use super::push::{NotesRemote, push_backoff, sync_notes_with_remote};
 use super::store::write_notes;
 use super::tracker::{PlannedNote, Tracker};
 use crate::crd::TaskRun;
-use crate::sync::report::SyncReport;
+use crate::sync::report::{ReportReceiver, SyncReport};
 use futures::{Stream, StreamExt};
 use git2::{Oid, Repository, Signature};
 use std::collections::BTreeMap;
@@ -94,6 +95,14 @@ impl NotesConfig {
             source,
         })
     }
+}
+
+/// The reports published on the sync's watch channel, starting with the one already there.
+pub fn report_stream(
+    reports: ReportReceiver,
+) -> impl Stream<Item = SyncReport> + Send + Unpin + 'static {
+    tokio_stream::wrappers::WatchStream::new(reports)
+        .filter_map(|report| std::future::ready(report.map(|r| (*r).clone())))
 }
 
 /// The current status of TaskRuns, by TaskRun name.
@@ -364,4 +373,46 @@ async fn push_round(
     })
     .await
     .map_err(|e| NotesError::TaskStopped(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{TaskPhase, TaskRunSpec, TaskRunStatus};
+    use kube::runtime::{reflector, watcher};
+
+    #[test]
+    fn a_reflector_store_gives_the_states_by_task_run_name() {
+        let (store, mut writer) = reflector::store::<TaskRun>();
+        let mut tr = TaskRun::new(
+            "task-42",
+            TaskRunSpec {
+                task_id: 42,
+                service_name: "web".into(),
+                agent_name: "coder".into(),
+                context_version: 3,
+                content_digest: String::new(),
+                source_path: String::new(),
+                markdown_files: vec![],
+            },
+        );
+        tr.metadata.namespace = Some("default".into());
+        tr.status = Some(TaskRunStatus {
+            phase: Some(TaskPhase::Running),
+            job_name: Some("web-42-v3".into()),
+            context_version: Some(3),
+            ..TaskRunStatus::default()
+        });
+        writer.apply_watcher_event(&watcher::Event::Apply(tr));
+        let states = TaskStates::task_states(&store);
+        assert_eq!(
+            states.get("task-42"),
+            Some(&TaskState {
+                phase: Some(TaskPhase::Running),
+                job_name: Some("web-42-v3".into()),
+                message: None,
+                context_version: Some(3),
+            })
+        );
+    }
 }
