@@ -18,7 +18,6 @@ use orchestrator::notes::{
 use orchestrator::sync::report::report_channel;
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -358,7 +357,7 @@ async fn an_unreachable_remote_is_retried_in_the_background_without_blocking_the
     let start = Instant::now();
     for minute in 0..3 {
         let synced_at = format!("2026-11-26T10:0{minute}:00Z");
-        tx.send_replace(Some(Arc::new(report(first, &[], &synced_at))));
+        tx.send_replace(Some(report(first, &[], &synced_at)));
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert!(start.elapsed() < Duration::from_secs(2));

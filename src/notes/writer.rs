@@ -101,8 +101,7 @@ impl NotesConfig {
 pub fn report_stream(
     reports: ReportReceiver,
 ) -> impl Stream<Item = SyncReport> + Send + Unpin + 'static {
-    tokio_stream::wrappers::WatchStream::new(reports)
-        .filter_map(|report| std::future::ready(report.map(|r| (*r).clone())))
+    tokio_stream::wrappers::WatchStream::new(reports).filter_map(std::future::ready)
 }
 
 /// The current status of TaskRuns, by TaskRun name.
