@@ -3,6 +3,7 @@
 
 use super::reasons::EventReason;
 use crate::crd::TaskRun;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
@@ -19,7 +20,16 @@ pub fn recorder(client: kube::Client) -> Recorder {
     )
 }
 
-pub async fn publish(recorder: &Recorder, tr: &TaskRun, reason: EventReason, note: String) {
+/// Publishes one event on `tr`. `related` names the child the event is about: the Recorder
+/// folds events with the same reason and related object into one series, so naming the child
+/// keeps, say, the JobCreated events of two context versions apart.
+pub async fn publish(
+    recorder: &Recorder,
+    tr: &TaskRun,
+    reason: EventReason,
+    note: String,
+    related: Option<ObjectReference>,
+) {
     let event = Event {
         type_: if reason.is_warning() {
             EventType::Warning
@@ -29,7 +39,7 @@ pub async fn publish(recorder: &Recorder, tr: &TaskRun, reason: EventReason, not
         reason: reason.as_str().to_string(),
         note: Some(note),
         action: reason.action().to_string(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = recorder.publish(&event, &tr.object_ref(&())).await {
         tracing::warn!(
@@ -39,4 +49,9 @@ pub async fn publish(recorder: &Recorder, tr: &TaskRun, reason: EventReason, not
             "could not publish event"
         );
     }
+}
+
+/// A reference to a child for an event's `related` field.
+pub fn related<K: Resource<DynamicType = ()>>(child: &K) -> ObjectReference {
+    child.object_ref(&())
 }

@@ -10,7 +10,7 @@ use super::children::{
     self, build_config_map, build_job, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
-use super::events::publish;
+use super::events::{publish, related};
 use super::job_phase::{JobState, format_time, job_phase};
 use super::metrics::ControllerMetrics;
 use super::reasons::{self, EventReason};
@@ -18,7 +18,7 @@ use super::status::{Observation, Outcome, needs_write, task_run_status};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER, LABEL_TASK_ID};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
@@ -211,7 +211,14 @@ async fn publish_outcome(
         _ => EventReason::Failed,
     };
     let note = next.message.clone().unwrap_or_else(|| phase.to_string());
-    publish(&ctx.recorder, tr, reason, note).await;
+    let job = next.job_name.as_ref().map(|name| ObjectReference {
+        api_version: Some("batch/v1".to_string()),
+        kind: Some("Job".to_string()),
+        name: Some(name.clone()),
+        namespace: tr.namespace(),
+        ..ObjectReference::default()
+    });
+    publish(&ctx.recorder, tr, reason, note, job).await;
 }
 
 async fn write_status(api: &Api<TaskRun>, name: &str, status: &TaskRunStatus) -> Result<(), Error> {
@@ -269,7 +276,8 @@ async fn ensure_config_map(
         None => true,
     };
     // Absent, or holding other content: server-side apply makes it exactly ours.
-    kids.config_maps
+    let applied = kids
+        .config_maps
         .patch(&name, &apply_params(), &Patch::Apply(&desired))
         .await
         .map_err(|source| Error::ApplyChild {
@@ -285,6 +293,7 @@ async fn ensure_config_map(
             tr,
             EventReason::ConfigMapCreated,
             format!("Created ConfigMap {name} with {files} markdown file(s)"),
+            Some(related(&applied)),
         )
         .await;
     } else {
@@ -344,6 +353,7 @@ async fn ensure_job(
                     "Created Job {name} running agent {} ({})",
                     profile.name, profile.profile.image
                 ),
+                Some(related(&created)),
             )
             .await;
             Ok((job_phase(&created), true))
@@ -370,6 +380,7 @@ async fn report_outdated(tr: &TaskRun, ctx: &Context, live: &Job, profile: &Reso
                 live.name_any(),
                 profile.name
             ),
+            Some(related(live)),
         )
         .await;
     }
@@ -415,6 +426,7 @@ async fn delete_other_versions(
                     "Stopped Job {name} (context version {from}): superseded by context version {}",
                     tr.spec.context_version
                 ),
+                Some(related(job)),
             )
             .await;
             stopped.push(name);
@@ -433,6 +445,7 @@ async fn delete_other_versions(
             tr,
             EventReason::OldVersionDeleted,
             format!("Deleted {} of older context versions", deleted.join(", ")),
+            None,
         )
         .await;
     }
@@ -512,7 +525,7 @@ async fn cleanup(tr: &TaskRun, ctx: &Context) -> Result<Action, Error> {
     } else {
         format!("Deleted {}; releasing the finalizer", names.join(", "))
     };
-    publish(&ctx.recorder, tr, EventReason::CleanupDone, note).await;
+    publish(&ctx.recorder, tr, EventReason::CleanupDone, note, None).await;
     ctx.metrics.forget(&uid);
     info!(task_run = %tr.name_any(), "cleaned up");
     Ok(Action::await_change())

@@ -144,7 +144,22 @@ pub fn json_merge_patch(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Invalid(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &ops).map_err(|e| PatchError::Invalid(e.to_string()))
+    // kube-apiserver (evanphx/json-patch) lets `test` of a missing path against `null` pass;
+    // kube-runtime's finalizer helper relies on it to add the first finalizer. Apply the ops one
+    // by one on a copy so that the patch stays all-or-nothing.
+    let mut work = target.clone();
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && work.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut work, std::slice::from_ref(&op))
+            .map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
+    *target = work;
+    Ok(())
 }
 
 /// Strategic merge patch with the list merge keys of `schema` (pass

@@ -771,3 +771,22 @@ fn controller_runner_controller_round_trip_is_conflict_free_and_ends_in_a_no_op(
     .expect("re-apply");
     assert_eq!(again, live, "the second apply changes nothing");
 }
+
+#[test]
+fn json_patch_test_of_a_missing_path_against_null_passes_like_kube_apiserver() {
+    // The patch kube-runtime's finalizer helper sends to add the first finalizer.
+    let mut obj = serde_json::json!({"metadata": {"name": "task-1"}});
+    let add_first = serde_json::json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+    ]);
+    json_patch(&mut obj, &add_first).unwrap();
+    assert_eq!(obj["metadata"]["finalizers"], serde_json::json!(["f"]));
+    // Now the path exists: the same test fails, and nothing of the patch is applied.
+    let before = obj.clone();
+    assert!(json_patch(&mut obj, &add_first).is_err());
+    assert_eq!(obj, before);
+    // A missing path never equals a non-null value.
+    let wrong = serde_json::json!([{"op": "test", "path": "/metadata/labels", "value": {}}]);
+    assert!(json_patch(&mut obj, &wrong).is_err());
+}

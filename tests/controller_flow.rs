@@ -1,0 +1,523 @@
+//! The controller end to end on the embedded API server with the local Job runner: real HTTP
+//! between kube-rs and the server, real processes for the agents.
+
+mod controller_support;
+
+use controller_support::*;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use orchestrator::crd::{MarkdownFile, TaskPhase};
+use orchestrator::names;
+use std::time::Duration;
+
+const AGENTS: &str = r#"
+defaults:
+  activeDeadlineSeconds: 30
+  backoffLimit: 0
+agents:
+  echo:
+    image: local/shell
+    command: ["sh", "-c"]
+    args: ['echo "task $TASK_ID v$TASK_CONTEXT_VERSION"; cat "$TASK_DIR/prompt.md"']
+  flaky:
+    image: local/shell
+    command: ["sh", "-c", "echo failing; exit 3"]
+    backoffLimit: 2
+  sleepy:
+    image: local/shell
+    command: ["sh", "-c", "sleep 30"]
+    activeDeadlineSeconds: 1
+  by-content:
+    image: local/shell
+    command: ["sh", "-c"]
+    args: ['if grep -q slow "$TASK_DIR/prompt.md"; then sleep 30; fi; echo finished']
+  short:
+    image: local/shell
+    command: ["sh", "-c", "sleep 2; echo done"]
+"#;
+
+const T: Duration = Duration::from_secs(20);
+
+fn terminal(tr: &orchestrator::crd::TaskRun) -> bool {
+    phase(tr).is_some_and(TaskPhase::is_terminal)
+}
+
+#[tokio::test]
+async fn a_task_succeeds_with_its_files_mounted_and_says_so() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    let before = cluster.server.request_stats();
+    let created = cluster
+        .create(&task_run(1, 1, "echo", "# Build the login page\n"))
+        .await;
+    let tr = cluster
+        .wait_for("task-1", T, "Ready", |t| {
+            condition(t, "Ready").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    let status = tr.status.clone().unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Succeeded));
+    assert_eq!(status.attempts, 1);
+    assert_eq!(status.job_name.as_deref(), Some("web-1-v1"));
+    assert_eq!(status.config_map_name.as_deref(), Some("web-1-v1-files"));
+    assert_eq!(status.context_version, Some(1));
+    assert_eq!(status.observed_generation, tr.metadata.generation);
+    assert!(
+        status.start_time.is_some() && status.completion_time.is_some(),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("Job web-1-v1 succeeded"),
+        "{status:?}"
+    );
+    for (type_, want) in [
+        ("Ready", ("True", "Succeeded")),
+        ("Reconciling", ("False", "Succeeded")),
+        ("Stalled", ("False", "Succeeded")),
+        ("Succeeded", ("True", "Succeeded")),
+    ] {
+        assert_eq!(
+            condition(&tr, type_),
+            Some((want.0.to_string(), want.1.to_string())),
+            "{type_}"
+        );
+    }
+    assert!(tr.finalizers().iter().any(|f| f == names::FINALIZER));
+
+    // The children: owned by the TaskRun, labelled, the markdown mounted into the process.
+    let job = cluster.jobs().get("web-1-v1").await.unwrap();
+    let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("TaskRun", "task-1")
+    );
+    assert_eq!(Some(owner.uid.clone()), created.metadata.uid);
+    assert_eq!(owner.controller, Some(true));
+    let labels = job.labels();
+    assert_eq!(labels[names::LABEL_TASK_ID], "1");
+    assert_eq!(labels[names::LABEL_SERVICE_NAME], "web");
+    assert_eq!(labels[names::LABEL_CONTEXT_VERSION], "1");
+    let cm = cluster.config_maps().get("web-1-v1-files").await.unwrap();
+    assert_eq!(
+        cm.data.as_ref().unwrap()["prompt.md"],
+        "# Build the login page\n"
+    );
+    let log_path = job.annotations()[names::ANNOTATION_LOG_PATH].clone();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("task 1 v1") && log.contains("# Build the login page"),
+        "{log}"
+    );
+
+    // Events by content.
+    let events = cluster.events_for("task-1").await;
+    let reasons: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["ConfigMapCreated", "JobCreated", "Succeeded"],
+        "{events:?}"
+    );
+    assert_eq!(
+        events[0].1,
+        "Created ConfigMap web-1-v1-files with 2 markdown file(s)"
+    );
+    assert_eq!(
+        events[1].1,
+        "Created Job web-1-v1 running agent echo (local/shell)"
+    );
+    assert!(
+        events[2].1.starts_with("Job web-1-v1 succeeded"),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.2 == "Normal"), "{events:?}");
+
+    // Metrics by content.
+    let text = controller.metrics_text();
+    for (series, want) in [
+        ("taskrun_total", 1.0),
+        ("taskrun_active", 0.0),
+        ("taskrun_phase{phase=\"Succeeded\"}", 1.0),
+        ("taskrun_phase{phase=\"Running\"}", 0.0),
+        ("controller_jobs_created_total", 1.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
+    }
+    assert!(
+        sample(&text, "controller_reconcile_duration_seconds_count").unwrap() >= 2.0,
+        "{text}"
+    );
+
+    // Writes: the ConfigMap and the Job once each, the TaskRun's finalizer once, status at most
+    // twice (Running, Succeeded), nothing else.
+    watch_quiet().await;
+    let writes = cluster.server.request_stats().since(&before);
+    assert_eq!(writes.writes_to("configmaps"), 1, "{writes:?}");
+    assert_eq!(
+        writes.count("jobs.batch", "patch") + writes.count("jobs.batch", "create"),
+        2,
+        "the controller's apply and the runner's log-path annotation: {writes:?}"
+    );
+    assert_eq!(
+        writes.writes_to("taskruns.orchestrator.io"),
+        2,
+        "create + finalizer: {writes:?}"
+    );
+    assert!(
+        writes.writes_to("taskruns.orchestrator.io/status") <= 2,
+        "{writes:?}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_task_is_retried_up_to_its_backoff_limit_then_fails() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster.create(&task_run(2, 1, "flaky", "# Fails\n")).await;
+    let tr = cluster.wait_for("task-2", T, "finished", terminal).await;
+    let status = tr.status.clone().unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Failed), "{status:?}");
+    assert_eq!(
+        status.attempts, 3,
+        "backoffLimit 2 = 3 attempts: {status:?}"
+    );
+    assert_eq!(
+        condition(&tr, "Succeeded"),
+        Some(("False".into(), "BackoffLimitExceeded".into()))
+    );
+    assert_eq!(
+        condition(&tr, "Stalled"),
+        Some(("True".into(), "BackoffLimitExceeded".into()))
+    );
+    assert_eq!(
+        condition(&tr, "Ready"),
+        Some(("False".into(), "BackoffLimitExceeded".into()))
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("BackoffLimitExceeded"),
+        "{status:?}"
+    );
+    let events = cluster.events_for("task-2").await;
+    let failed = events
+        .iter()
+        .find(|e| e.0 == "Failed")
+        .expect("a Failed event");
+    assert_eq!(failed.2, "Warning");
+    assert!(
+        failed.1.contains("web-2-v1") && failed.1.contains("BackoffLimitExceeded"),
+        "{failed:?}"
+    );
+    let text = controller.metrics_text();
+    assert_eq!(
+        sample(&text, "taskrun_phase{phase=\"Failed\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        cluster.jobs_of(2).await.len(),
+        1,
+        "retries are pods of one Job"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_task_that_runs_past_its_deadline_fails_with_deadline_exceeded() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster
+        .create(&task_run(3, 1, "sleepy", "# Sleeps\n"))
+        .await;
+    let job = cluster
+        .wait_for("task-3", T, "Running", |t| phase(t).is_some())
+        .await;
+    assert_eq!(
+        cluster
+            .jobs()
+            .get("web-3-v1")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .active_deadline_seconds,
+        Some(1)
+    );
+    drop(job);
+    let tr = cluster.wait_for("task-3", T, "finished", terminal).await;
+    assert_eq!(phase(&tr), Some(TaskPhase::Failed));
+    assert_eq!(
+        condition(&tr, "Succeeded"),
+        Some(("False".into(), "DeadlineExceeded".into()))
+    );
+    assert!(
+        tr.status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("DeadlineExceeded")
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_context_version_supersedes_the_running_job() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    // Another task's objects and an unowned ConfigMap with this task's label: never touched.
+    let bystander = cluster
+        .config_maps()
+        .create(&PostParams::default(), &{
+            let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+            cm.metadata.name = Some("hand-made".into());
+            cm.metadata.labels = Some([(names::LABEL_TASK_ID.to_string(), "4".to_string())].into());
+            cm
+        })
+        .await
+        .unwrap();
+    cluster
+        .create(&task_run(5, 1, "by-content", "# slow, other task\n"))
+        .await;
+    cluster
+        .create(&task_run(4, 1, "by-content", "# slow at first\n"))
+        .await;
+    cluster
+        .wait_for("task-4", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+    cluster
+        .wait_for("task-5", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+
+    let patch = serde_json::json!({"spec": {
+        "contextVersion": 2,
+        "markdownFiles": [MarkdownFile { filename: "prompt.md".into(), content: "# fast now\n".into() }],
+    }});
+    cluster
+        .task_runs()
+        .patch("task-4", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let tr = cluster
+        .wait_for("task-4", T, "v2 Succeeded", |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.context_version == Some(2))
+                && terminal(t)
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Succeeded), "{status:?}");
+    assert_eq!(status.job_name.as_deref(), Some("web-4-v2"));
+    assert_eq!(status.attempts, 1);
+
+    let job_names = |jobs: Vec<k8s_openapi::api::batch::v1::Job>| {
+        jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
+    };
+    assert_eq!(job_names(cluster.jobs_of(4).await), ["web-4-v2"]);
+    let cms: Vec<String> = cluster
+        .config_maps_of(4)
+        .await
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    assert_eq!(
+        cms,
+        ["hand-made", "web-4-v2-files"],
+        "the unowned ConfigMap stays"
+    );
+    assert_eq!(
+        job_names(cluster.jobs_of(5).await),
+        ["web-5-v1"],
+        "another task's Job stays"
+    );
+    assert_eq!(
+        cluster
+            .config_maps()
+            .get("hand-made")
+            .await
+            .unwrap()
+            .metadata
+            .uid,
+        bystander.metadata.uid
+    );
+
+    let events = cluster.events_for("task-4").await;
+    let superseded = events
+        .iter()
+        .find(|e| e.0 == "JobSuperseded")
+        .expect("JobSuperseded event");
+    assert_eq!(
+        superseded.1,
+        "Stopped Job web-4-v1 (context version 1): superseded by context version 2"
+    );
+    let deleted = events
+        .iter()
+        .find(|e| e.0 == "OldVersionDeleted")
+        .expect("OldVersionDeleted event");
+    assert_eq!(
+        deleted.1,
+        "Deleted web-4-v1-files of older context versions"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.0 == "JobCreated").count(),
+        2,
+        "{events:?}"
+    );
+    let text = controller.metrics_text();
+    assert_eq!(
+        sample(&text, "taskrun_total"),
+        Some(3.0),
+        "two tasks, one of them twice: {text}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_task_run_removes_its_jobs_and_config_maps_then_the_task_run() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    let created = cluster
+        .create(&task_run(6, 1, "by-content", "# slow\n"))
+        .await;
+    cluster
+        .wait_for("task-6", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+    assert_eq!(cluster.jobs_of(6).await.len(), 1);
+    cluster
+        .task_runs()
+        .delete("task-6", &DeleteParams::default())
+        .await
+        .unwrap();
+    cluster
+        .wait_deleted("task-6", &created.uid().unwrap(), T)
+        .await;
+    assert!(cluster.jobs_of(6).await.is_empty(), "Jobs are gone");
+    assert!(
+        cluster.config_maps_of(6).await.is_empty(),
+        "ConfigMaps are gone"
+    );
+    let events = cluster.events_for("task-6").await;
+    let cleanup = events
+        .iter()
+        .find(|e| e.0 == "CleanupDone")
+        .expect("CleanupDone event");
+    assert_eq!(
+        cleanup.1,
+        "Deleted Job web-6-v1, ConfigMap web-6-v1-files; releasing the finalizer"
+    );
+    let text = controller.metrics_text();
+    assert_eq!(sample(&text, "taskrun_active"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "taskrun_phase{phase=\"Running\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_agent_fails_the_task_run_and_creates_no_job() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster
+        .create(&task_run(7, 1, "gpt-9", "# Anything\n"))
+        .await;
+    let tr = cluster.wait_for("task-7", T, "finished", terminal).await;
+    let status = tr.status.clone().unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Failed));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "agent \"gpt-9\" is not defined; known agents: by-content, echo, flaky, short, sleepy"
+        )
+    );
+    assert_eq!(
+        condition(&tr, "Succeeded"),
+        Some(("False".into(), "AgentNotFound".into()))
+    );
+    assert_eq!(
+        condition(&tr, "Stalled"),
+        Some(("True".into(), "AgentNotFound".into()))
+    );
+    assert_eq!(status.job_name, None);
+    watch_quiet().await;
+    assert!(
+        cluster.jobs_of(7).await.is_empty(),
+        "no Job for an unknown agent"
+    );
+    assert!(
+        cluster.config_maps_of(7).await.is_empty(),
+        "no ConfigMap either"
+    );
+    let events = cluster.events_for("task-7").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "AgentNotFound");
+    assert_eq!(events[0].2, "Warning");
+    assert!(
+        events[0].1.contains("gpt-9") && events[0].1.contains("echo"),
+        "{events:?}"
+    );
+    let text = controller.metrics_text();
+    assert_eq!(
+        sample(&text, "controller_jobs_created_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "taskrun_phase{phase=\"Failed\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_controller_restarted_mid_run_creates_no_duplicate_job() {
+    let cluster = Cluster::start(AGENTS).await;
+    let first = cluster.start_controller();
+    cluster
+        .create(&task_run(8, 1, "short", "# Two seconds\n"))
+        .await;
+    cluster
+        .wait_for("task-8", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+    let before = cluster.server.request_stats();
+    first.stop().await;
+    let second = cluster.start_controller();
+    let tr = cluster.wait_for("task-8", T, "finished", terminal).await;
+    assert_eq!(phase(&tr), Some(TaskPhase::Succeeded));
+    assert_eq!(tr.status.unwrap().attempts, 1);
+    let jobs = cluster.jobs_of(8).await;
+    assert_eq!(jobs.len(), 1, "one Job");
+    let writes = cluster.server.request_stats().since(&before);
+    assert_eq!(writes.count("jobs.batch", "create"), 0, "{writes:?}");
+    assert_eq!(writes.writes_to("configmaps"), 0, "{writes:?}");
+    let text = second.metrics_text();
+    assert_eq!(
+        sample(&text, "controller_jobs_created_total"),
+        Some(0.0),
+        "{text}"
+    );
+    let events = cluster.events_for("task-8").await;
+    assert_eq!(
+        events.iter().filter(|e| e.0 == "JobCreated").count(),
+        1,
+        "{events:?}"
+    );
+    second.stop().await;
+}
