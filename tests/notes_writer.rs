@@ -392,3 +392,43 @@ async fn an_unreachable_remote_is_retried_in_the_background_without_blocking_the
     // Counted once the push round returns (after the remote already has the ref).
     assert!(metrics.pushes.get() >= 1);
 }
+
+#[tokio::test]
+async fn shutdown_writes_the_final_state_without_waiting_out_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("work");
+    let repo = Repository::init(&path).unwrap();
+    let c1 = commit(&repo, &[("tasks/1-a/prompt.md", "a\n")], "task");
+    let states = States::default();
+    states.set(1, TaskPhase::Running);
+    let (tx, rx) = report_channel();
+    let writer = spawn_notes_writer(
+        NotesConfig {
+            min_interval: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(10),
+            ..NotesConfig::new(&path)
+        },
+        report_stream(rx),
+        states.reader(),
+        NotesMetrics::default(),
+    );
+    tx.send_replace(Some(report(c1, &[1], "2026-11-26T10:00:00Z")));
+    wait_for_note(&path, c1, "Progressing", |n| {
+        n.health == Health::Progressing
+    })
+    .await;
+    states.set(1, TaskPhase::Succeeded);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Held back by the 60 s interval...
+    assert_eq!(note_at(&path, c1).unwrap().health, Health::Progressing);
+    // ... until shutdown, which writes it at once. The sender is still alive: the stop does it.
+    let start = Instant::now();
+    writer.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(note_at(&path, c1).unwrap().health, Health::Healthy);
+    drop(tx);
+}

@@ -9,6 +9,9 @@
 //!   report must be seen. Sending never waits for Git. A report that repeats the previous one
 //!   for the same commit apart from `synced_at` changes nothing.
 //!   When the stream ends the writer writes what is left, pushes once more and stops.
+//! - At shutdown call [`NotesWriterHandle::shutdown`]`(timeout).await`: it writes the final
+//!   state at once (the coalescing interval does not hold it back), pushes once and stops
+//!   (aborting after `timeout`). [`NotesWriterHandle::abort`] drops unwritten changes.
 //! - `states`: anything implementing [`TaskStates`]: a `kube::runtime::reflector::Store<TaskRun>`,
 //!   or a closure returning `BTreeMap<TaskRun name, TaskState>`. It is re-read every
 //!   `poll_interval` while the current revision has non-terminal tasks, and at once after
@@ -130,6 +133,7 @@ impl TaskStates for kube::runtime::reflector::Store<TaskRun> {
 /// The running writer (and pusher).
 pub struct NotesWriterHandle {
     wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
     writer: JoinHandle<()>,
     pusher: Option<JoinHandle<()>>,
 }
@@ -138,6 +142,27 @@ impl NotesWriterHandle {
     /// Task states changed: re-read them now instead of at the next poll (writes still coalesce).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Writes the final state now (not waiting out the coalescing interval), pushes once, and
+    /// stops; gives up after `timeout` (an unreachable remote) and aborts both tasks. Call this
+    /// at shutdown so the last status change reaches the note.
+    pub async fn shutdown(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let (writer, pusher) = (
+            self.writer.abort_handle(),
+            self.pusher.as_ref().map(|p| p.abort_handle()),
+        );
+        if tokio::time::timeout(timeout, self.join()).await.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "the notes writer did not finish in time; stopping it"
+            );
+            writer.abort();
+            if let Some(pusher) = pusher {
+                pusher.abort();
+            }
+        }
     }
 
     /// Waits until the reports stream has ended, the last notes are written and pushed once.
@@ -170,6 +195,7 @@ where
     let config = Arc::new(config);
     let lock = Arc::new(Mutex::new(()));
     let wake = Arc::new(Notify::new());
+    let (stop, stop_rx) = watch::channel(false);
     let (written_tx, written_rx) = watch::channel(0u64);
     let pusher = config.remote.clone().map(|remote| {
         tokio::spawn(run_pusher(
@@ -185,12 +211,14 @@ where
         reports,
         states,
         wake.clone(),
+        stop_rx,
         written_tx,
         lock,
         metrics,
     ));
     NotesWriterHandle {
         wake,
+        stop,
         writer,
         pusher,
     }
@@ -201,6 +229,7 @@ async fn run_writer<S>(
     mut reports: S,
     states: Arc<dyn TaskStates>,
     wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
     written: watch::Sender<u64>,
     lock: Arc<Mutex<()>>,
     metrics: NotesMetrics,
@@ -224,13 +253,12 @@ async fn run_writer<S>(
                     None => closed = true,
                 },
                 _ = wake.notified() => {}
+                Ok(_) = stop.wait_for(|stop| *stop) => closed = true,
                 _ = sleep_until(tick), if !tracker.is_idle() => {}
             }
         }
-        if closed {
-            // Flush what is left (still respecting the interval), then stop.
-            sleep_until(next_write).await;
-        } else if Instant::now() < next_write {
+        // Closing flushes at once: the final state matters more than the interval.
+        if !closed && Instant::now() < next_write {
             continue;
         }
         let plan = tracker.plan(&states.task_states());
