@@ -1,5 +1,6 @@
 //! `orchestrator controller`: flags in, the TaskRun controller running alone (with /metrics) out.
 
+use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
 use crate::controller::metrics::{OPENMETRICS_CONTENT_TYPE, encode_openmetrics};
 use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
 use anyhow::Context as _;
@@ -26,6 +27,8 @@ pub struct ControllerArgs {
     /// Reconciles that may run at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
@@ -35,9 +38,17 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     let agents = AgentProfiles::load(&args.agents)?;
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes cluster to talk to: set KUBECONFIG or run inside a cluster")?;
+    let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
+    let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster)).await?;
+    tracing::info!("using {}", connected.description);
+    let client = connected.client.clone();
+    if connected.embedded.is_some() {
+        // A fresh embedded server knows no TaskRuns yet; a real cluster gets the CRD from deploy/.
+        crate::sync::crd_install::ensure_crd(client.clone()).await?;
+        if let Some(ns) = &args.namespace {
+            ensure_namespace(&client, ns).await?;
+        }
+    }
     let mut registry = Registry::default();
     let metrics = Arc::new(ControllerMetrics::register(&mut registry));
     let registry = Arc::new(registry);
@@ -67,6 +78,20 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     config.concurrency = args.concurrency;
     run_controller(client, config, metrics, shutdown_signal()).await;
     server.abort();
+    connected.shutdown().await;
+    Ok(())
+}
+
+async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    if api.get_opt(name).await?.is_none() {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(name.to_string());
+        api.create(&kube::api::PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name} on the embedded server"))?;
+    }
     Ok(())
 }
 
