@@ -79,6 +79,11 @@ pub fn apply(
 }
 
 pub fn update(old: Option<&Value>, new: &mut Value, ctx: WriteContext<'_>, schema: &MergeSchema) {
+    // `managedFields: [{}]` is kube-apiserver's way to drop all ownership records.
+    if new.pointer("/metadata/managedFields") == Some(&serde_json::json!([{}])) {
+        store(new, &[]);
+        return;
+    }
     let mut new_object = without_managed_fields(new);
     let old_object = match old {
         Some(old) => without_managed_fields(old),
@@ -268,10 +273,64 @@ fn take_changed_fields(
     Ok(())
 }
 
-/// Drops server-set fields from every set and managers left owning nothing.
+/// Drops server-set fields from every set and managers left owning nothing, then caps the
+/// Update managers.
 fn finish(entries: &mut Vec<ManagedEntry>) {
     for entry in entries.iter_mut() {
         entry.set = strip_server_fields(&entry.set);
     }
     entries.retain(|e| !e.set.is_empty());
+    cap_update_managers(entries);
+}
+
+/// kube-apiserver keeps at most this many Update entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+/// The manager the oldest Update entries are merged into, one per apiVersion.
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest Update entries into an `ancient-changes` entry per apiVersion until at
+/// most [`MAX_UPDATE_MANAGERS`] are left, as kube-apiserver's capManagersManager does.
+fn cap_update_managers(entries: &mut Vec<ManagedEntry>) {
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].id.operation == Operation::Update)
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        (&entries[a].time, &entries[a].id.manager).cmp(&(&entries[b].time, &entries[b].id.manager))
+    });
+    let mut remaining = updaters.len();
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut gone: Vec<usize> = Vec::new();
+    for &i in &updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        match first_of_version.iter().find(|(v, _)| *v == version) {
+            Some(&(_, first)) => {
+                let merged = entries[first].set.union(&entries[i].set);
+                let time = entries[i].time.clone();
+                let bucket = &mut entries[first];
+                bucket.set = merged;
+                bucket.id = ManagerId {
+                    manager: ANCIENT_CHANGES.to_string(),
+                    operation: Operation::Update,
+                    api_version: Some(version),
+                    subresource: None,
+                };
+                bucket.time = time;
+                gone.push(i);
+                remaining -= 1;
+            }
+            None => first_of_version.push((version, i)),
+        }
+    }
+    let mut index = 0;
+    entries.retain(|_| {
+        let keep = !gone.contains(&index);
+        index += 1;
+        keep
+    });
 }

@@ -17,8 +17,10 @@
 //!   (Job, Pod, Deployment, Namespace, Event, Lease, CRD, ...) and `{}` for the rest, where the
 //!   real server converts the kind's zero-valued Go struct: for other built-in kinds new parent
 //!   structs may get a `".": {}` the real server would not record.
-//! - No cap on the number of Update entries, no conversion of sets between apiVersions, no
-//!   `kubectl.kubernetes.io/last-applied-configuration` upgrade path.
+//! - No conversion of sets between apiVersions, no `before-first-apply` manager for objects
+//!   stored without managedFields, no `kubectl.kubernetes.io/last-applied-configuration`
+//!   upgrade path. (Update entries are capped at 10 with `ancient-changes`, and
+//!   `managedFields: [{}]` resets them, as on the real server.)
 //! - A `null` in an applied config removes the field (and the applier owns it).
 //!
 //! Strategic merge patch, simplified: lists merge by the [`MergeSchema`] keys (use

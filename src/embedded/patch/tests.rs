@@ -790,3 +790,45 @@ fn json_patch_test_of_a_missing_path_against_null_passes_like_kube_apiserver() {
     let wrong = serde_json::json!([{"op": "test", "path": "/metadata/labels", "value": {}}]);
     assert!(json_patch(&mut obj, &wrong).is_err());
 }
+
+#[test]
+fn managed_fields_reset_with_an_empty_entry() {
+    let schema = configmap_schema();
+    let live = apply_all(&[("sync", cm(json!({"x": "1"})))], &schema);
+    let mut reset = live.clone();
+    reset["metadata"]["managedFields"] = json!([{}]);
+    track_update(Some(&live), &mut reset, ctx("kubectl", T2));
+    assert_eq!(reset["metadata"].get("managedFields"), None);
+}
+
+#[test]
+fn more_than_ten_update_managers_fold_the_oldest_into_ancient_changes() {
+    let mut live = cm(json!({}));
+    track_update(None, &mut live, ctx("creator", "2026-11-26T09:00:00Z"));
+    for i in 0..11 {
+        let mut next = live.clone();
+        next["data"][format!("k{i}")] = json!("v");
+        let now = format!("2026-11-26T10:{i:02}:00Z");
+        track_update(Some(&live), &mut next, ctx(&format!("writer-{i:02}"), &now));
+        live = next;
+    }
+    let entries = live["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 10);
+    let names: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert_eq!(names[0], "ancient-changes");
+    for folded in ["creator", "writer-00", "writer-01"] {
+        assert!(!names.contains(&folded), "{folded} is folded: {names:?}");
+    }
+    assert_eq!(
+        entries[0]["fieldsV1"],
+        json!({"f:data": {".": {}, "f:k0": {}, "f:k1": {}}}),
+        "the three oldest writers' fields are kept under ancient-changes"
+    );
+    assert_eq!(entries[0]["time"], json!("2026-11-26T10:01:00Z"));
+}
