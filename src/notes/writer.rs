@@ -210,8 +210,10 @@ where
         config,
         reports,
         states,
-        wake.clone(),
-        stop_rx,
+        Signals {
+            wake: wake.clone(),
+            stop: stop_rx,
+        },
         written_tx,
         lock,
         metrics,
@@ -224,18 +226,24 @@ where
     }
 }
 
+/// What the handle tells the writer: re-read states now; stop.
+struct Signals {
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+}
+
 async fn run_writer<S>(
     config: Arc<NotesConfig>,
     mut reports: S,
     states: Arc<dyn TaskStates>,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
     written: watch::Sender<u64>,
     lock: Arc<Mutex<()>>,
     metrics: NotesMetrics,
 ) where
     S: Stream<Item = SyncReport> + Send + Unpin + 'static,
 {
+    let Signals { wake, mut stop } = signals;
     let mut tracker = Tracker::new();
     let mut next_write = Instant::now();
     let mut closed = false;
