@@ -292,3 +292,28 @@ fn the_example_repository_is_valid() {
     );
     assert!(s.tasks.iter().all(|t| t.markdown_files.len() >= 2));
 }
+
+#[test]
+fn shared_snapshots_are_handed_back_for_an_unchanged_revision() {
+    use orchestrator::source::read_snapshot_shared;
+    let repo = TestRepo::new();
+    let mut cache = DigestCache::new();
+    repo.task("tasks/1-a", YAML_WEB, &[("prompt.md", "x")]);
+    let first = repo.commit("one");
+    let a = read_snapshot_shared(&repo.repo, first, "main", "tasks", &mut cache).unwrap();
+    let again = read_snapshot_shared(&repo.repo, first, "main", "/tasks/", &mut cache).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a, &again));
+    let other_branch =
+        read_snapshot_shared(&repo.repo, first, "release", "tasks", &mut cache).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&a, &other_branch));
+    assert_eq!(other_branch.revision.branch, "release");
+    repo.task("tasks/2-b", YAML_WEB, &[("prompt.md", "y")]);
+    let second = repo.commit("two");
+    let b = read_snapshot_shared(&repo.repo, second, "main", "tasks", &mut cache).unwrap();
+    assert_eq!(ids(&b), vec![1, 2]);
+    // A plain read in between invalidates the memo: it may have been of another commit.
+    read_snapshot(&repo.repo, first, "main", "tasks", &mut cache).unwrap();
+    let b2 = read_snapshot_shared(&repo.repo, second, "main", "tasks", &mut cache).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&b, &b2));
+    assert_eq!(b, b2);
+}

@@ -34,8 +34,7 @@ pub struct PlanArgs {
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let snapshot = args.source.load()?;
-    let task_runs = offline_task_runs(&snapshot, &args.namespace);
-    print!("{}", render(&snapshot, &task_runs, args.output)?);
+    print!("{}", render(&snapshot, &args.namespace, args.output)?);
     if args.output != Output::Table {
         eprintln!("note: {PLACEHOLDER_NOTE}");
         for error in &snapshot.errors {
@@ -61,15 +60,20 @@ pub fn offline_task_runs(snapshot: &SourceSnapshot, namespace: &str) -> Vec<Task
         .collect()
 }
 
-/// The plan in the requested format. Pure.
+/// The plan in the requested format. Pure. The table summarises the TaskRuns straight from
+/// the snapshot (names from [`crate::names`]), so it never copies the markdown; YAML and JSON
+/// are the full TaskRuns of [`offline_task_runs`].
 pub fn render(
     snapshot: &SourceSnapshot,
-    task_runs: &[TaskRun],
+    namespace: &str,
     output: Output,
 ) -> anyhow::Result<String> {
-    let list = || serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": task_runs });
+    let list = || {
+        let items = offline_task_runs(snapshot, namespace);
+        serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
+    };
     Ok(match output {
-        Output::Table => render_table(snapshot, task_runs),
+        Output::Table => render_table(snapshot),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&list())?),
         Output::Yaml => format!(
             "# TaskRuns of {} ({})\n# {PLACEHOLDER_NOTE}\n{}",
@@ -84,28 +88,24 @@ pub fn render(
     })
 }
 
-fn render_table(snapshot: &SourceSnapshot, task_runs: &[TaskRun]) -> String {
+fn render_table(snapshot: &SourceSnapshot) -> String {
     let mut rows = vec![
         [
             "TASK", "TASKRUN", "SERVICE", "AGENT", "VERSION", "FILES", "DIGEST", "PATH",
         ]
         .map(String::from),
     ];
-    for tr in task_runs {
-        let spec = &tr.spec;
-        let digest = spec
-            .content_digest
-            .get(..19)
-            .unwrap_or(&spec.content_digest);
+    for task in &snapshot.tasks {
+        let digest = task.digest.0.get(..19).unwrap_or(&task.digest.0);
         rows.push([
-            spec.task_id.to_string(),
-            tr.metadata.name.clone().unwrap_or_default(),
-            spec.service_name.clone(),
-            spec.agent_name.clone(),
-            format!("{}*", spec.context_version),
-            spec.markdown_files.len().to_string(),
+            task.task_id.to_string(),
+            crate::names::task_run_name(task.task_id),
+            task.service_name.clone(),
+            task.agent_name.clone(),
+            format!("{PLACEHOLDER_VERSION}*"),
+            task.markdown_files.len().to_string(),
             digest.to_string(),
-            spec.source_path.clone(),
+            task.path.clone(),
         ]);
     }
     let widths: Vec<usize> = (0..8)
@@ -131,7 +131,7 @@ fn render_table(snapshot: &SourceSnapshot, task_runs: &[TaskRun]) -> String {
     }
     out.push_str(&format!(
         "\n{} TaskRun(s). * {PLACEHOLDER_NOTE}\n",
-        task_runs.len()
+        snapshot.tasks.len()
     ));
     if !snapshot.errors.is_empty() {
         out.push_str(&format!(
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn table_lists_task_runs_notes_the_placeholder_and_the_errors() {
         let s = snapshot();
-        let table = render(&s, &offline_task_runs(&s, "default"), Output::Table).unwrap();
+        let table = render(&s, "default", Output::Table).unwrap();
         assert_eq!(
             table,
             format!(
@@ -199,15 +199,14 @@ mod tests {
     #[test]
     fn yaml_and_json_are_kubectl_lists_of_task_runs() {
         let s = snapshot();
-        let trs = offline_task_runs(&s, "agents");
         let json: serde_json::Value =
-            serde_json::from_str(&render(&s, &trs, Output::Json).unwrap()).unwrap();
+            serde_json::from_str(&render(&s, "agents", Output::Json).unwrap()).unwrap();
         assert_eq!(json["kind"], "List");
         assert_eq!(json["items"][0]["kind"], "TaskRun");
         assert_eq!(json["items"][0]["apiVersion"], "orchestrator.io/v1");
         assert_eq!(json["items"][0]["metadata"]["namespace"], "agents");
         assert_eq!(json["items"][0]["spec"]["contextVersion"], 1);
-        let yaml = render(&s, &trs, Output::Yaml).unwrap();
+        let yaml = render(&s, "agents", Output::Yaml).unwrap();
         assert!(yaml.contains(PLACEHOLDER_NOTE));
         let back: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
         assert_eq!(back, json);

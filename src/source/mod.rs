@@ -5,7 +5,8 @@
 //!
 //! - [`read_snapshot`]`(repo, commit, branch, path, &mut DigestCache)`: one commit's task folders,
 //!   read from the object database (no checkout). Folders are parsed and hashed once per git
-//!   tree id ([`DigestCache`]).
+//!   tree id ([`DigestCache`]). [`read_snapshot_shared`] returns an `Arc` and hands the same one
+//!   back for an unchanged commit.
 //! - [`read_folder_snapshot`]`(dir, path)`: the same from a plain directory (no git), for
 //!   `orchestrator validate` on a working tree.
 //! - [`folder::parse_folder`], [`layout`] and [`digest::content_digest`]: the pure rules behind
@@ -44,5 +45,5 @@ pub use git::{GitSource, SourceConfig};
 pub use plain::read_folder_snapshot;
 pub use revision::resolve_revision;
 pub use snapshot::{ContentDigest, FolderError, Revision, SourceSnapshot, TaskFolder};
-pub use tree::{DigestCache, read_snapshot};
+pub use tree::{DigestCache, read_snapshot, read_snapshot_shared};
 pub use watch::{RefWatch, watch_refs};

@@ -14,9 +14,13 @@ use std::sync::Arc;
 /// Parsed folders (content, digest or errors) by git tree id. A folder whose tree id did not
 /// change is never read or hashed again. Entries not used by the latest read are dropped, so the
 /// cache holds at most one revision's folders.
+///
+/// It also remembers the last snapshot, so [`read_snapshot_shared`] of the same commit, branch
+/// and path hands that snapshot back without reading or copying anything.
 #[derive(Default)]
 pub struct DigestCache {
     entries: HashMap<Oid, Arc<ParsedFolder>>,
+    last: Option<Arc<SourceSnapshot>>,
     hits: u64,
     misses: u64,
 }
@@ -46,6 +50,29 @@ const MODE_COMMIT: i32 = 0o160000;
 
 /// Below this many folders to parse, threads cost more than they save.
 const PARALLEL_THRESHOLD: usize = 64;
+
+/// [`read_snapshot`], shared: the same `Arc` again when `commit`, `branch` and `path` are those
+/// of the previous call with this cache (a re-plan of an unchanged revision costs nothing).
+pub fn read_snapshot_shared(
+    repo: &Repository,
+    commit: Oid,
+    branch: &str,
+    path: &str,
+    cache: &mut DigestCache,
+) -> Result<Arc<SourceSnapshot>, SourceError> {
+    let path = normalize_path(path);
+    if let Some(last) = &cache.last
+        && last.revision.commit == commit.to_string()
+        && last.revision.branch == branch
+        && last.path == path
+    {
+        cache.hits += cache.entries.len() as u64;
+        return Ok(last.clone());
+    }
+    let snapshot = Arc::new(read_snapshot(repo, commit, branch, &path, cache)?);
+    cache.last = Some(snapshot.clone());
+    Ok(snapshot)
+}
 
 /// The snapshot of `path` at `commit`. `branch` is only used to name the revision.
 pub fn read_snapshot(
@@ -96,6 +123,7 @@ pub fn read_snapshot(
         .collect();
 
     // Keep exactly the folders of this revision.
+    cache.last = None;
     let mut entries = HashMap::with_capacity(candidates.len());
     for (_, _, id) in &candidates {
         if let Some(p) = fresh.remove(id).or_else(|| cache.entries.get(id).cloned()) {
