@@ -637,3 +637,83 @@ async fn request_stats_count_reads_and_writes() {
     assert_eq!(d.count("configmaps", "patch"), 1);
     assert_eq!(d.writes_to("configmaps"), 2);
 }
+
+#[tokio::test]
+async fn deleting_a_namespace_removes_its_contents() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let c = cluster().await;
+    let name = support::unique_name("doomed");
+    let namespaces: Api<Namespace> = Api::all(c.client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &name);
+    api.create(&PostParams::default(), &cm("inside", &[], &[]))
+        .await
+        .unwrap();
+
+    namespaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    // While it terminates (or once it is gone) nothing new can be created in it.
+    let e = api_error(
+        api.create(&PostParams::default(), &cm("late", &[], &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert!(matches!(e.code, 403 | 404), "{e:?}");
+    wait_until(Duration::from_secs(60), || async {
+        matches!(namespaces.get(&name).await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await
+    .expect("the namespace goes away once it is empty");
+    let e = api_error(api.get("inside").await.unwrap_err());
+    assert_eq!(e.code, 404);
+}
+
+#[tokio::test]
+async fn events_are_one_store_seen_through_both_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let c = cluster().await;
+    let new_api: Api<Event> = c.api();
+    let ev: Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "orchestrator.io/controller", "reportingInstance": "test",
+        "action": "Reconcile", "reason": "Started", "type": "Normal", "note": "job started",
+        "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "namespace": c.namespace},
+    }))
+    .unwrap();
+    new_api.create(&PostParams::default(), &ev).await.unwrap();
+    let core: Api<CoreEvent> = c.api();
+    let seen = core.get("e1").await.unwrap();
+    assert_eq!(seen.message.as_deref(), Some("job started"));
+    assert_eq!(seen.involved_object.name.as_deref(), Some("x"));
+    let by_field = core
+        .list(&ListParams::default().fields("involvedObject.name=x"))
+        .await
+        .unwrap();
+    assert_eq!(by_field.items.len(), 1);
+    let back = new_api
+        .list(&ListParams::default().fields("regarding.name=x"))
+        .await
+        .unwrap();
+    assert_eq!(back.items[0].note.as_deref(), Some("job started"));
+    let patched = new_api
+        .patch(
+            "e1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "job done"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.note.as_deref(), Some("job done"));
+    assert_eq!(
+        core.get("e1").await.unwrap().message.as_deref(),
+        Some("job done")
+    );
+}

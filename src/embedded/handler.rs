@@ -11,7 +11,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::stats::StatsRecorder;
 use super::status::ApiError;
 use super::store::Store;
-use super::{discovery, merge_schema, openapi, table, watch};
+use super::{convert, discovery, merge_schema, openapi, table, watch};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, header};
@@ -50,7 +50,7 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
-fn error_response(e: &ApiError) -> Response<Body> {
+pub fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status())
 }
 
@@ -200,12 +200,20 @@ async fn resource_request(
     query: HashMap<String, String>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let info = state
-        .store
-        .lock()
-        .registry
-        .lookup(&rp.group, &rp.version, &rp.plural)
-        .ok_or_else(ApiError::no_such_path)?;
+    let (view, info) = {
+        let inner = state.store.lock();
+        let view = inner
+            .registry
+            .lookup(&rp.group, &rp.version, &rp.plural)
+            .ok_or_else(ApiError::no_such_path)?;
+        // events.k8s.io/v1 Events are stored as core/v1 Events, as on the real server.
+        let storage = if view.group == "events.k8s.io" {
+            inner.registry.lookup("", "v1", "events")
+        } else {
+            None
+        };
+        (view.clone(), storage.unwrap_or(view))
+    };
     let status = match rp.subresource.as_deref() {
         None => false,
         Some("status") if info.status_subresource => true,
@@ -216,9 +224,9 @@ async fn resource_request(
     }
     let verb = verb(req.method(), &rp, &query)?;
     let label = if status {
-        format!("{}/status", info.storage_key())
+        format!("{}/status", view.storage_key())
     } else {
-        info.storage_key()
+        view.storage_key()
     };
     state.stats.record(verb, Some(&label));
     if status && !matches!(verb, "get" | "update" | "patch") {
@@ -256,6 +264,7 @@ async fn resource_request(
     let r = Req {
         state,
         info: &info,
+        view: &view,
         rp: &rp,
         query: &query,
         status,
@@ -275,7 +284,10 @@ async fn resource_request(
 
 struct Req<'a> {
     state: &'a Arc<ServerState>,
+    /// The resource as stored.
     info: &'a ResourceInfo,
+    /// The resource as the request's endpoint shows it (differs for events.k8s.io).
+    view: &'a ResourceInfo,
     rp: &'a ResourcePath,
     query: &'a HashMap<String, String>,
     status: bool,
@@ -299,22 +311,51 @@ impl Req<'_> {
         self.rp.name.as_deref().unwrap_or("")
     }
 
+    fn converts(&self) -> bool {
+        self.view.group == "events.k8s.io"
+    }
+
     /// The object as this endpoint's version presents it.
     fn present(&self, obj: &Value) -> Value {
-        let mut o = obj.clone();
-        o["apiVersion"] = json!(self.info.api_version());
+        let mut o = if self.converts() {
+            convert::event_to_events_v1(obj)
+        } else {
+            obj.clone()
+        };
+        o["apiVersion"] = json!(self.view.api_version());
         o
+    }
+
+    /// A request body in this endpoint's version as the stored version.
+    fn to_storage(&self, mut body: Value) -> Result<Value, ApiError> {
+        if !self.converts() {
+            return Ok(body);
+        }
+        objects::check_type(self.view, &mut body)?;
+        Ok(convert::event_from_events_v1(&body))
     }
 
     fn selectors(&self) -> Result<(LabelSelector, FieldSelector), ApiError> {
         let labels =
             LabelSelector::parse(self.query.get("labelSelector").map_or("", String::as_str))
                 .map_err(ApiError::bad_request)?;
-        let fields = FieldSelector::parse(
-            self.query.get("fieldSelector").map_or("", String::as_str),
-            &self.info.plural,
-        )
-        .map_err(ApiError::bad_request)?;
+        let mut raw_fields = self.query.get("fieldSelector").cloned().unwrap_or_default();
+        if self.converts() {
+            raw_fields = raw_fields
+                .split(',')
+                .map(|req| {
+                    let cut = req.find(['=', '!']).unwrap_or(req.len());
+                    format!(
+                        "{}{}",
+                        convert::events_v1_field_to_core(req[..cut].trim()),
+                        &req[cut..]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        let fields =
+            FieldSelector::parse(&raw_fields, &self.info.plural).map_err(ApiError::bad_request)?;
         Ok((labels, fields))
     }
 
@@ -340,7 +381,7 @@ impl Req<'_> {
             .query
             .get("includeObject")
             .map_or("Metadata", String::as_str);
-        table::table(self.info, objects, rv, cont, include, now)
+        table::table(self.view, objects, rv, cont, include, now)
     }
 
     fn list(&self, accept: &str) -> Result<Response<Body>, ApiError> {
@@ -412,8 +453,8 @@ impl Req<'_> {
         Ok(json_response(
             200,
             &json!({
-                "kind": format!("{}List", self.info.kind),
-                "apiVersion": self.info.api_version(),
+                "kind": format!("{}List", self.view.kind),
+                "apiVersion": self.view.api_version(),
                 "metadata": metadata,
                 "items": items,
             }),
@@ -442,7 +483,13 @@ impl Req<'_> {
             .map_or(Duration::from_secs(1800), Duration::from_secs);
         let send_initial = flag("sendInitialEvents");
         let req = watch::WatchRequest {
-            info: Arc::new(self.info.clone()),
+            info: Arc::new(self.view.clone()),
+            key: self.info.storage_key(),
+            convert: if self.converts() {
+                Some(convert::event_to_events_v1)
+            } else {
+                None
+            },
             namespace: self.rp.namespace.clone(),
             resource_version: if send_initial { None } else { rv },
             labels,
@@ -466,7 +513,7 @@ impl Req<'_> {
     }
 
     fn create(&self, body: &[u8], content_type: &str) -> Result<Response<Body>, ApiError> {
-        let obj = parse_json(body, content_type)?;
+        let obj = self.to_storage(parse_json(body, content_type)?)?;
         let mut inner = self.state.store.lock();
         let created = objects::create(
             &mut inner,
@@ -480,7 +527,7 @@ impl Req<'_> {
     }
 
     fn update(&self, body: &[u8], content_type: &str) -> Result<Response<Body>, ApiError> {
-        let mut obj = parse_json(body, content_type)?;
+        let mut obj = self.to_storage(parse_json(body, content_type)?)?;
         let mut inner = self.state.store.lock();
         let key = self.info.storage_key();
         let old = inner
@@ -586,7 +633,7 @@ impl Req<'_> {
                     o.remove("status");
                 }
                 let mut probe = applied.clone();
-                objects::check_type(self.info, &mut probe)?;
+                objects::check_type(self.view, &mut probe)?;
                 let applied_name = meta::name(&applied);
                 if !applied_name.is_empty() && applied_name != self.name() {
                     return Err(ApiError::bad_request(format!(
@@ -596,9 +643,16 @@ impl Req<'_> {
                 }
                 match old {
                     Some(old) => {
-                        let new =
-                            patching::server_side_apply(Some(&old), &applied, force, wctx, &schema)
-                                .map_err(invalid)?;
+                        let live = self.present(&old);
+                        let new = patching::server_side_apply(
+                            Some(&live),
+                            &applied,
+                            force,
+                            wctx,
+                            &schema,
+                        )
+                        .map_err(invalid)?;
+                        let new = self.to_storage(new)?;
                         let updated = objects::commit_update(
                             &mut inner,
                             self.info,
@@ -616,6 +670,7 @@ impl Req<'_> {
                             patching::server_side_apply(None, &applied, force, wctx, &schema)
                                 .map_err(invalid)?;
                         new["metadata"]["name"] = json!(self.name());
+                        let new = self.to_storage(new)?;
                         let created = objects::create(
                             &mut inner,
                             self.info,
@@ -635,7 +690,7 @@ impl Req<'_> {
                 let patch: Value = serde_json::from_slice(body).map_err(|e| {
                     ApiError::bad_request(format!("the patch is not valid JSON: {e}"))
                 })?;
-                let mut new = (*old).clone();
+                let mut new = self.present(&old);
                 match media {
                     "application/merge-patch+json" => {
                         if !patch.is_object() {
@@ -675,6 +730,7 @@ impl Req<'_> {
                         "the patched object is not a JSON object",
                     ));
                 }
+                let new = self.to_storage(new)?;
                 let updated = objects::commit_update(
                     &mut inner,
                     self.info,
@@ -789,8 +845,8 @@ impl Req<'_> {
         Ok(json_response(
             200,
             &json!({
-                "kind": format!("{}List", self.info.kind),
-                "apiVersion": self.info.api_version(),
+                "kind": format!("{}List", self.view.kind),
+                "apiVersion": self.view.api_version(),
                 "metadata": {"resourceVersion": rv},
                 "items": items,
             }),

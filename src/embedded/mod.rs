@@ -5,6 +5,7 @@
 //! apply, finalizers, garbage collection) over HTTPS on 127.0.0.1, with a generated CA and a
 //! bearer token; [`RunningApiServer`] hands out kube clients and a kubeconfig.
 
+mod convert;
 mod discovery;
 mod error;
 mod gc;

@@ -105,7 +105,9 @@ impl ApiServer {
                     };
                     let service = hyper::service::service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(state, req).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(handle_guarded(state, req).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
@@ -147,6 +149,23 @@ fn bootstrap_namespaces(store: &Store) {
                 tracing::warn!(namespace = ns, error = %e, "could not create a system namespace");
             }
         }
+    }
+}
+
+/// A bug in a handler answers 500 with a Status instead of resetting the connection.
+async fn handle_guarded(
+    state: Arc<ServerState>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<super::handler::Body> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(handle(state, req))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => super::handler::error_response(&super::status::ApiError::internal(
+            "the embedded API server hit an internal error; please report it",
+        )),
     }
 }
 

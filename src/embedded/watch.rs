@@ -14,7 +14,12 @@ use tokio::sync::{broadcast, mpsc};
 
 /// What one watch request asked for.
 pub struct WatchRequest {
+    /// The resource as the endpoint shows it (kind and apiVersion of events).
     pub info: Arc<ResourceInfo>,
+    /// Storage key of the objects watched.
+    pub key: String,
+    /// Turns a stored object into the endpoint's version, where they differ.
+    pub convert: Option<fn(&Value) -> Value>,
     pub namespace: Option<String>,
     /// `None` for "" or "0": start with the current state as ADDED events.
     pub resource_version: Option<u64>,
@@ -40,7 +45,7 @@ impl WatchRequest {
     /// The event type this watcher sees for `e`, if any (selector transitions become ADDED or
     /// DELETED, as in the real watch cache).
     fn translate(&self, e: &WatchEvent) -> Option<&'static str> {
-        if e.key != self.info.storage_key() {
+        if e.key != self.key {
             return None;
         }
         let now = self.matches(&e.object);
@@ -59,7 +64,10 @@ impl WatchRequest {
     }
 
     fn line(&self, type_: &str, obj: &Value) -> Bytes {
-        let mut o = obj.clone();
+        let mut o = match self.convert {
+            Some(f) => f(obj),
+            None => obj.clone(),
+        };
         o["apiVersion"] = json!(self.info.api_version());
         let mut line = serde_json::to_vec(&json!({"type": type_, "object": o})).unwrap_or_default();
         line.push(b'\n');
@@ -91,7 +99,7 @@ fn error_line(e: &ApiError) -> Bytes {
 /// event falls between them.
 pub fn start(store: Arc<Store>, req: WatchRequest) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let key = req.info.storage_key();
+    let key = req.key.clone();
     let (first, start_rv, live) = {
         let inner = store.lock();
         let live = store.subscribe();
