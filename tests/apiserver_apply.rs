@@ -5,8 +5,10 @@ mod support;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::Status;
+use kube::core::{ApiResource, GroupVersionKind};
 use orchestrator::crd::TaskRun;
 use serde_json::{Value, json};
 use support::cluster;
@@ -427,4 +429,108 @@ async fn kubectl_apply_server_side_owns_fields_and_reports_conflicts() {
         cm.data.unwrap_or_default().get("x").map(String::as_str),
         Some("3")
     );
+}
+
+#[tokio::test]
+async fn crd_list_type_markers_make_lists_mergeable_by_key_or_as_sets() {
+    let c = cluster().await;
+    let group = format!("{}.example.com", support::unique_name("ssa"));
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("gadgets.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                  "x-kubernetes-list-map-keys": ["name"],
+                                  "items": {"type": "object", "required": ["name"], "properties": {
+                                      "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                        "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                                 "items": {"type": "string"}},
+                        "plain": {"type": "array", "items": {"type": "integer"}}}}}}}}]}
+    }))
+    .expect("crd");
+    support::install_crd(&c.client, &crd).await;
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Gadget"),
+        "gadgets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &c.namespace, &ar);
+    let gadget = |spec: Value| json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g"}, "spec": spec});
+    let apply_as = |manager: &'static str, spec: Value| {
+        let api = api.clone();
+        let body = gadget(spec);
+        async move {
+            api.patch("g", &PatchParams::apply(manager), &Patch::Apply(body))
+                .await
+        }
+    };
+    apply_as(
+        "a",
+        json!({"ports": [{"name": "http", "port": 80}], "tags": ["x"], "plain": [1]}),
+    )
+    .await
+    .expect("a applies");
+    let both = apply_as(
+        "b",
+        json!({"ports": [{"name": "metrics", "port": 9090}], "tags": ["y"]}),
+    )
+    .await
+    .expect("b's items are its own: no conflict");
+    assert_eq!(
+        both.data["spec"],
+        json!({"ports": [{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}],
+               "tags": ["x", "y"], "plain": [1]})
+    );
+    let err = conflict(
+        apply_as(
+            "b",
+            json!({"ports": [{"name": "metrics", "port": 9090}], "tags": ["y"], "plain": [2]}),
+        )
+        .await
+        .expect_err("plain is an atomic list owned by a"),
+    );
+    assert_eq!(
+        err.message,
+        r#"Apply failed with 1 conflict: conflict with "a": .spec.plain"#
+    );
+
+    api.patch(
+        "g",
+        &PatchParams {
+            field_manager: Some("editor".into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(json!({"spec": {"ports": [{"name": "http", "port": 80}, {"name": "metrics", "port": 9091}]}})),
+    )
+    .await
+    .expect("a merge patch replaces the list");
+    let err = conflict(
+        apply_as(
+            "b",
+            json!({"ports": [{"name": "metrics", "port": 9090}], "tags": ["y"]}),
+        )
+        .await
+        .expect_err("the editor took the port"),
+    );
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Apply failed with 1 conflict: conflict with "editor" using {group}/v1: .spec.ports[name="metrics"].port"#
+        )
+    );
+    let dropped = apply_as("a", json!({"plain": [1]}))
+        .await
+        .expect("a drops its port and tag");
+    assert_eq!(
+        dropped.data["spec"],
+        json!({"ports": [{"name": "metrics", "port": 9091}], "tags": ["y"], "plain": [1]}),
+        "a alone owned http and x; the editor's and b's items stay"
+    );
+    Api::<CustomResourceDefinition>::all(c.client.clone())
+        .delete(&format!("gadgets.{group}"), &Default::default())
+        .await
+        .expect("cleanup");
 }
