@@ -25,6 +25,9 @@ enum Command {
     Plan(orchestrator::cli::plan::PlanArgs),
     /// Serve the HTTP API alone: submit tasks and add context as commits.
     Api(Box<orchestrator::cli::api::ApiCommand>),
+    /// Run the whole loop: sync a repository's task folders onto a cluster (or the embedded
+    /// one), run them with the controller, write notes; `--until-done` exits when all finished.
+    Run(Box<orchestrator::cli::run::RunArgs>),
     /// Run the embedded Kubernetes API server on 127.0.0.1 and write a kubeconfig.
     Apiserver(orchestrator::cli::apiserver::ApiServerArgs),
     /// Print the sync and health of a commit from its git note; the exit code says the state.
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Validate(args) => orchestrator::cli::validate::run(args),
         Command::Plan(args) => orchestrator::cli::plan::run(args),
         Command::Api(command) => orchestrator::cli::api::run(*command),
+        Command::Run(args) => orchestrator::cli::run::run(*args),
         Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
         Command::Status(args) => orchestrator::cli::status::run(args),
         Command::Wait(args) => orchestrator::cli::wait::run(args),

@@ -4,6 +4,7 @@ pub mod api;
 pub mod apiserver;
 pub mod controller;
 pub mod plan;
+pub mod run;
 pub mod source_args;
 pub mod status;
 pub mod validate;

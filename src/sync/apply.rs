@@ -180,12 +180,14 @@ pub async fn apply_plan(
     plan: &SyncPlan,
     concurrency: usize,
 ) -> Vec<ApplyError> {
-    let mut failures: Vec<ApplyError> = stream::iter(plan.writes())
-        .map(|step| write_step(api, step))
+    // The futures are built up front: a lazily mapped stream of borrowed steps trips the
+    // compiler's Send inference when the caller spawns the sync.
+    let writes: Vec<_> = plan.writes().map(|step| write_step(api, step)).collect();
+    let results: Vec<Result<(), ApplyError>> = stream::iter(writes)
         .buffer_unordered(concurrency.max(1))
-        .filter_map(|result| async move { result.err() })
         .collect()
         .await;
+    let mut failures: Vec<ApplyError> = results.into_iter().filter_map(Result::err).collect();
     failures.sort_by(|a, b| a.name.cmp(&b.name));
     failures
 }

@@ -5,4 +5,6 @@ pub mod crd_install;
 pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod run_loop;
 pub mod trigger;
+pub mod until_done;

@@ -1,0 +1,397 @@
+//! `orchestrator run`: flags in; the whole loop out: git source → sync (→ controller → notes,
+//! API) on one cluster until SIGINT/SIGTERM, or with `--until-done` until every task finished.
+
+use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
+use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
+use crate::crd::TaskRun;
+use crate::desired::{LiveTaskRuns, SourceIdentity};
+use crate::metrics::Metrics;
+use crate::notes::metrics::NotesMetrics;
+use crate::notes::writer::{NotesConfig, spawn_notes_writer};
+use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
+use crate::source::mirror::local_repo_path;
+use crate::source::{GitSource, SourceConfig, watch_refs};
+use crate::sync::apply::{DEFAULT_CONCURRENCY, SyncOptions, Syncer};
+use crate::sync::crd_install::{CrdState, ensure_crd};
+use crate::sync::metrics::SyncMetrics;
+use crate::sync::report::{ReportReceiver, report_channel};
+use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
+use crate::sync::trigger::sync_trigger;
+use crate::sync::until_done::{all_terminal, exit_code, status_table};
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The task repository: a local path, or an https, ssh or file:// URL.
+    #[arg(long)]
+    pub repo: String,
+    /// Branch, tag or ref to follow (default: HEAD, the checked-out or the remote's default).
+    #[arg(long, default_value = "HEAD")]
+    pub branch: String,
+    /// Folder inside the repository that holds the task folders (default: the root).
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// Poll and re-sync interval (`30s`, `1m`, `500ms`); every re-sync heals drift.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Namespace of the TaskRuns.
+    #[arg(long, short = 'n', default_value = "default", env = "ORCHESTRATOR_NAMESPACE")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Delete TaskRuns of this source whose folder left Git (`--prune=false` keeps them).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub prune: bool,
+    /// Do not create the TaskRun CRD when it is missing.
+    #[arg(long)]
+    pub skip_crd_install: bool,
+    /// Exit once the sync converged and every task reached Succeeded or Failed; print a status
+    /// table. Exit code 1 if a task Failed, 2 if the sync is not Synced (broken folder).
+    #[arg(long)]
+    pub until_done: bool,
+    /// Agent profiles for the controller (default: `<repo>/<path>/agents.yaml` of a local
+    /// repository, then ./agents.yaml). Without one the controller does not run.
+    #[arg(long, env = "ORCHESTRATOR_AGENTS")]
+    pub agents: Option<PathBuf>,
+    /// Sync only: do not run the TaskRun controller in this process.
+    #[arg(long)]
+    pub no_controller: bool,
+    /// Do not write git notes onto synced commits.
+    #[arg(long)]
+    pub no_notes: bool,
+    /// Writes in flight at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Where bare mirrors of remote repositories are kept.
+    #[arg(long)]
+    pub mirror_dir: Option<PathBuf>,
+    /// SSH private key for ssh URLs.
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// File holding a token for https URLs.
+    #[arg(long)]
+    pub git_token_file: Option<PathBuf>,
+    /// Environment variable holding a token for https URLs.
+    #[arg(long)]
+    pub git_token_env: Option<String>,
+}
+
+/// `30s`, `1m`, `500ms`, `2h`, or plain seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 30s, 1m or 500ms"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{raw:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if d.is_zero() {
+        return Err("the interval must be larger than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let code = runtime.block_on(run_async(args))?;
+    // Let spawned tasks (runner processes, notes pushes) see the runtime end before exiting.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
+    let credentials = Credentials::load(&CredentialSettings {
+        username: None,
+        ssh_key: args.ssh_key.clone(),
+        token_file: args.git_token_file.clone(),
+        token_env: args.git_token_env.clone(),
+    })
+    .context("loading git credentials")?;
+    let local_repo = local_repo_path(&args.repo)
+        .map(|dir| {
+            dir.canonicalize()
+                .with_context(|| format!("--repo {}: no such directory", dir.display()))
+        })
+        .transpose()?;
+    // A local repository is identified by its canonical path, so `--repo .` and an absolute
+    // path own the same TaskRuns.
+    let identity_repo = local_repo
+        .as_ref()
+        .map_or(args.repo.clone(), |p| p.display().to_string());
+    let source_identity = SourceIdentity::new(&identity_repo, &args.path);
+    let agents = load_agents(&args, local_repo.as_deref())?;
+
+    let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
+    let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster))
+        .await
+        .context("connecting to the cluster")?;
+    println!("orchestrator run: talking to {}", connected.description);
+    println!(
+        "orchestrator run: syncing {} (branch {}, path {:?}) into namespace {:?}, every {:?}",
+        source_identity.repo,
+        args.branch,
+        args.path,
+        args.namespace,
+        args.interval
+    );
+    let client = connected.client.clone();
+    let result = run_connected(args, client, credentials, local_repo, source_identity, agents).await;
+    connected.shutdown().await;
+    result
+}
+
+fn load_agents(args: &RunArgs, local_repo: Option<&Path>) -> anyhow::Result<Option<AgentProfiles>> {
+    if args.no_controller {
+        return Ok(None);
+    }
+    if let Some(path) = &args.agents {
+        return Ok(Some(AgentProfiles::load(path)?));
+    }
+    let candidates = local_repo
+        .map(|repo| repo.join(args.path.trim_matches('/')).join("agents.yaml"))
+        .into_iter()
+        .chain(std::iter::once(PathBuf::from("agents.yaml")));
+    for candidate in candidates {
+        if candidate.is_file() {
+            info!(agents = %candidate.display(), "agent profiles");
+            return Ok(Some(AgentProfiles::load(&candidate)?));
+        }
+    }
+    warn!("no agent profiles (--agents): TaskRuns are synced but no controller runs them");
+    Ok(None)
+}
+
+async fn run_connected(
+    args: RunArgs,
+    client: Client,
+    credentials: Credentials,
+    local_repo: Option<PathBuf>,
+    source_identity: SourceIdentity,
+    agents: Option<AgentProfiles>,
+) -> anyhow::Result<i32> {
+    if args.skip_crd_install {
+        info!("--skip-crd-install: not checking the TaskRun CRD");
+    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
+        println!("orchestrator run: installed the TaskRun CRD");
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn({
+        let tx = shutdown_tx.clone();
+        async move {
+            crate::cli::controller::shutdown_signal().await;
+            let _ = tx.send(true);
+        }
+    });
+    let shutdown = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let metrics = Metrics::new();
+    let sync_metrics = SyncMetrics::register(&metrics);
+    let (reports_tx, reports_rx) = report_channel();
+    let (state_tx, state_rx) = watch::channel(None);
+    let (trigger, requests) = sync_trigger();
+
+    let mirror_dir = args.mirror_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("orchestrator-mirrors-{}", std::process::id()))
+    });
+    let source_url = local_repo
+        .as_ref()
+        .map_or(args.repo.clone(), |p| p.display().to_string());
+    let source = GitSource::new(SourceConfig {
+        url: source_url,
+        branch: args.branch.clone(),
+        path: args.path.clone(),
+        mirror_dir,
+        interval: args.interval,
+        credentials: credentials.clone(),
+    });
+    let ref_changes = Arc::new(Notify::new());
+    let _ref_watch = match source.local_path() {
+        Some(path) => match watch_refs(&path, ref_changes.clone()) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                warn!(error = %e, "cannot watch the repository's refs; polling only");
+                None
+            }
+        },
+        None => None,
+    };
+    let mirror_path = source.mirror_path();
+
+    let mut options = SyncOptions::new(args.namespace.clone());
+    options.prune = args.prune;
+    options.concurrency = args.concurrency;
+    let syncer = Syncer::new(client.clone(), source_identity, options);
+    let sync_loop = tokio::spawn(run_sync_loop(
+        source,
+        syncer,
+        requests,
+        Some(ref_changes),
+        LoopOutputs {
+            reports: reports_tx,
+            state: state_tx,
+            metrics: sync_metrics,
+        },
+        LoopSettings::new(args.interval),
+        shutdown_rx.clone(),
+    ));
+
+    let controller = agents.map(|agents| {
+        let controller_metrics =
+            Arc::new(metrics.register_with(ControllerMetrics::register));
+        let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
+        tokio::spawn(run_controller(
+            client.clone(),
+            config,
+            controller_metrics,
+            shutdown(shutdown_rx.clone()),
+        ))
+    });
+    let running_controller = controller.is_some();
+
+    let notes = (!args.no_notes).then(|| {
+        let (store, writer) = reflector::store::<TaskRun>();
+        let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
+        tokio::spawn(
+            reflector(writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects()
+                .for_each(|_| std::future::ready(())),
+        );
+        let mut config = NotesConfig::new(local_repo.clone().unwrap_or(mirror_path));
+        if local_repo.is_none() {
+            config.remote = Some(crate::notes::push::NotesRemote {
+                url: args.repo.clone(),
+                callbacks: Some(Arc::new(move || remote_callbacks(&credentials))),
+            });
+        }
+        let reports = tokio_stream::wrappers::WatchStream::new(reports_rx.clone())
+            .filter_map(|r| std::future::ready(r));
+        spawn_notes_writer(
+            config,
+            Box::pin(reports),
+            Arc::new(store),
+            metrics.register_with(NotesMetrics::register),
+        )
+    });
+
+    let code = if args.until_done {
+        let finished = wait_until_done(
+            &client,
+            &args.namespace,
+            state_rx,
+            reports_rx,
+            running_controller,
+            shutdown_rx.clone(),
+        )
+        .await?;
+        match finished {
+            Some((report, live)) => {
+                print!("{}", status_table(&report, &live));
+                exit_code(&report, &live)
+            }
+            None => 130,
+        }
+    } else {
+        shutdown(shutdown_rx.clone()).await;
+        0
+    };
+
+    let _ = shutdown_tx.send(true);
+    let _ = sync_loop.await;
+    if let Some(controller) = controller {
+        let _ = controller.await;
+    }
+    if let Some(notes) = notes {
+        // Let the writer record the final state once more before stopping.
+        notes.wake();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        notes.abort();
+    }
+    drop(trigger);
+    Ok(code)
+}
+
+/// Waits until the loop converged and (with a controller) every task is terminal; `None` when
+/// a shutdown signal came first.
+async fn wait_until_done(
+    client: &Client,
+    namespace: &str,
+    mut state: watch::Receiver<Option<LoopState>>,
+    reports: ReportReceiver,
+    running_controller: bool,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(crate::sync::report::SyncReport, LiveTaskRuns)>> {
+    let api = Api::<TaskRun>::namespaced(client.clone(), namespace);
+    loop {
+        tokio::select! {
+            changed = state.wait_for(|s| s.as_ref().is_some_and(|s| s.converged)) => {
+                if changed.is_err() {
+                    bail!("the sync loop stopped before it converged");
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+        }
+        let Some(report) = reports.borrow().clone() else {
+            continue;
+        };
+        let live: LiveTaskRuns = api
+            .list(&Default::default())
+            .await
+            .context("listing TaskRuns")?
+            .items
+            .into_iter()
+            .filter_map(|tr| Some((tr.metadata.name.clone()?, tr)))
+            .collect();
+        if !running_controller || all_terminal(&report, &live) {
+            return Ok(Some((report, live)));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (raw, want) in [
+            ("1m", Some(Duration::from_secs(60))),
+            ("30s", Some(Duration::from_secs(30))),
+            ("45", Some(Duration::from_secs(45))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("2h", Some(Duration::from_secs(7200))),
+            ("0s", None),
+            ("1d", None),
+            ("m", None),
+        ] {
+            assert_eq!(parse_duration(raw).ok(), want, "{raw}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `--until-done`: the latest sync report and the live TaskRuns in; whether every task reached
+//! a terminal phase, the status table and the exit code out (pure), plus the wait that polls.
+
+use crate::crd::{TaskPhase, TaskRun};
+use crate::desired::LiveTaskRuns;
+use crate::health::SyncStatus;
+use crate::sync::report::SyncReport;
+use std::fmt::Write as _;
+
+/// Exit codes of `orchestrator run --until-done`.
+pub const EXIT_OK: i32 = 0;
+/// Some task Failed.
+pub const EXIT_TASK_FAILED: i32 = 1;
+/// The sync did not reach Synced (a broken folder, a conflict): the table lists the errors.
+pub const EXIT_OUT_OF_SYNC: i32 = 2;
+
+/// Whether every task of the report has a TaskRun whose status describes its current
+/// contextVersion and is Succeeded or Failed.
+pub fn all_terminal(report: &SyncReport, live: &LiveTaskRuns) -> bool {
+    report.tasks.iter().all(|task| {
+        live.get(&task.name)
+            .and_then(|tr| tr.status.as_ref())
+            .is_some_and(|s| {
+                s.phase.is_some_and(TaskPhase::is_terminal)
+                    && s.context_version.is_none_or(|v| v == task.context_version)
+            })
+    })
+}
+
+/// 1 when a task Failed, else 2 when the sync is not Synced, else 0.
+pub fn exit_code(report: &SyncReport, live: &LiveTaskRuns) -> i32 {
+    let failed = report.tasks.iter().any(|t| phase_of(live.get(&t.name)) == Some(TaskPhase::Failed));
+    if failed {
+        EXIT_TASK_FAILED
+    } else if report.status != SyncStatus::Synced {
+        EXIT_OUT_OF_SYNC
+    } else {
+        EXIT_OK
+    }
+}
+
+fn phase_of(tr: Option<&TaskRun>) -> Option<TaskPhase> {
+    tr.and_then(|tr| tr.status.as_ref()).and_then(|s| s.phase)
+}
+
+/// The table printed at the end: one row per task, then the sync's errors.
+pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
+    let mut rows = vec![[
+        "TASK".to_string(),
+        "TASKRUN".into(),
+        "VERSION".into(),
+        "PHASE".into(),
+        "ATTEMPTS".into(),
+        "JOB".into(),
+        "MESSAGE".into(),
+    ]];
+    for task in &report.tasks {
+        let status = live.get(&task.name).and_then(|tr| tr.status.clone());
+        let status = status.unwrap_or_default();
+        rows.push([
+            task.task_id.to_string(),
+            task.name.clone(),
+            task.context_version.to_string(),
+            status.phase.map_or("-".into(), |p| p.to_string()),
+            status.attempts.to_string(),
+            status.job_name.unwrap_or_else(|| "-".into()),
+            status.message.unwrap_or_default().replace('\n', " "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    let _ = writeln!(
+        out,
+        "\nrevision {}: {} ({} created, {} updated, {} pruned, {} unchanged)",
+        report.revision,
+        report.status,
+        report.created,
+        report.updated,
+        report.pruned,
+        report.unchanged
+    );
+    for error in &report.folder_errors {
+        let _ = writeln!(out, "folder error: {error}");
+    }
+    for error in &report.apply_errors {
+        let _ = writeln!(out, "sync error: {}: {}", error.name, error.message);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::TaskRunStatus;
+    use crate::desired::tests::{folder, live_after, snapshot};
+    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::sync::plan::{PlanInput, plan};
+
+    fn synced(live: &LiveTaskRuns) -> SyncReport {
+        let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
+        let source = crate::desired::tests::source();
+        let desired = desired_task_runs(&snap, &source, "default", live);
+        let p = plan(PlanInput {
+            desired: &desired,
+            live,
+            folder_errors: &[],
+            source_label: &source.label_value(),
+            prune: true,
+        });
+        SyncReport::from_plan(&snap.revision, &p, &[], vec![], None, "t".into())
+    }
+
+    fn with_phases(phases: &[Option<(TaskPhase, i64)>]) -> LiveTaskRuns {
+        let mut live = live_after(&snapshot('1', vec![folder(1, "a"), folder(2, "b")]), &LiveTaskRuns::new());
+        for (i, phase) in phases.iter().enumerate() {
+            let tr = live.get_mut(&format!("task-{}", i + 1)).unwrap();
+            tr.status = phase.map(|(p, v)| TaskRunStatus {
+                phase: Some(p),
+                context_version: Some(v),
+                attempts: 1,
+                job_name: Some(format!("web-{}-v{v}", i + 1)),
+                ..Default::default()
+            });
+        }
+        live
+    }
+
+    #[test]
+    fn done_and_exit_code_table() {
+        use TaskPhase::*;
+        let cases = [
+            ("no status yet", vec![None, None], false, EXIT_OK),
+            ("one running", vec![Some((Succeeded, 1)), Some((Running, 1))], false, EXIT_OK),
+            (
+                "a terminal phase of an older version does not count",
+                vec![Some((Succeeded, 1)), Some((Succeeded, 0))],
+                false,
+                EXIT_OK,
+            ),
+            ("all succeeded", vec![Some((Succeeded, 1)), Some((Succeeded, 1))], true, EXIT_OK),
+            (
+                "one failed",
+                vec![Some((Succeeded, 1)), Some((Failed, 1))],
+                true,
+                EXIT_TASK_FAILED,
+            ),
+        ];
+        for (what, phases, done, code) in cases {
+            let live = with_phases(&phases);
+            let report = synced(&live);
+            assert_eq!(all_terminal(&report, &live), done, "{what}");
+            assert_eq!(exit_code(&report, &live), code, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_out_of_sync_report_exits_2_and_lists_its_errors() {
+        let live = with_phases(&[Some((TaskPhase::Succeeded, 1)), Some((TaskPhase::Succeeded, 1))]);
+        let mut report = synced(&live);
+        report.status = SyncStatus::OutOfSync;
+        report.folder_errors.push(crate::source::snapshot::FolderError {
+            folder: "tasks/3-x".into(),
+            file: Some("task.yaml".into()),
+            task_id: Some(3),
+            message: "agentName is missing".into(),
+        });
+        assert_eq!(exit_code(&report, &live), EXIT_OUT_OF_SYNC);
+        let table = status_table(&report, &live);
+        assert!(table.starts_with("TASK  TASKRUN  VERSION  PHASE"), "{table}");
+        assert!(table.contains("task-2   1        Succeeded  1         web-2-v1"), "{table}");
+        assert!(table.contains("folder error: tasks/3-x/task.yaml: agentName is missing"), "{table}");
+    }
+}
