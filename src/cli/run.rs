@@ -7,7 +7,7 @@ use crate::crd::TaskRun;
 use crate::desired::{LiveTaskRuns, SourceIdentity};
 use crate::metrics::Metrics;
 use crate::notes::metrics::NotesMetrics;
-use crate::notes::writer::{NotesConfig, spawn_notes_writer};
+use crate::notes::writer::{NotesConfig, report_stream, spawn_notes_writer};
 use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::source::{GitSource, SourceConfig, watch_refs};
@@ -28,6 +28,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+/// How long shutdown waits for the notes writer's last note and push.
+const NOTES_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// The task repository: a local path, or an https, ssh or file:// URL.
@@ -43,7 +46,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub interval: Duration,
     /// Namespace of the TaskRuns.
-    #[arg(long, short = 'n', default_value = "default", env = "ORCHESTRATOR_NAMESPACE")]
+    #[arg(
+        long,
+        short = 'n',
+        default_value = "default",
+        env = "ORCHESTRATOR_NAMESPACE"
+    )]
     pub namespace: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -88,9 +96,7 @@ pub struct RunArgs {
 /// `30s`, `1m`, `500ms`, `2h`, or plain seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let n: u64 = number
         .parse()
@@ -100,7 +106,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("{raw:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{raw:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
     };
     if d.is_zero() {
         return Err("the interval must be larger than zero".into());
@@ -148,14 +158,18 @@ async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
     println!("orchestrator run: talking to {}", connected.description);
     println!(
         "orchestrator run: syncing {} (branch {}, path {:?}) into namespace {:?}, every {:?}",
-        source_identity.repo,
-        args.branch,
-        args.path,
-        args.namespace,
-        args.interval
+        source_identity.repo, args.branch, args.path, args.namespace, args.interval
     );
     let client = connected.client.clone();
-    let result = run_connected(args, client, credentials, local_repo, source_identity, agents).await;
+    let result = run_connected(
+        args,
+        client,
+        credentials,
+        local_repo,
+        source_identity,
+        agents,
+    )
+    .await;
     connected.shutdown().await;
     result
 }
@@ -259,8 +273,7 @@ async fn run_connected(
     ));
 
     let controller = agents.map(|agents| {
-        let controller_metrics =
-            Arc::new(metrics.register_with(ControllerMetrics::register));
+        let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
         let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
         tokio::spawn(run_controller(
             client.clone(),
@@ -287,11 +300,9 @@ async fn run_connected(
                 callbacks: Some(Arc::new(move || remote_callbacks(&credentials))),
             });
         }
-        let reports = tokio_stream::wrappers::WatchStream::new(reports_rx.clone())
-            .filter_map(|r| std::future::ready(r));
         spawn_notes_writer(
             config,
-            Box::pin(reports),
+            report_stream(reports_rx.clone()),
             Arc::new(store),
             metrics.register_with(NotesMetrics::register),
         )
@@ -325,10 +336,15 @@ async fn run_connected(
         let _ = controller.await;
     }
     if let Some(notes) = notes {
-        // Let the writer record the final state once more before stopping.
+        // The loop dropped its report sender, so the writer's stream has ended: it writes the
+        // final state (and pushes it once) and stops.
         notes.wake();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        notes.abort();
+        if tokio::time::timeout(NOTES_FLUSH_TIMEOUT, notes.join())
+            .await
+            .is_err()
+        {
+            warn!("the notes writer did not finish within {NOTES_FLUSH_TIMEOUT:?}; stopping it");
+        }
     }
     drop(trigger);
     Ok(code)

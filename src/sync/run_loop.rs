@@ -80,9 +80,12 @@ pub async fn run_sync_loop(
             syncs += 1;
             match syncer.sync(&snapshot).await {
                 Ok(outcome) => {
-                    outputs
-                        .metrics
-                        .observe(&outcome.plan, &outcome.report, outcome.took, unix_now());
+                    outputs.metrics.observe(
+                        &outcome.plan,
+                        &outcome.report,
+                        outcome.took,
+                        unix_now(),
+                    );
                     if !outcome.converged {
                         delay = delay.min(settings.retry);
                     }

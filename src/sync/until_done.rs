@@ -29,7 +29,10 @@ pub fn all_terminal(report: &SyncReport, live: &LiveTaskRuns) -> bool {
 
 /// 1 when a task Failed, else 2 when the sync is not Synced, else 0.
 pub fn exit_code(report: &SyncReport, live: &LiveTaskRuns) -> i32 {
-    let failed = report.tasks.iter().any(|t| phase_of(live.get(&t.name)) == Some(TaskPhase::Failed));
+    let failed = report
+        .tasks
+        .iter()
+        .any(|t| phase_of(live.get(&t.name)) == Some(TaskPhase::Failed));
     if failed {
         EXIT_TASK_FAILED
     } else if report.status != SyncStatus::Synced {
@@ -121,7 +124,10 @@ mod tests {
     }
 
     fn with_phases(phases: &[Option<(TaskPhase, i64)>]) -> LiveTaskRuns {
-        let mut live = live_after(&snapshot('1', vec![folder(1, "a"), folder(2, "b")]), &LiveTaskRuns::new());
+        let mut live = live_after(
+            &snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
+            &LiveTaskRuns::new(),
+        );
         for (i, phase) in phases.iter().enumerate() {
             let tr = live.get_mut(&format!("task-{}", i + 1)).unwrap();
             tr.status = phase.map(|(p, v)| TaskRunStatus {
@@ -140,14 +146,24 @@ mod tests {
         use TaskPhase::*;
         let cases = [
             ("no status yet", vec![None, None], false, EXIT_OK),
-            ("one running", vec![Some((Succeeded, 1)), Some((Running, 1))], false, EXIT_OK),
+            (
+                "one running",
+                vec![Some((Succeeded, 1)), Some((Running, 1))],
+                false,
+                EXIT_OK,
+            ),
             (
                 "a terminal phase of an older version does not count",
                 vec![Some((Succeeded, 1)), Some((Succeeded, 0))],
                 false,
                 EXIT_OK,
             ),
-            ("all succeeded", vec![Some((Succeeded, 1)), Some((Succeeded, 1))], true, EXIT_OK),
+            (
+                "all succeeded",
+                vec![Some((Succeeded, 1)), Some((Succeeded, 1))],
+                true,
+                EXIT_OK,
+            ),
             (
                 "one failed",
                 vec![Some((Succeeded, 1)), Some((Failed, 1))],
@@ -165,19 +181,33 @@ mod tests {
 
     #[test]
     fn an_out_of_sync_report_exits_2_and_lists_its_errors() {
-        let live = with_phases(&[Some((TaskPhase::Succeeded, 1)), Some((TaskPhase::Succeeded, 1))]);
+        let live = with_phases(&[
+            Some((TaskPhase::Succeeded, 1)),
+            Some((TaskPhase::Succeeded, 1)),
+        ]);
         let mut report = synced(&live);
         report.status = SyncStatus::OutOfSync;
-        report.folder_errors.push(crate::source::snapshot::FolderError {
-            folder: "tasks/3-x".into(),
-            file: Some("task.yaml".into()),
-            task_id: Some(3),
-            message: "agentName is missing".into(),
-        });
+        report
+            .folder_errors
+            .push(crate::source::snapshot::FolderError {
+                folder: "tasks/3-x".into(),
+                file: Some("task.yaml".into()),
+                task_id: Some(3),
+                message: "agentName is missing".into(),
+            });
         assert_eq!(exit_code(&report, &live), EXIT_OUT_OF_SYNC);
         let table = status_table(&report, &live);
-        assert!(table.starts_with("TASK  TASKRUN  VERSION  PHASE"), "{table}");
-        assert!(table.contains("task-2   1        Succeeded  1         web-2-v1"), "{table}");
-        assert!(table.contains("folder error: tasks/3-x/task.yaml: agentName is missing"), "{table}");
+        assert!(
+            table.starts_with("TASK  TASKRUN  VERSION  PHASE"),
+            "{table}"
+        );
+        assert!(
+            table.contains("task-2   1        Succeeded  1         web-2-v1"),
+            "{table}"
+        );
+        assert!(
+            table.contains("folder error: tasks/3-x/task.yaml: agentName is missing"),
+            "{table}"
+        );
     }
 }
