@@ -583,3 +583,72 @@ async fn a_checked_out_branch_without_remote_is_refused() {
     let err = orchestrator::api::RepoWriter::open(dir.path(), writer_config()).unwrap_err();
     assert!(err.to_string().contains("checked out"), "{err}");
 }
+
+#[tokio::test]
+async fn older_revisions_are_read_from_their_git_note() {
+    use orchestrator::crd::TaskPhase;
+    use orchestrator::health::{Health, SyncStatus};
+    use orchestrator::notes::model::{NOTE_API_VERSION, NOTES_REF, Note, NoteCounts, NoteTask};
+    use orchestrator::notes::read::NoteQuery;
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = seeded_bare_repo(dir.path());
+    let commit = tip(dir.path());
+    let note = Note {
+        api_version: NOTE_API_VERSION.into(),
+        revision: format!("main@sha1:{commit}"),
+        synced_at: "2026-11-26T19:00:00Z".into(),
+        sync: SyncStatus::Synced,
+        health: Health::Degraded,
+        superseded_by: None,
+        counts: NoteCounts::default(),
+        tasks: vec![NoteTask {
+            task_id: 1,
+            name: "task-1".into(),
+            path: "tasks/1-web".into(),
+            context_version: 1,
+            digest: "sha256:ab".into(),
+            phase: Some(TaskPhase::Failed),
+            job_name: Some("web-1-v1".into()),
+            message: Some("exit 1".into()),
+        }],
+        errors: vec![],
+    };
+    let sig = git2::Signature::now("orchestrator", "orchestrator@localhost").unwrap();
+    repo.note(
+        &sig,
+        &sig,
+        Some(NOTES_REF),
+        git2::Oid::from_str(&commit).unwrap(),
+        &orchestrator::notes::render::note_text(&note),
+        false,
+    )
+    .unwrap();
+    // A newer commit without a note.
+    let newer = commit_files(&repo, &[("tasks/2-api/prompt.md", "x")], "newer").to_string();
+
+    let path = dir.path().to_str().unwrap().to_string();
+    let api = start(Layout::Local, move |s| {
+        let mut query = NoteQuery::new(path);
+        query.branch = Some("main".into());
+        s.notes = Some(query);
+    })
+    .await;
+    let http = Http::new();
+    let reply = http.get(&api.url(&format!("/api/v1/status/{commit}"))).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let data = &reply.json()["data"];
+    assert_eq!(data["from"], json!("note"));
+    assert_eq!(data["health"], json!("Degraded"));
+    assert_eq!(data["tasks"][0]["phase"], json!("Failed"));
+    assert_failed(
+        &http.get(&api.url(&format!("/api/v1/status/{newer}"))).await,
+        404,
+        "has no orchestrator note",
+    );
+    assert_failed(
+        &http.get(&api.url("/api/v1/status/no-such-branch")).await,
+        404,
+        "not a revision",
+    );
+}

@@ -4,6 +4,7 @@
 use super::auth::{ApiToken, WebhookSecret};
 use super::commit::RepoWriter;
 use crate::crd::TaskRun;
+use crate::notes::read::NoteQuery;
 use crate::sync::report::SyncReport;
 use kube::runtime::reflector::Store;
 use std::sync::Arc;
@@ -75,6 +76,9 @@ pub struct AppState {
     pub token: Option<ApiToken>,
     /// `None`: the webhook answers 403.
     pub webhook_secret: Option<WebhookSecret>,
+    /// Where `GET /status/{rev}` reads git notes of older revisions (the repository the notes
+    /// writer writes to); `None`: only the latest sync is known.
+    pub notes: Option<NoteQuery>,
     /// `None`: every agent name is accepted.
     pub known_agents: Option<Arc<Vec<String>>>,
     pub body_limit: usize,
@@ -96,6 +100,7 @@ impl AppState {
             metrics: Arc::new(String::new),
             token: None,
             webhook_secret: None,
+            notes: None,
             known_agents: None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,

@@ -6,6 +6,7 @@ use crate::api::state::{DEFAULT_BODY_LIMIT, DEFAULT_NAMESPACE};
 use crate::api::{AppState, DEFAULT_ADDR, Person, Readiness, RepoWriter, WriterConfig};
 use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
+use crate::notes::read::NoteQuery;
 use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use anyhow::Context;
@@ -135,6 +136,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         token_env: command.git_token_env.clone(),
     })
     .context("loading git credentials")?;
+    let credentials_for_notes = credentials.clone();
     config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
     let writer = open_writer(&command, config)?;
     let known_agents = match &command.agents {
@@ -179,6 +181,11 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
     let mut state = AppState::new(writer, store.clone());
     state.namespace = command.namespace.clone();
     state.known_agents = known_agents;
+    // Notes live on the task repository (the notes writer pushes them there).
+    let mut notes = NoteQuery::new(command.repo.clone());
+    notes.branch = Some(command.branch.clone());
+    notes.credentials = credentials_for_notes;
+    state.notes = Some(notes);
     state.readiness = Readiness::default()
         .with("source", Arc::new(move || source.load(Ordering::Relaxed)))
         .with("cluster", Arc::new(move || cluster.load(Ordering::Relaxed)))

@@ -6,6 +6,9 @@ use crate::api::error::{Answer, ApiError, ApiResponse};
 use crate::api::state::AppState;
 use crate::crd::{TaskPhase, TaskRun};
 use crate::health::{Health, SyncStatus, health_of};
+use crate::notes::NotesError;
+use crate::notes::model::{Note, NoteErrorKind};
+use crate::notes::read::{NoteLookup, NoteQuery, read_note};
 use crate::source::snapshot::Revision;
 use crate::sync::report::SyncReport;
 use axum::extract::{Path, State};
@@ -33,6 +36,9 @@ pub struct StatusView {
     pub folder_errors: Vec<String>,
     /// Writes that failed, as `<name>: <message>`.
     pub apply_errors: Vec<String>,
+    /// Where this state comes from: `sync` (the latest sync of this server, with live phases)
+    /// or `note` (the git note the notes writer left on the commit).
+    pub from: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -61,6 +67,7 @@ pub fn status_view(
             tasks: Vec::new(),
             folder_errors: Vec::new(),
             apply_errors: Vec::new(),
+            from: "sync".into(),
         };
     };
     let tasks: Vec<(TaskState, Option<TaskPhase>)> = report
@@ -95,6 +102,38 @@ pub fn status_view(
             .iter()
             .map(|e| format!("{}: {}", e.name, e.message))
             .collect(),
+        from: "sync".into(),
+    }
+}
+
+/// The view of a git note (the state recorded on the commit; phases as of the note).
+pub fn note_view(note: &Note) -> StatusView {
+    let errors = |kind: NoteErrorKind| {
+        note.errors
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| format!("{}: {}", e.at, e.message))
+            .collect()
+    };
+    StatusView {
+        revision: Some(note.revision.clone()),
+        sync: note.sync.to_string(),
+        health: note.health.to_string(),
+        applied_revision: None,
+        synced_at: Some(note.synced_at.clone()),
+        tasks: note
+            .tasks
+            .iter()
+            .map(|t| TaskState {
+                task_id: t.task_id,
+                name: t.name.clone(),
+                context_version: t.context_version,
+                phase: t.phase.map(|p| p.to_string()),
+            })
+            .collect(),
+        folder_errors: errors(NoteErrorKind::Folder),
+        apply_errors: errors(NoteErrorKind::Apply),
+        from: "note".into(),
     }
 }
 
@@ -140,9 +179,8 @@ pub async fn get_status(State(state): State<AppState>) -> Answer {
     Answer(StatusCode::OK, view_response(view))
 }
 
-/// The sync and health of one revision (full revision, branch, or commit prefix). This server
-/// keeps the latest sync in memory; older revisions are in the git notes
-/// (`git log --notes=orchestrator`).
+/// The sync and health of one revision (full revision, branch, or commit prefix): the latest
+/// sync of this server when it is that revision, else the git note on the commit.
 #[utoipa::path(
     get,
     path = "/api/v1/status/{rev}",
@@ -151,6 +189,7 @@ pub async fn get_status(State(state): State<AppState>) -> Answer {
     responses(
         (status = 200, description = "data is a StatusView", body = ApiResponse),
         (status = 404, description = "No sync state known for the revision", body = ApiResponse),
+        (status = 503, description = "The repository holding the notes could not be read", body = ApiResponse),
     )
 )]
 pub async fn get_revision_status(
@@ -158,19 +197,54 @@ pub async fn get_revision_status(
     Path(rev): Path<String>,
 ) -> Result<Answer, ApiError> {
     let report = state.reports.borrow().clone();
-    match report.as_ref() {
-        Some(r) if revision_matches(&rev, &r.revision) => Ok(Answer(
+    if let Some(r) = report
+        .as_ref()
+        .filter(|r| revision_matches(&rev, &r.revision))
+    {
+        return Ok(Answer(
             StatusCode::OK,
             view_response(status_view(Some(r), |name| live_task(&state, name))),
-        )),
-        Some(r) => Err(ApiError::NotFound(format!(
-            "no sync state for revision {rev:?} in this server: the latest sync was {}; older \
-             revisions carry their state as git notes (`git log --notes=orchestrator`)",
-            r.revision
+        ));
+    }
+    let Some(query) = state.notes.clone() else {
+        return Err(ApiError::NotFound(match &report {
+            Some(r) => format!(
+                "no sync state for revision {rev:?} in this server: the latest sync was {}, and \
+                 this server reads no git notes",
+                r.revision
+            ),
+            None => format!("no sync state for revision {rev:?}: no sync has finished yet"),
+        }));
+    };
+    let query = NoteQuery {
+        revision: Some(rev.clone()),
+        ..query
+    };
+    let lookup = tokio::task::spawn_blocking(move || read_note(&query))
+        .await
+        .map_err(|_| ApiError::Internal {
+            step: "reading the git note",
+        })?;
+    match lookup {
+        Ok(NoteLookup {
+            note: Some(note), ..
+        }) => Ok(Answer(StatusCode::OK, view_response(note_view(&note)))),
+        Ok(lookup) => Err(ApiError::NotFound(format!(
+            "commit {} has no orchestrator note: it was never synced, or its note is not \
+             written yet",
+            lookup.commit
         ))),
-        None => Err(ApiError::NotFound(format!(
-            "no sync state for revision {rev:?}: no sync has finished yet"
+        Err(NotesError::ResolveRevision { .. }) => Err(ApiError::NotFound(format!(
+            "{rev:?} is not a revision of the repository: give a commit id, a branch, or \
+             <branch>@sha1:<commit>"
         ))),
+        Err(e) => {
+            tracing::warn!(step = e.kind(), error = %super::redact(&e.to_string()), "reading a note failed");
+            Err(ApiError::Unavailable(format!(
+                "the git notes could not be read ({}); retry later",
+                e.kind()
+            )))
+        }
     }
 }
 
