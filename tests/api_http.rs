@@ -635,7 +635,9 @@ async fn older_revisions_are_read_from_their_git_note() {
     })
     .await;
     let http = Http::new();
-    let reply = http.get(&api.url(&format!("/api/v1/status/{commit}"))).await;
+    let reply = http
+        .get(&api.url(&format!("/api/v1/status/{commit}")))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let data = &reply.json()["data"];
     assert_eq!(data["from"], json!("note"));
