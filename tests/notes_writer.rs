@@ -432,3 +432,59 @@ async fn shutdown_writes_the_final_state_without_waiting_out_the_interval() {
     assert_eq!(note_at(&path, c1).unwrap().health, Health::Healthy);
     drop(tx);
 }
+
+#[test]
+fn notes_added_with_the_git_cli_are_read_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("work");
+    let repo = Repository::init(&path).unwrap();
+    let c1 = commit(&repo, &[("a.md", "a")], "a");
+    let c2 = commit(&repo, &[("b.md", "b")], "b");
+    let added = Command::new("git")
+        .args(["-c", "user.name=dev", "-c", "user.email=dev@example.com"])
+        .args([
+            "notes",
+            "--ref=orchestrator",
+            "add",
+            "-m",
+            "written by hand",
+        ])
+        .arg(c1.to_string())
+        .current_dir(&path)
+        .output();
+    let Ok(added) = added else {
+        println!("skipping: git is not installed");
+        return;
+    };
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let sig = git2::Signature::now("orchestrator", "o@example.com").unwrap();
+    let note = render_note(
+        &report(c2, &[], "2026-11-26T10:00:00Z"),
+        &BTreeMap::new(),
+        None,
+    );
+    let written = write_notes(&repo, NOTES_REF, &sig, &[(c2, note.clone())]).unwrap();
+    assert_eq!(written.changed, 1);
+    // Writing the same text again changes nothing.
+    let again = write_notes(&repo, NOTES_REF, &sig, &[(c2, note)]).unwrap();
+    assert_eq!((again.commit, again.changed), (None, 0));
+    let show = |commit: git2::Oid| {
+        let out = Command::new("git")
+            .args(["notes", "--ref=orchestrator", "show"])
+            .arg(commit.to_string())
+            .current_dir(&path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(show(c1), "written by hand\n");
+    assert!(
+        show(c2).starts_with("apiVersion: orchestrator.io/notes/v1\n"),
+        "{}",
+        show(c2)
+    );
+}

@@ -88,14 +88,22 @@ pub fn read_note_text(
     Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
 }
 
+/// What [`write_notes`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The new notes commit; `None` when every note already had that text.
+    pub commit: Option<Oid>,
+    /// How many notes changed.
+    pub changed: usize,
+}
+
 /// Writes every `(commit, text)` whose note differs into ONE notes commit on `notes_ref`.
-/// Returns the new notes commit, or `None` when every note already had that text.
 pub fn write_notes(
     repo: &Repository,
     notes_ref: &str,
     signature: &Signature<'_>,
     notes: &[(Oid, String)],
-) -> Result<Option<Oid>, NotesError> {
+) -> Result<Written, NotesError> {
     let write = |source| NotesError::WriteCommit {
         notes_ref: notes_ref.to_string(),
         source,
@@ -116,7 +124,10 @@ pub fn write_notes(
             }
         }
         if changed.is_empty() {
-            return Ok(None);
+            return Ok(Written {
+                commit: None,
+                changed: 0,
+            });
         }
         let message = format!("Notes added by orchestrator for {}\n", changed.join(", "));
         let new = commit_notes_tree(
@@ -128,7 +139,10 @@ pub fn write_notes(
             &message,
         )?;
         if update_ref(repo, notes_ref, new, tip, &message).map_err(write)? {
-            return Ok(Some(new));
+            return Ok(Written {
+                commit: Some(new),
+                changed: changed.len(),
+            });
         }
     }
     Err(NotesError::RefRaced {

@@ -309,28 +309,11 @@ async fn write_planned(
         let repo = config.open()?;
         let signature = config.signature()?;
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let before = notes_changed(&repo, &config.notes_ref, &notes)?;
-        write_notes(&repo, &config.notes_ref, &signature, &notes)?;
-        Ok(before)
+        let written = write_notes(&repo, &config.notes_ref, &signature, &notes)?;
+        Ok(written.changed as u64)
     })
     .await
     .map_err(|e| NotesError::TaskStopped(e.to_string()))?
-}
-
-/// How many of `notes` differ from what the notes ref holds.
-fn notes_changed(
-    repo: &Repository,
-    notes_ref: &str,
-    notes: &[(Oid, String)],
-) -> Result<u64, NotesError> {
-    let mut changed = 0;
-    for (commit, text) in notes {
-        if super::store::read_note_text(repo, notes_ref, *commit)?.as_deref() != Some(text.as_str())
-        {
-            changed += 1;
-        }
-    }
-    Ok(changed)
 }
 
 async fn run_pusher(
