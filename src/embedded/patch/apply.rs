@@ -21,8 +21,21 @@ pub fn apply(
     schema: &MergeSchema,
 ) -> Result<Value, PatchError> {
     let config = checked_config(applied, ctx)?;
-    check_list_keys(&config, schema)
-        .map_err(|e| PatchError::Invalid(format!("failed to create typed patch object: {e}")))?;
+    check_list_keys(&config, schema).map_err(|e| {
+        let text = |p: &str| {
+            config
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        PatchError::Invalid(format!(
+            "failed to create typed patch object ({}/{}; {}, Kind={}): {e}",
+            text("/metadata/namespace"),
+            text("/metadata/name"),
+            text("/apiVersion"),
+            text("/kind"),
+        ))
+    })?;
     let api_version = config
         .get("apiVersion")
         .and_then(Value::as_str)

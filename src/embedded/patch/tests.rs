@@ -556,11 +556,11 @@ fn bad_apply_bodies_are_invalid() {
     let keyed = [
         (
             json!([{"image": "i"}]),
-            r#"failed to create typed patch object: .spec.containers: element 0: associative list with keys has an element that omits key field "name" (and doesn't have default value)"#,
+            r#"failed to create typed patch object (/p; v1, Kind=Pod): .spec.containers: element 0: associative list with keys has an element that omits key field "name" (and doesn't have default value)"#,
         ),
         (
             json!([{"name": "a"}, {"name": "a"}]),
-            r#"failed to create typed patch object: .spec.containers[name="a"]: duplicate entries for key .spec.containers[name="a"]"#,
+            r#"failed to create typed patch object (/p; v1, Kind=Pod): .spec.containers: duplicate entries for key [name="a"]"#,
         ),
     ];
     for (containers, want) in keyed {

@@ -121,9 +121,11 @@ fn check_walk(
                     ));
                 }
                 if seen.contains(&pe) {
-                    path.push(pe);
-                    let at = super::fieldset::display_path(path);
-                    return Err(format!("{at}: duplicate entries for key {at}"));
+                    return Err(format!(
+                        "{}: duplicate entries for key {}",
+                        super::fieldset::display_path(path),
+                        super::fieldset::display_path(std::slice::from_ref(&pe))
+                    ));
                 }
                 path.push(pe.clone());
                 check_walk(item, path, spath, schema)?;
