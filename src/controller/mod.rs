@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod reasons;
 pub mod reconcile;
 pub mod status;
+pub mod written;
 
 pub use agents::{AgentProfile, AgentProfiles};
 pub use error::Error;

@@ -15,6 +15,7 @@ use super::job_phase::{JobState, format_time, job_phase};
 use super::metrics::ControllerMetrics;
 use super::reasons::{self, EventReason};
 use super::status::{Observation, Outcome, needs_write, task_run_status};
+use super::written::{WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER, LABEL_TASK_ID};
 use k8s_openapi::api::batch::v1::Job;
@@ -47,6 +48,8 @@ pub struct Context {
     /// Jobs (by uid) already reported as built from different content, so the warning is given
     /// once per Job rather than on every reconcile.
     reported_outdated: Mutex<HashSet<String>>,
+    /// Status writes the watch may not have delivered yet.
+    written: WrittenStatuses,
 }
 
 impl Context {
@@ -63,6 +66,7 @@ impl Context {
             metrics,
             backoffs,
             reported_outdated: Mutex::new(HashSet::new()),
+            written: WrittenStatuses::default(),
         }
     }
 }
@@ -123,14 +127,15 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let version = tr.spec.context_version;
     let job_name = children::job_name(tr);
     let config_map_name = children::config_map_name(tr);
-    let previous = tr.status.as_ref();
+    let rv = tr.metadata.resource_version.as_deref();
+    let pending_write = ctx.written.pending(&owner.uid, rv);
+    let previous = freshest(tr.status.as_ref(), rv, pending_write.as_ref());
     let status_is_current = previous.is_some_and(|s| s.context_version == Some(version));
 
-    // Older versions are looked for until a status for this version has been written.
-    let superseded = if status_is_current {
-        Vec::new()
-    } else {
+    let superseded = if may_own_other_versions(previous, tr.metadata.generation, version) {
         delete_other_versions(tr, ctx, &kids, &owner.uid, &job_name, &config_map_name).await?
+    } else {
+        Vec::new()
     };
 
     let mut job_created = false;
@@ -165,7 +170,12 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         return Ok(Action::requeue(REQUEUE_AFTER_CREATE));
     }
     if needs_write(previous, &next) {
-        write_status(api, &tr.name_any(), &next).await?;
+        let stored = write_status(api, &tr.name_any(), &next).await?;
+        ctx.written.remember(
+            &owner.uid,
+            stored.metadata.resource_version.as_deref(),
+            next.clone(),
+        );
         if !status_is_current {
             ctx.metrics.taskrun.inc();
         }
@@ -177,6 +187,20 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     } else {
         Action::requeue(REQUEUE_ACTIVE)
     })
+}
+
+/// Whether this TaskRun may still own children of another context version, so that they must be
+/// looked for: until a status for the current version has been written, unless the TaskRun's
+/// spec never changed since it was created (generation 1: it never had another version).
+fn may_own_other_versions(
+    previous: Option<&TaskRunStatus>,
+    generation: Option<i64>,
+    version: i64,
+) -> bool {
+    match previous {
+        Some(s) => s.context_version != Some(version),
+        None => generation.unwrap_or(i64::MAX) > 1,
+    }
 }
 
 /// The status already records a finished run of this very Job: nothing is (re)created, even if
@@ -221,7 +245,11 @@ async fn publish_outcome(
     publish(&ctx.recorder, tr, reason, note, job).await;
 }
 
-async fn write_status(api: &Api<TaskRun>, name: &str, status: &TaskRunStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<TaskRun>,
+    name: &str,
+    status: &TaskRunStatus,
+) -> Result<TaskRun, Error> {
     let body = serde_json::json!({
         "apiVersion": TaskRun::api_version(&()),
         "kind": TaskRun::kind(&()),
@@ -236,8 +264,7 @@ async fn write_status(api: &Api<TaskRun>, name: &str, status: &TaskRunStatus) ->
     .map_err(|source| Error::WriteStatus {
         name: name.to_string(),
         source,
-    })?;
-    Ok(())
+    })
 }
 
 fn apply_params() -> PatchParams {
@@ -527,6 +554,35 @@ async fn cleanup(tr: &TaskRun, ctx: &Context) -> Result<Action, Error> {
     };
     publish(&ctx.recorder, tr, EventReason::CleanupDone, note, None).await;
     ctx.metrics.forget(&uid);
+    ctx.written.forget(&uid);
     info!(task_run = %tr.name_any(), "cleaned up");
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_versions_are_looked_for_only_while_they_can_exist() {
+        let at = |v: i64| TaskRunStatus {
+            context_version: Some(v),
+            ..TaskRunStatus::default()
+        };
+        let cases = [
+            (None, Some(1), 1, false),
+            (None, Some(2), 2, true),
+            (None, None, 1, true),
+            (Some(at(1)), Some(2), 2, true),
+            (Some(at(2)), Some(2), 2, false),
+            (Some(TaskRunStatus::default()), Some(1), 1, true),
+        ];
+        for (status, generation, version, want) in cases {
+            assert_eq!(
+                may_own_other_versions(status.as_ref(), generation, version),
+                want,
+                "{status:?} {generation:?} {version}"
+            );
+        }
+    }
 }
