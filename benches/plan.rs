@@ -348,7 +348,9 @@ fn ensure_repository(dir: &Path, tasks: usize) -> (Oid, Oid) {
         )
         .expect("commit");
     let mut pack = git2::Buf::new();
-    mempack.dump(&repo, &mut pack).expect("dump the generated objects into a pack");
+    mempack
+        .dump(&repo, &mut pack)
+        .expect("dump the generated objects into a pack");
     let mut writer = odb.packwriter().expect("packwriter");
     writer.write_all(&pack).expect("write pack");
     writer.commit().expect("index pack");
