@@ -258,3 +258,41 @@ async fn deleting_a_crd_removes_its_objects_and_endpoints() {
     .await
     .expect("the resource is no longer served");
 }
+
+#[tokio::test]
+async fn table_watch_sends_one_row_tables() {
+    use futures::TryStreamExt;
+    use kube::api::WatchEvent;
+    let c = cluster().await;
+    c.install_task_run_crd().await;
+    let api: Api<TaskRun> = c.api();
+    let req = http::Request::builder()
+        .uri(format!(
+            "/apis/orchestrator.io/v1/namespaces/{}/taskruns?watch=true&resourceVersion=0",
+            c.namespace
+        ))
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(vec![])
+        .unwrap();
+    let stream = c.client.request_events::<Value>(req).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &task_run_json("task-9", good_spec()),
+    )
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), Box::pin(stream).try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let WatchEvent::Added(table) = first else {
+        panic!("expected ADDED, got {first:?}")
+    };
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(table["rows"][0]["cells"][0], "task-9");
+}

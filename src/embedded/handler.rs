@@ -273,7 +273,7 @@ async fn resource_request(
     match verb {
         "get" => r.get(&accept),
         "list" => r.list(&accept),
-        "watch" => r.watch(),
+        "watch" => r.watch(&accept),
         "create" => r.create(&body, &content_type),
         "update" => r.update(&body, &content_type),
         "patch" => r.patch(&body, &content_type),
@@ -448,7 +448,13 @@ impl Req<'_> {
         let mut metadata = json!({"resourceVersion": rv});
         if let Some(n) = &next {
             metadata["continue"] = json!(n);
-            metadata["remainingItemCount"] = json!(remaining);
+            // As on the real server, only an unfiltered list counts what is left.
+            let filtered = ["labelSelector", "fieldSelector"]
+                .iter()
+                .any(|k| self.query.get(*k).is_some_and(|v| !v.is_empty()));
+            if !filtered {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
         }
         Ok(json_response(
             200,
@@ -461,7 +467,7 @@ impl Req<'_> {
         ))
     }
 
-    fn watch(&self) -> Result<Response<Body>, ApiError> {
+    fn watch(&self, accept: &str) -> Result<Response<Body>, ApiError> {
         let (labels, fields) = self.selectors()?;
         let mut fields = fields;
         if let Some(name) = &self.rp.name {
@@ -483,6 +489,12 @@ impl Req<'_> {
             .map_or(Duration::from_secs(1800), Duration::from_secs);
         let send_initial = flag("sendInitialEvents");
         let req = watch::WatchRequest {
+            table: table::wants_table(accept).then(|| {
+                self.query
+                    .get("includeObject")
+                    .cloned()
+                    .unwrap_or_else(|| "Metadata".into())
+            }),
             info: Arc::new(self.view.clone()),
             key: self.info.storage_key(),
             convert: if self.converts() {

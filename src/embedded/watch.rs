@@ -20,6 +20,9 @@ pub struct WatchRequest {
     pub key: String,
     /// Turns a stored object into the endpoint's version, where they differ.
     pub convert: Option<fn(&Value) -> Value>,
+    /// `Some(includeObject)` when the client asked for Tables (`kubectl get -w`): each event's
+    /// object is a one-row Table.
+    pub table: Option<String>,
     pub namespace: Option<String>,
     /// `None` for "" or "0": start with the current state as ADDED events.
     pub resource_version: Option<u64>,
@@ -69,6 +72,15 @@ impl WatchRequest {
             None => obj.clone(),
         };
         o["apiVersion"] = json!(self.info.api_version());
+        if let Some(include) = &self.table {
+            let rv = o
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            o = super::table::table(&self.info, &[o], &rv, None, include, now);
+        }
         let mut line = serde_json::to_vec(&json!({"type": type_, "object": o})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
