@@ -38,13 +38,13 @@ impl Tracker {
         Tracker::default()
     }
 
-    /// A sync finished. A report that repeats the current one apart from its time changes
-    /// nothing (the note keeps the first syncedAt of that state); a report of another revision
+    /// A sync finished. A report that repeats the current state (same status, tasks and errors)
+    /// changes nothing: the note keeps the syncedAt and counts of the first sync that reached it; a report of another revision
     /// supersedes the current one, whose note is rendered one last time with `supersededBy`.
     pub fn observe(&mut self, report: SyncReport, states: &BTreeMap<String, TaskState>) {
         match self.current.take() {
             Some(mut current) if current.report.revision.commit == report.revision.commit => {
-                if !same_but_time(&current.report, &report) {
+                if !same_state(&current.report, &report) {
                     current.report = report;
                     current.done = false;
                 }
@@ -118,10 +118,14 @@ impl Tracker {
     }
 }
 
-fn same_but_time(a: &SyncReport, b: &SyncReport) -> bool {
-    let mut b = b.clone();
-    b.synced_at.clone_from(&a.synced_at);
-    *a == b
+/// Whether two reports of one commit describe the same state: a re-sync that only repeats it
+/// (new time, no writes) must not rewrite the note, so time and write counts are left out.
+fn same_state(a: &SyncReport, b: &SyncReport) -> bool {
+    a.revision == b.revision
+        && a.status == b.status
+        && a.tasks == b.tasks
+        && a.folder_errors == b.folder_errors
+        && a.apply_errors == b.apply_errors
 }
 
 #[cfg(test)]
@@ -209,12 +213,14 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_report_keeps_the_first_synced_at_and_a_changed_one_reopens() {
+    fn a_repeated_state_keeps_the_first_synced_at_and_counts_and_a_changed_one_reopens() {
         let mut t = Tracker::new();
         t.observe(report('a', "t1"), &states(None));
         let done = states(Some(TaskPhase::Succeeded));
         assert_eq!(plan_and_write(&mut t, &done)[0].1.synced_at, "t1");
-        t.observe(report('a', "t2"), &done);
+        let mut resync = report('a', "t2");
+        (resync.created, resync.unchanged) = (0, 1);
+        t.observe(resync, &done);
         assert!(plan_and_write(&mut t, &done).is_empty());
         let mut changed = report('a', "t3");
         changed.status = SyncStatus::OutOfSync;
