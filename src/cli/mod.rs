@@ -4,6 +4,7 @@ pub mod api;
 pub mod apiserver;
 pub mod controller;
 pub mod plan;
+pub mod plan_live;
 pub mod run;
 pub mod source_args;
 pub mod status;

@@ -2,6 +2,11 @@
 //! YAML or JSON (a kubectl-readable `List`). Offline: without a cluster there are no live
 //! TaskRuns to number versions against, so contextVersion is the placeholder 1 and the output
 //! says so.
+//!
+//! Live: when a kubeconfig is configured (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`) and
+//! the cluster answers, `plan` diffs the revision against the live TaskRuns instead: per
+//! TaskRun create / update (old → new version, files changed) / prune, as a table, JSON, or
+//! markdown for a pull-request comment. `--offline` never contacts a cluster.
 
 use super::source_args::SourceArgs;
 use crate::crd::TaskRun;
@@ -18,6 +23,8 @@ pub enum Output {
     Table,
     Yaml,
     Json,
+    /// Markdown for a pull-request comment (the live diff; offline, the table in a code block).
+    Markdown,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -30,10 +37,32 @@ pub struct PlanArgs {
     /// Namespace of the TaskRuns.
     #[arg(short, long, default_value = "default")]
     pub namespace: String,
+    /// Kubeconfig of the cluster to diff against (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE", conflicts_with = "offline")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Never contact a cluster: print the TaskRuns the revision describes.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let snapshot = args.source.load()?;
+    if !args.offline {
+        match super::plan_live::live_diff(&args, &snapshot) {
+            Ok(Some(diff)) => {
+                print!("{}", super::plan_live::render(&diff, args.output)?);
+                if snapshot.errors.is_empty() {
+                    return Ok(());
+                }
+                anyhow::bail!(
+                    "{} task folder error(s): their TaskRuns are kept as they are (run `orchestrator validate` for the list)",
+                    snapshot.errors.len()
+                );
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("note: no live diff ({e:#}); showing the offline plan"),
+        }
+    }
     print!("{}", render(&snapshot, &args.namespace, args.output)?);
     if args.output != Output::Table {
         eprintln!("note: {PLACEHOLDER_NOTE}");
@@ -74,6 +103,7 @@ pub fn render(
     };
     Ok(match output {
         Output::Table => render_table(snapshot),
+        Output::Markdown => format!("```\n{}```\n", render_table(snapshot)),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&list())?),
         Output::Yaml => format!(
             "# TaskRuns of {} ({})\n# {PLACEHOLDER_NOTE}\n{}",

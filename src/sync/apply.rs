@@ -125,7 +125,8 @@ impl Syncer {
         Ok(self.plan_against(snapshot, &live))
     }
 
-    fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
+    /// The plan for `snapshot` against `live` (pure; no request).
+    pub fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
         let desired = desired_task_runs(snapshot, &self.source, &self.options.namespace, live);
         plan(PlanInput {
             desired: &desired,

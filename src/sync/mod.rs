@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod crd_install;
+pub mod diff;
 pub mod metrics;
 pub mod plan;
 pub mod report;
