@@ -147,3 +147,83 @@ fn a_committed_task_gets_a_note_that_reaches_healthy() {
         println!("skipping the `git log` check: git is not installed");
     }
 }
+
+#[test]
+fn a_remote_repository_gets_the_note_pushed_and_status_reads_it_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, _first, _clones) = remote_with_clones(dir.path(), 0);
+    let task = commit(
+        &remote,
+        &[
+            (
+                "tasks/2-remote/task.yaml",
+                "serviceName: api\nagentName: quick\n",
+            ),
+            ("tasks/2-remote/prompt.md", "# Remote\n"),
+        ],
+        "task 2",
+    );
+    let url = format!("file://{}", dir.path().join("remote.git").display());
+    let agents = dir.path().join("agents.yaml");
+    std::fs::write(&agents, AGENTS).unwrap();
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let _run = Running(
+        Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+            .args(["run", "--embedded", "--repo", &url])
+            .args(["--path", "tasks", "--interval", "1s", "--agents"])
+            .arg(&agents)
+            .arg("--mirror-dir")
+            .arg(dir.path().join("mirrors"))
+            .arg("--embedded-data-dir")
+            .arg(dir.path().join("apiserver"))
+            .arg("--runner-log-dir")
+            .arg(dir.path().join("runner-logs"))
+            .env("TMPDIR", dir.path())
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    // The CI job has only the URL: no clone, no cluster.
+    let out = orchestrator(
+        dir.path(),
+        &[
+            "wait",
+            "--repo",
+            &url,
+            "--timeout",
+            "120s",
+            "--interval",
+            "500ms",
+        ],
+    );
+    let run_log = std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nrun log:\n{run_log}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&task.to_string()),
+        "{}",
+        text(&out)
+    );
+
+    let note = note_at(&dir.path().join("remote.git"), task).expect("the note was pushed");
+    assert_eq!(
+        (note.sync, note.health),
+        (SyncStatus::Synced, Health::Healthy),
+        "{note:?}"
+    );
+    // Only the notes ref was pushed.
+    assert_eq!(remote.refname_to_id("refs/heads/main").unwrap(), task);
+    let refs: Vec<String> = remote
+        .references()
+        .unwrap()
+        .map(|r| r.unwrap().name().unwrap().to_string())
+        .collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+}
