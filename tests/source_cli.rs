@@ -88,6 +88,65 @@ fn validate_lists_every_error_and_fails_then_passes_once_fixed() {
         format!("ok: 2 task folder(s) in tasks at main@sha1:{fixed} are valid\n")
     );
 
+    // Through a URL: an older revision by its revision string, or by its commit id.
+    let url = format!("file://{}", repo.path().display());
+    let out = orchestrator(
+        &[
+            "validate",
+            "--repo",
+            &url,
+            "--revision",
+            &format!("main@sha1:{commit}"),
+            "--path",
+            "tasks",
+        ],
+        repo.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with(&format!("3 error(s) in tasks at main@sha1:{commit}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = orchestrator(
+        &[
+            "validate",
+            "--repo",
+            &url,
+            "--revision",
+            &fixed.to_string()[..12],
+            "--path",
+            "tasks",
+        ],
+        repo.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = orchestrator(
+        &[
+            "validate",
+            "--repo",
+            &format!("{url}-missing"),
+            "--path",
+            "tasks",
+        ],
+        repo.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("; check the URL, the network and the credentials")
+    );
+
     // An older revision by its full revision string.
     let out = orchestrator(
         &[

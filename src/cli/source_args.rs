@@ -2,12 +2,12 @@
 //! (a local git repository, a remote URL fetched into a temporary mirror, or a plain folder).
 
 use crate::source::credentials::CredentialSettings;
-use crate::source::mirror::local_repo_path;
-use crate::source::{Credentials, DigestCache, GitSource, SourceConfig, SourceSnapshot};
+use crate::source::mirror::{Mirror, MirrorFailure, local_repo_path};
+use crate::source::revision::parse_revision;
+use crate::source::{Credentials, DigestCache, SourceSnapshot};
 use crate::source::{read_folder_snapshot, read_snapshot, resolve_revision};
 use anyhow::{Context, bail};
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SourceArgs {
@@ -42,7 +42,8 @@ impl SourceArgs {
             }
             return Ok(read_folder_snapshot(Path::new("."), &self.path)?);
         };
-        match local_repo_path(repo) {
+        // A path is read in place; any URL, file:// included, is fetched like a remote.
+        match local_repo_path(repo).filter(|_| !repo.contains("://")) {
             Some(dir) => {
                 if !dir.exists() {
                     bail!("--repo {}: no such directory", dir.display());
@@ -80,15 +81,38 @@ impl SourceArgs {
             token_env: self.git_token_env.clone(),
         })?;
         let mirror_dir = tempfile::tempdir().context("creating a temporary mirror directory")?;
-        let mut source = GitSource::new(SourceConfig {
-            url: url.to_string(),
-            branch: self.revision.clone().unwrap_or_else(|| "HEAD".into()),
-            path: self.path.clone(),
-            mirror_dir: mirror_dir.path().to_path_buf(),
-            interval: Duration::from_secs(60),
-            credentials,
-        });
-        let snapshot = source.fetch_snapshot_blocking()?;
-        Ok((*snapshot).clone())
+        let mirror = Mirror::new(url, mirror_dir.path(), credentials);
+        // What to fetch, and the commit to read when the revision names one.
+        let (branch, commit) = match self.revision.as_deref() {
+            None => ("HEAD", None),
+            Some(rev) => match parse_revision(rev) {
+                Some((branch, _)) => (branch, Some(rev)),
+                None if looks_like_commit(rev) => ("HEAD", Some(rev)),
+                None => (rev, None),
+            },
+        };
+        let (repo, head, label) = mirror.fetch(branch).map_err(|failure| match failure {
+            MirrorFailure::Fetch(message) => anyhow::anyhow!(
+                "cannot fetch {}: {message}; check the URL, the network and the credentials",
+                mirror.display_url()
+            ),
+            MirrorFailure::Source(e) => e.into(),
+        })?;
+        let (commit, label) = match commit {
+            Some(rev) => resolve_revision(&repo, Some(rev))?,
+            None => (head, label),
+        };
+        Ok(read_snapshot(
+            &repo,
+            commit,
+            &label,
+            &self.path,
+            &mut DigestCache::new(),
+        )?)
     }
+}
+
+/// 7 to 40 hex digits: an abbreviated or full commit id rather than a branch name.
+fn looks_like_commit(rev: &str) -> bool {
+    (7..=40).contains(&rev.len()) && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
