@@ -16,7 +16,7 @@ use crate::sync::crd_install::{CrdState, ensure_crd};
 use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
-use crate::sync::trigger::sync_trigger;
+use crate::sync::trigger::{TriggerReason, sync_trigger};
 use crate::sync::until_done::{all_terminal, exit_code, status_table};
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -76,6 +76,12 @@ pub struct RunArgs {
     /// Do not write git notes onto synced commits.
     #[arg(long)]
     pub no_notes: bool,
+    /// Serve the HTTP API (submit tasks, add context, webhook, status, /metrics) beside the
+    /// loop; its commits and webhooks trigger a sync at once.
+    #[arg(long)]
+    pub api: bool,
+    #[command(flatten)]
+    pub api_args: crate::cli::api::ApiArgs,
     /// Writes in flight at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
@@ -272,6 +278,7 @@ async fn run_connected(
         shutdown_rx.clone(),
     ));
 
+    let agent_names = agents.as_ref().map(|a| Arc::new(a.names()));
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
         let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
@@ -284,7 +291,8 @@ async fn run_connected(
     });
     let running_controller = controller.is_some();
 
-    let notes = (!args.no_notes).then(|| {
+    // One TaskRun cache for the notes writer and the API.
+    let store = (!args.no_notes || args.api).then(|| {
         let (store, writer) = reflector::store::<TaskRun>();
         let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
         tokio::spawn(
@@ -293,20 +301,51 @@ async fn run_connected(
                 .touched_objects()
                 .for_each(|_| std::future::ready(())),
         );
-        let mut config = NotesConfig::new(local_repo.clone().unwrap_or(mirror_path));
-        if local_repo.is_none() {
-            config.remote = Some(crate::notes::push::NotesRemote {
-                url: args.repo.clone(),
-                callbacks: Some(Arc::new(move || remote_callbacks(&credentials))),
-            });
-        }
-        spawn_notes_writer(
-            config,
-            report_stream(reports_rx.clone()),
-            Arc::new(store),
-            metrics.register_with(NotesMetrics::register),
-        )
+        store
     });
+
+    let notes = match (&store, args.no_notes) {
+        (Some(store), false) => {
+            let mut config = NotesConfig::new(local_repo.clone().unwrap_or(mirror_path));
+            if local_repo.is_none() {
+                let credentials = credentials.clone();
+                config.remote = Some(crate::notes::push::NotesRemote {
+                    url: args.repo.clone(),
+                    callbacks: Some(Arc::new(move || remote_callbacks(&credentials))),
+                });
+            }
+            Some(spawn_notes_writer(
+                config,
+                report_stream(reports_rx.clone()),
+                Arc::new(store.clone()),
+                metrics.register_with(NotesMetrics::register),
+            ))
+        }
+        _ => None,
+    };
+
+    let api_server = match (&store, args.api) {
+        (Some(store), true) => {
+            let state = api_state(ApiWiring {
+                args: &args,
+                local_repo: local_repo.as_deref(),
+                credentials: &credentials,
+                store: store.clone(),
+                reports: reports_rx.clone(),
+                trigger: trigger.clone(),
+                metrics: metrics.clone(),
+                agent_names,
+            })?;
+            let addr = args.api_args.addr;
+            println!("orchestrator run: serving the API on http://{addr}");
+            Some(tokio::spawn(crate::api::serve(
+                addr,
+                state,
+                shutdown(shutdown_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
 
     let code = if args.until_done {
         let finished = wait_until_done(
@@ -332,6 +371,12 @@ async fn run_connected(
 
     let _ = shutdown_tx.send(true);
     let _ = sync_loop.await;
+    if let Some(api_server) = api_server {
+        match api_server.await {
+            Ok(Err(e)) => warn!(error = %e, "the API server failed"),
+            Ok(Ok(())) | Err(_) => {}
+        }
+    }
     if let Some(controller) = controller {
         let _ = controller.await;
     }
@@ -348,6 +393,62 @@ async fn run_connected(
     }
     drop(trigger);
     Ok(code)
+}
+
+struct ApiWiring<'a> {
+    args: &'a RunArgs,
+    local_repo: Option<&'a Path>,
+    credentials: &'a Credentials,
+    store: reflector::Store<TaskRun>,
+    reports: ReportReceiver,
+    trigger: crate::sync::trigger::SyncTrigger,
+    metrics: Metrics,
+    agent_names: Option<Arc<Vec<String>>>,
+}
+
+/// The API's state wired to this loop: the same repository and branch, the latest report,
+/// the manual trigger, the shared metrics registry.
+fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
+    use crate::api::{AppState, Readiness, RepoWriter};
+    let branch = match (w.args.branch.as_str(), w.local_repo) {
+        ("HEAD", Some(dir)) => git2::Repository::open(dir)
+            .ok()
+            .and_then(|r| r.head().ok()?.shorthand().ok().map(String::from))
+            .context("--api needs a branch to commit to: check out a branch or pass --branch")?,
+        ("HEAD", None) => {
+            bail!("--api with a remote --repo needs --branch (the branch to commit to)")
+        }
+        (branch, _) => branch.to_string(),
+    };
+    let mut config = w.args.api_args.writer_config(&branch, &w.args.path);
+    let credentials = w.credentials.clone();
+    config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
+    let writer = match w.local_repo {
+        Some(dir) => RepoWriter::open(dir, config).context("opening --repo for the API")?,
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "orchestrator-api-{}",
+                crate::names::short_hash(&w.args.repo, 12)
+            ));
+            RepoWriter::for_remote(&w.args.repo, &dir, config)
+                .context("preparing the API's clone of --repo")?
+        }
+    };
+    let mut state = AppState::new(writer, w.store.clone());
+    state.namespace = w.args.namespace.clone();
+    state.reports = w.reports.clone();
+    let trigger = w.trigger;
+    state.trigger = Arc::new(move || {
+        trigger.request(TriggerReason::Api);
+    });
+    let metrics = w.metrics;
+    state.metrics = Arc::new(move || metrics.render());
+    state.known_agents = w.agent_names;
+    let reports = w.reports;
+    state.readiness = Readiness::default()
+        .with("sync", Arc::new(move || reports.borrow().is_some()))
+        .with_store_synced("caches", &w.store);
+    w.args.api_args.configure(state)
 }
 
 /// Waits until the loop converged and (with a controller) every task is terminal; `None` when
