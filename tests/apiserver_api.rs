@@ -717,3 +717,31 @@ async fn events_are_one_store_seen_through_both_apis() {
         Some("job done")
     );
 }
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let c = cluster().await;
+    let api: Api<ConfigMap> = c.api();
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let answered = api
+        .create(&pp, &cm("dry", &[], &[("a", "1")]))
+        .await
+        .unwrap();
+    assert_eq!(answered.metadata.name.as_deref(), Some("dry"));
+    assert_eq!(api_error(api.get("dry").await.unwrap_err()).code, 404);
+    api.create(&PostParams::default(), &cm("wet", &[], &[("a", "1")]))
+        .await
+        .unwrap();
+    let dp = DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("wet", &dp).await.unwrap();
+    assert!(
+        api.get("wet").await.is_ok(),
+        "a dry-run delete keeps the object"
+    );
+}

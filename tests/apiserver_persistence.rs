@@ -4,7 +4,7 @@
 mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use orchestrator::crd::{TaskRun, TaskRunSpec};
 use orchestrator::embedded::{ApiServer, ApiServerConfig};
 use serde_json::json;
@@ -50,7 +50,12 @@ async fn restart_keeps_objects_and_resource_versions_keep_increasing() {
         .unwrap();
     let old_config = c.server().unwrap().config();
     let port = c.server().unwrap().port();
+    let before_restart = cms.clone();
     c.take_server().unwrap().shutdown().await;
+    assert!(
+        before_restart.get("kept").await.is_err(),
+        "a stopped server closes its connections"
+    );
 
     let restarted = ApiServer::start(ApiServerConfig { port, ..config })
         .await
@@ -70,6 +75,20 @@ async fn restart_keeps_objects_and_resource_versions_keep_increasing() {
         trs.get("task-1").await.unwrap().spec.context_version,
         3,
         "the CRD is still served"
+    );
+
+    // Watches cannot resume across a restart (the event history is gone): 410, then relist.
+    let stream = cms
+        .watch(&WatchParams::default(), &(last_rv - 1).to_string())
+        .await
+        .unwrap();
+    let first = futures::StreamExt::next(&mut Box::pin(stream))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, WatchEvent::Error(ref s) if s.code == 410),
+        "{first:?}"
     );
 
     let fresh: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "fresh"}})).unwrap();

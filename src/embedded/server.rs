@@ -49,6 +49,7 @@ pub struct RunningApiServer {
     config: kube::Config,
     state: Arc<ServerState>,
     tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiServer {
@@ -92,6 +93,9 @@ impl ApiServer {
         let kube_config = kube_config(addr, &creds)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
         let accept_state = state.clone();
+        // Flipped on shutdown: open connections (keep-alive, watches) close with the server, so
+        // a client never keeps talking to a stopped server's state.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -99,6 +103,7 @@ impl ApiServer {
                 };
                 let acceptor = acceptor.clone();
                 let state = accept_state.clone();
+                let mut stop = stop_rx.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -109,9 +114,13 @@ impl ApiServer {
                             Ok::<_, std::convert::Infallible>(handle_guarded(state, req).await)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.wait_for(|stopped| *stopped) => {}
+                    }
                 });
             }
         });
@@ -123,6 +132,7 @@ impl ApiServer {
             config: kube_config,
             state,
             tasks: vec![accept, collector],
+            stop: stop_tx,
         })
     }
 }
@@ -258,9 +268,10 @@ current-context: orchestrator-embedded
         self.state.stats.snapshot()
     }
 
-    /// Stops accepting connections and stops the garbage collector. Open connections (watches)
-    /// end when their clients drop them.
+    /// Stops accepting connections, closes open ones (watches included) and stops the garbage
+    /// collector.
     pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
         for t in self.tasks.drain(..) {
             t.abort();
             let _ = t.await;
@@ -270,6 +281,7 @@ current-context: orchestrator-embedded
 
 impl Drop for RunningApiServer {
     fn drop(&mut self) {
+        self.stop.send_replace(true);
         for t in &self.tasks {
             t.abort();
         }
