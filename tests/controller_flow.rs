@@ -177,8 +177,29 @@ async fn a_task_succeeds_with_its_files_mounted_and_says_so() {
 async fn a_failing_task_is_retried_up_to_its_backoff_limit_then_fails() {
     let cluster = Cluster::start(AGENTS).await;
     let controller = cluster.start_controller();
+    let recorder = StatusRecorder::start(&cluster, "task-2");
     cluster.create(&task_run(2, 1, "flaky", "# Fails\n")).await;
     let tr = cluster.wait_for("task-2", T, "finished", terminal).await;
+    // Every status the TaskRun went through: the phase only moves forward and attempts only
+    // grow, although between two attempts the Job has no active pod.
+    watch_quiet().await;
+    let seen = recorder.statuses();
+    let rank = |p: Option<TaskPhase>| match p {
+        None | Some(TaskPhase::Pending) => 0,
+        Some(TaskPhase::Running) => 1,
+        Some(_) => 2,
+    };
+    for pair in seen.windows(2) {
+        assert!(
+            rank(pair[0].phase) <= rank(pair[1].phase),
+            "phase went back: {seen:#?}"
+        );
+        assert!(
+            pair[0].attempts <= pair[1].attempts,
+            "attempts went down: {seen:#?}"
+        );
+    }
+    assert_eq!(seen.last().and_then(|s| s.phase), Some(TaskPhase::Failed));
     let status = tr.status.clone().unwrap();
     assert_eq!(status.phase, Some(TaskPhase::Failed), "{status:?}");
     assert_eq!(
@@ -299,6 +320,7 @@ async fn a_new_context_version_supersedes_the_running_job() {
         })
         .await;
 
+    let recorder = StatusRecorder::start(&cluster, "task-4");
     let patch = serde_json::json!({"spec": {
         "contextVersion": 2,
         "markdownFiles": [MarkdownFile { filename: "prompt.md".into(), content: "# fast now\n".into() }],
@@ -319,6 +341,23 @@ async fn a_new_context_version_supersedes_the_running_job() {
     let status = tr.status.unwrap();
     assert_eq!(status.phase, Some(TaskPhase::Succeeded), "{status:?}");
     assert_eq!(status.job_name.as_deref(), Some("web-4-v2"));
+    // The first status of version 2 says why the old Job is gone.
+    watch_quiet().await;
+    let first_v2 = recorder
+        .statuses()
+        .into_iter()
+        .find(|s| s.context_version == Some(2))
+        .expect("a status for version 2");
+    let reason = first_v2
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .and_then(|c| c.reason.clone());
+    assert_eq!(reason.as_deref(), Some("Superseded"), "{first_v2:#?}");
+    assert_eq!(
+        first_v2.message.as_deref(),
+        Some("Job web-4-v2 replaces superseded Job web-4-v1; waiting for it to start")
+    );
     assert_eq!(status.attempts, 1);
 
     let job_names = |jobs: Vec<k8s_openapi::api::batch::v1::Job>| {

@@ -289,3 +289,45 @@ pub async fn watch_quiet() {
     let _ = futures::stream::iter(0..1).next().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
+
+/// Every status the TaskRun `name` goes through, as the watch delivers them, from now on.
+pub struct StatusRecorder {
+    seen: Arc<std::sync::Mutex<Vec<orchestrator::crd::TaskRunStatus>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusRecorder {
+    pub fn start(cluster: &Cluster, name: &str) -> StatusRecorder {
+        use kube::runtime::{WatchStreamExt, watcher};
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let stream = watcher(
+            cluster.task_runs(),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+        )
+        .applied_objects();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(tr)) = stream.next().await {
+                let tr: TaskRun = tr;
+                if let Some(status) = tr.status {
+                    let mut seen = sink.lock().unwrap();
+                    if seen.last() != Some(&status) {
+                        seen.push(status);
+                    }
+                }
+            }
+        });
+        StatusRecorder { seen, task }
+    }
+
+    pub fn statuses(&self) -> Vec<orchestrator::crd::TaskRunStatus> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StatusRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
