@@ -371,11 +371,10 @@ async fn run_connected(
 
     let _ = shutdown_tx.send(true);
     let _ = sync_loop.await;
-    if let Some(api_server) = api_server {
-        match api_server.await {
-            Ok(Err(e)) => warn!(error = %e, "the API server failed"),
-            Ok(Ok(())) | Err(_) => {}
-        }
+    if let Some(api_server) = api_server
+        && let Ok(Err(e)) = api_server.await
+    {
+        warn!(error = %e, "the API server failed");
     }
     if let Some(controller) = controller {
         let _ = controller.await;
