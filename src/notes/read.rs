@@ -54,10 +54,12 @@ pub struct NoteLookup {
 pub fn read_note(query: &NoteQuery) -> Result<NoteLookup, NotesError> {
     match local_repo_path(&query.repo) {
         Some(path) => {
-            let repo = Repository::open(&path).map_err(|source| NotesError::OpenRepository {
-                path: path.display().to_string(),
-                source,
-            })?;
+            // Like git itself: any directory inside the work tree will do.
+            let repo =
+                Repository::discover(&path).map_err(|source| NotesError::OpenRepository {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             let (commit, label) = resolve(&repo, query)?;
             let tip = super::store::notes_tip(&repo, &query.notes_ref)?;
             lookup(&repo, &query.notes_ref, tip, commit, &label)
