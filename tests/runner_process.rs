@@ -5,8 +5,8 @@
 mod support;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{DeleteParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use orchestrator::embedded::runner::process::group_alive;
 use orchestrator::embedded::runner::{JobRunner, RunnerConfig, RunnerHandle};
@@ -83,6 +83,18 @@ impl Setup {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The phases of the Pods that mirror the Job's attempts (`kubectl get pods -l job-name=`).
+    async fn pod_phases(&self, job: &str) -> Vec<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .expect("list Pods")
+            .items
+            .into_iter()
+            .map(|p| p.status.and_then(|s| s.phase).unwrap_or_default())
+            .collect()
     }
 
     async fn wait_for_log(&self, name: &str, text: &str, timeout: Duration) -> String {
@@ -195,6 +207,20 @@ async fn a_job_that_exits_0_is_complete_with_its_output_in_the_log_file() {
         log.contains("oops\n"),
         "stderr goes to the same file: {log}"
     );
+    assert_eq!(s.pod_phases("ok").await, vec!["Succeeded".to_string()]);
+    let mut s = s;
+    if let Some(out) = s
+        ._cluster
+        .kubectl(&["get", "pods", "-l", "job-name=ok"])
+        .await
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("ok-"),
+            "kubectl get pods: {text}"
+        );
+        println!("{text}");
+    }
     runner.shutdown().await;
 }
 
@@ -235,6 +261,7 @@ async fn a_failing_job_is_retried_up_to_its_backoff_limit_then_failed() {
     );
     let log = std::fs::read_to_string(log_path(&job)).expect("read log");
     assert_eq!(log.matches("ran-once").count(), 3, "{log}");
+    assert_eq!(s.pod_phases("fails").await, vec!["Failed".to_string(); 3]);
     runner.shutdown().await;
 }
 

@@ -3,14 +3,16 @@
 //! is deleted, or the runner shuts down.
 
 use super::plan::{self, PlanError};
+use super::pod::{self, PodState};
 use super::process::{self, ProcessSpec};
 use super::status::{AttemptOutcome, JobLimits, JobRun, Resume, Step};
 use super::workspace;
 use super::{RunnerConfig, RunnerMode, SimulatedOutcome};
 use crate::names::ANNOTATION_LOG_PATH;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -297,7 +299,8 @@ async fn simulate(
 
 /// Runs one attempt as a local process. Anything that stops the process from starting (a
 /// missing ConfigMap, no command, a program that does not exist) is written to the log and
-/// counts as a failed attempt, as a pod that cannot start counts in Kubernetes.
+/// counts as a failed attempt, as a pod that cannot start counts in Kubernetes. A Pod object
+/// mirrors the attempt (best effort: a failed Pod write never fails the Job).
 async fn run_process(
     client: &Client,
     config: &RunnerConfig,
@@ -322,37 +325,109 @@ async fn run_process(
         "--- orchestrator local runner: Job {namespace}/{name}, attempt {attempt}, {} ---",
         Timestamp::now()
     );
-    let failed = |log: &mut std::fs::File, message: String| {
-        let _ = writeln!(log, "--- cannot run: {message} ---");
-        Ok(Ok(AttemptOutcome::Failed))
+    let pod = PodMirror::create(client, job).await;
+    let started = Timestamp::now();
+    let end = attempt_process(client, config, job, &log, deadline, stop).await;
+    let finished = Timestamp::now();
+    let (line, state, result) = match end {
+        AttemptEnd::NotStarted(why) => (
+            format!("cannot run: {why}"),
+            Some(PodState::NotStarted { at: started }),
+            Ok(AttemptOutcome::Failed),
+        ),
+        AttemptEnd::Exited(status) => {
+            let outcome = match &status {
+                Ok(s) if s.success() => AttemptOutcome::Succeeded,
+                _ => AttemptOutcome::Failed,
+            };
+            let exit_code = status.as_ref().ok().and_then(|s| s.code());
+            (
+                format!("exited: {}", describe(status)),
+                Some(PodState::Exited {
+                    started,
+                    finished,
+                    exit_code,
+                }),
+                Ok(outcome),
+            )
+        }
+        AttemptEnd::Killed(None) => (
+            "killed: the Job's activeDeadlineSeconds passed".to_string(),
+            Some(PodState::Exited {
+                started,
+                finished,
+                exit_code: None,
+            }),
+            Ok(AttemptOutcome::DeadlineExceeded),
+        ),
+        AttemptEnd::Killed(Some(stop)) => (
+            match stop {
+                Stop::Deleted => "killed: the Job was deleted".to_string(),
+                Stop::Shutdown => "killed: the runner shut down".to_string(),
+            },
+            // A deleted Job's Pod is garbage-collected; at shutdown, say it ended.
+            (stop == Stop::Shutdown).then_some(PodState::Exited {
+                started,
+                finished,
+                exit_code: None,
+            }),
+            Err(stop),
+        ),
     };
+    let _ = writeln!(log, "--- {line} ---");
+    if let (Some(pod), Some(state)) = (&pod, state) {
+        pod.set(job, state).await;
+    }
+    Ok(result)
+}
+
+/// How an attempt's process ended.
+enum AttemptEnd {
+    NotStarted(String),
+    Exited(std::io::Result<std::process::ExitStatus>),
+    /// Killed at the deadline (`None`) or on a stop.
+    Killed(Option<Stop>),
+}
+
+async fn attempt_process(
+    client: &Client,
+    config: &RunnerConfig,
+    job: &Job,
+    log: &std::fs::File,
+    deadline: Option<Instant>,
+    stop: &mut oneshot::Receiver<Stop>,
+) -> AttemptEnd {
+    let name = job.metadata.name.as_deref().unwrap_or("job");
+    let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
     let run_dir = match tempfile::Builder::new()
         .prefix(&format!("orchestrator-{name}-"))
         .tempdir()
     {
         Ok(dir) => dir,
-        Err(e) => return failed(&mut log, format!("creating the run directory: {e}")),
+        Err(e) => return AttemptEnd::NotStarted(format!("creating the run directory: {e}")),
     };
     let refs = plan::references(job);
     let give_up = Instant::now() + SOURCE_WAIT;
     let plan = loop {
         let sources = match workspace::fetch_sources(client, namespace, &refs).await {
             Ok(s) => s,
-            Err(e) => return failed(&mut log, format!("reading ConfigMaps and Secrets: {e}")),
+            Err(e) => {
+                return AttemptEnd::NotStarted(format!("reading ConfigMaps and Secrets: {e}"));
+            }
         };
         match plan::plan_run(job, &sources, run_dir.path()) {
             Ok(plan) => break plan,
             Err(PlanError::Missing { .. }) if Instant::now() < give_up => {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    s = &mut *stop => return Ok(Err(s.unwrap_or(Stop::Shutdown))),
+                    s = &mut *stop => return AttemptEnd::Killed(Some(s.unwrap_or(Stop::Shutdown))),
                 }
             }
-            Err(e) => return failed(&mut log, e.to_string()),
+            Err(e) => return AttemptEnd::NotStarted(e.to_string()),
         }
     };
     if let Err(e) = workspace::write_files(&plan) {
-        return failed(&mut log, format!("writing the mounted files: {e}"));
+        return AttemptEnd::NotStarted(format!("writing the mounted files: {e}"));
     }
     let spec = ProcessSpec {
         program: &plan.program,
@@ -360,39 +435,69 @@ async fn run_process(
         env: &plan.env,
         cwd: &plan.cwd,
     };
-    let mut child = match process::spawn(&spec, &log) {
+    let mut child = match process::spawn(&spec, log) {
         Ok(child) => child,
-        Err(e) => return failed(&mut log, format!("starting {:?}: {e}", plan.program)),
+        Err(e) => return AttemptEnd::NotStarted(format!("starting {:?}: {e}", plan.program)),
     };
     let grace = plan::grace_seconds(job)
         .and_then(|s| u64::try_from(s).ok())
         .map_or(config.termination_grace, Duration::from_secs);
-    let result = tokio::select! {
-        status = child.wait() => {
-            let outcome = match status {
-                Ok(s) if s.success() => AttemptOutcome::Succeeded,
-                _ => AttemptOutcome::Failed,
-            };
-            let _ = writeln!(log, "--- exited: {} ---", describe(status));
-            Ok(outcome)
-        }
+    // The run directory lives until the process group is gone.
+    tokio::select! {
+        status = child.wait() => AttemptEnd::Exited(status),
         _ = sleep_until_deadline(deadline) => {
             child.terminate(grace).await;
-            let _ = writeln!(log, "--- killed: the Job's activeDeadlineSeconds passed ---");
-            Ok(AttemptOutcome::DeadlineExceeded)
+            AttemptEnd::Killed(None)
         }
         s = &mut *stop => {
-            let stop = s.unwrap_or(Stop::Shutdown);
             child.terminate(grace).await;
-            let _ = writeln!(log, "--- killed: {} ---", match stop {
-                Stop::Deleted => "the Job was deleted",
-                Stop::Shutdown => "the runner shut down",
-            });
-            Err(stop)
+            AttemptEnd::Killed(Some(s.unwrap_or(Stop::Shutdown)))
         }
-    };
-    drop(run_dir);
-    Ok(result)
+    }
+}
+
+/// The Pod object of one attempt, written best effort.
+struct PodMirror {
+    api: Api<Pod>,
+    name: String,
+}
+
+impl PodMirror {
+    async fn create(client: &Client, job: &Job) -> Option<PodMirror> {
+        let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pod: Pod = serde_json::from_value(pod::pod_for(job)).ok()?;
+        match api.create(&PostParams::default(), &pod).await {
+            Ok(created) => {
+                let name = created.metadata.name?;
+                let mirror = PodMirror { api, name };
+                mirror
+                    .set(
+                        job,
+                        PodState::Running {
+                            started: Timestamp::now(),
+                        },
+                    )
+                    .await;
+                Some(mirror)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "creating the attempt's Pod failed; going on without");
+                None
+            }
+        }
+    }
+
+    async fn set(&self, job: &Job, state: PodState) {
+        let patch = pod::pod_status_patch(job, state);
+        if let Err(e) = self
+            .api
+            .patch_status(&self.name, &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod = %self.name, error = %e, "writing the Pod's status failed");
+        }
+    }
 }
 
 fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {

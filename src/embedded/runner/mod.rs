@@ -12,6 +12,7 @@
 pub mod driver;
 pub mod mounts;
 pub mod plan;
+pub mod pod;
 pub mod process;
 pub mod status;
 pub mod workspace;
