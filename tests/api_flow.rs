@@ -13,7 +13,7 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
 use orchestrator::api::auth::ApiToken;
-use orchestrator::api::{AppState, RepoWriter};
+use orchestrator::api::{AppState, RepoWriter, Writes};
 use orchestrator::controller::{
     AgentProfiles, ControllerConfig, ControllerMetrics, run_controller,
 };
@@ -159,7 +159,10 @@ async fn submit_then_add_context_runs_version_one_then_two() {
         .touched_objects()
         .for_each(|_| std::future::ready(())),
     );
-    let mut state = AppState::new(RepoWriter::open(&repo_dir, writer_config()).unwrap(), store);
+    let mut state = AppState::new(
+        Writes::To(RepoWriter::open(&repo_dir, writer_config()).unwrap()),
+        store,
+    );
     state.namespace = NS.into();
     state.reports = reports_rx;
     state.trigger = Arc::new(move || {

@@ -530,7 +530,9 @@ async fn health_readiness_metrics_and_openapi() {
         s.readiness = orchestrator::api::Readiness::default()
             .with("source", Arc::new(|| true))
             .with("cluster", Arc::new(move || flag.load(Ordering::SeqCst)));
-        s.metrics = Arc::new(|| "# TYPE orchestrator_sync_runs counter\n# EOF\n".to_string());
+        let registry = orchestrator::metrics::Metrics::new();
+        s.api_metrics = orchestrator::api::metrics::ApiMetrics::register(&registry);
+        s.metrics = Arc::new(move || registry.render());
     })
     .await;
     let http = Http::new();
@@ -543,13 +545,19 @@ async fn health_readiness_metrics_and_openapi() {
     );
     cluster.store(true, Ordering::SeqCst);
     assert_eq!(http.get(&api.url("/readyz")).await.status, 200);
+    assert_eq!(http.get(&api.url("/api/v1/tasks/7")).await.status, 404);
     let metrics = http.get(&api.url("/metrics")).await;
     assert!(
         metrics
             .content_type
             .starts_with("application/openmetrics-text")
     );
-    assert!(metrics.text().contains("orchestrator_sync_runs"));
+    let text = metrics.text();
+    assert!(
+        text.contains(r#"orchestrator_api_requests_total{route="/api/v1/tasks/{id}",method="GET",code="4xx"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/readyz""#), "{text}");
 
     let doc = http.get(&api.url("/api/v1/openapi.json")).await.json();
     let paths = doc["paths"].as_object().unwrap();
@@ -653,4 +661,23 @@ async fn older_revisions_are_read_from_their_git_note() {
         404,
         "not a revision",
     );
+}
+
+#[tokio::test]
+async fn a_server_without_a_writable_repository_still_serves_reads() {
+    let api = start(Layout::Local, |s| {
+        s.writes = orchestrator::api::Writes::Disabled {
+            reason: "branch \"main\" is checked out in the working tree /src".into(),
+            branch: "main".into(),
+        };
+    })
+    .await;
+    let http = Http::new();
+    let reply = http.post(&api.url("/api/v1/tasks"), &task_body(3)).await;
+    assert_failed(
+        &reply,
+        503,
+        "accepts no writes: branch \"main\" is checked out",
+    );
+    assert_eq!(http.get(&api.url("/api/v1/tasks")).await.status, 200);
 }

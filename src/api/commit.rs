@@ -51,7 +51,8 @@ pub struct WriterConfig {
     pub branch: String,
     /// The path inside the repository that holds the task folders ("" for the root).
     pub task_root: String,
-    /// The remote to push to; `None` pushes to `origin` when the repository has one.
+    /// The remote to push to. `None` commits to the local branch: the repository is itself the
+    /// one the sync reads, so pushing it elsewhere would hide the commit from the sync.
     pub remote: Option<String>,
     pub author: Person,
     pub committer: Person,
@@ -94,9 +95,9 @@ pub enum CommitError {
         source: git2::Error,
     },
     #[error(
-        "branch {branch:?} is checked out in the working tree {path}, and the repository has no \
-         remote: the API would move the branch under your files. Point the API at a bare \
-         repository, a remote URL, or a clone with a remote"
+        "branch {branch:?} is checked out in the working tree {path}: the API would move the \
+         branch under your files. Point the API at a bare repository or a remote URL, or sync a \
+         branch that is not checked out"
     )]
     BranchCheckedOut { branch: String, path: PathBuf },
     #[error("the repository has no remote named {name:?}")]
@@ -183,8 +184,8 @@ impl std::fmt::Debug for RepoWriter {
 const PUSH_REF: &str = "refs/orchestrator-api/push";
 
 impl RepoWriter {
-    /// Opens the repository at `path`. With a remote, commits are pushed there and the local
-    /// branch is left alone; without one, the branch itself moves (refused when it is checked
+    /// Opens the repository at `path`. With `config.remote`, commits are pushed there and the
+    /// local branch is left alone; without, the branch itself moves (refused when it is checked
     /// out in a working tree).
     pub fn open(path: &Path, config: WriterConfig) -> Result<Self, CommitError> {
         let repo = Repository::open(path).map_err(|source| CommitError::OpenRepository {
@@ -197,10 +198,7 @@ impl RepoWriter {
                     .map_err(|_| CommitError::UnknownRemote { name: name.clone() })?;
                 Some(name.clone())
             }
-            None => repo
-                .find_remote("origin")
-                .ok()
-                .map(|_| "origin".to_string()),
+            None => None,
         };
         if remote.is_none() && !repo.is_bare() && head_is_branch(&repo, &config.branch) {
             return Err(CommitError::BranchCheckedOut {

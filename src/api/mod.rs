@@ -7,6 +7,7 @@ pub mod badge;
 pub mod change;
 pub mod commit;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod routes;
@@ -15,9 +16,9 @@ pub mod validate;
 
 pub use commit::{CommitError, Person, RepoWriter, WriterConfig, Written};
 pub use error::{ApiError, ApiResponse};
-pub use state::{AppState, Readiness};
+pub use state::{AppState, Readiness, Writes};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -92,6 +93,10 @@ pub fn router(state: AppState) -> Router {
             state.request_timeout,
             limit_time,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.api_metrics.clone(),
+            count_request,
+        ))
         .layer(
             // A 503 from /readyz is an answer, not a server failure worth an ERROR line.
             TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)),
@@ -124,6 +129,29 @@ pub async fn serve_on(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve)
+}
+
+async fn count_request(
+    State(metrics): State<metrics::ApiMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // The route template, never the raw path: ids would make unbounded label values.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn limit_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {

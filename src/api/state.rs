@@ -3,6 +3,8 @@
 
 use super::auth::{ApiToken, WebhookSecret};
 use super::commit::RepoWriter;
+use super::error::ApiError;
+use super::metrics::ApiMetrics;
 use crate::crd::TaskRun;
 use crate::notes::read::NoteQuery;
 use crate::sync::report::SyncReport;
@@ -59,10 +61,37 @@ impl Readiness {
     }
 }
 
+/// Where writes go: a repository writer, or nowhere with the reason (reads still work).
+#[derive(Clone, Debug)]
+pub enum Writes {
+    To(RepoWriter),
+    Disabled { reason: String, branch: String },
+}
+
+impl Writes {
+    /// The writer, or 503 saying why this server takes no writes.
+    pub fn writer(&self) -> Result<&RepoWriter, ApiError> {
+        match self {
+            Writes::To(writer) => Ok(writer),
+            Writes::Disabled { reason, .. } => Err(ApiError::Unavailable(format!(
+                "this server accepts no writes: {reason}"
+            ))),
+        }
+    }
+
+    /// The branch the sync follows.
+    pub fn branch(&self) -> &str {
+        match self {
+            Writes::To(writer) => writer.branch(),
+            Writes::Disabled { branch, .. } => branch,
+        }
+    }
+}
+
 /// Everything the router needs. Cloning is cheap (all shared).
 #[derive(Clone)]
 pub struct AppState {
-    pub writer: RepoWriter,
+    pub writes: Writes,
     /// A reflector cache of TaskRuns (`kube::runtime::reflector`), read by `GET /tasks`.
     pub task_runs: Store<TaskRun>,
     /// The namespace TaskRuns live in.
@@ -72,6 +101,8 @@ pub struct AppState {
     pub trigger: TriggerSync,
     pub readiness: Readiness,
     pub metrics: RenderMetrics,
+    /// The API's own series (register them in the shared registry that `metrics` renders).
+    pub api_metrics: ApiMetrics,
     /// `None`: write endpoints answer 401 to everyone.
     pub token: Option<ApiToken>,
     /// `None`: the webhook answers 403.
@@ -88,16 +119,17 @@ pub struct AppState {
 impl AppState {
     /// A state with no sync behind it: the trigger only logs, there is no report, no check,
     /// no metric. Set the fields that the caller has.
-    pub fn new(writer: RepoWriter, task_runs: Store<TaskRun>) -> Self {
+    pub fn new(writes: Writes, task_runs: Store<TaskRun>) -> Self {
         let (_, reports) = watch::channel(None);
         AppState {
-            writer,
+            writes,
             task_runs,
             namespace: DEFAULT_NAMESPACE.to_string(),
             reports,
             trigger: Arc::new(|| tracing::debug!("no sync in this process to trigger")),
             readiness: Readiness::default(),
             metrics: Arc::new(String::new),
+            api_metrics: ApiMetrics::default(),
             token: None,
             webhook_secret: None,
             notes: None,

@@ -2,15 +2,20 @@
 //! `orchestrator run` syncs them) until SIGINT or SIGTERM.
 
 use crate::api::auth::{ApiToken, TOKEN_ENV, WEBHOOK_SECRET_ENV, WebhookSecret, load_secret};
+use crate::api::metrics::ApiMetrics;
 use crate::api::state::{DEFAULT_BODY_LIMIT, DEFAULT_NAMESPACE};
-use crate::api::{AppState, DEFAULT_ADDR, Person, Readiness, RepoWriter, WriterConfig};
+use crate::api::{AppState, DEFAULT_ADDR, Person, Readiness, RepoWriter, WriterConfig, Writes};
 use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
+use crate::metrics::Metrics;
 use crate::notes::read::NoteQuery;
 use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
+use crate::sync::report::ReportReceiver;
+use crate::sync::trigger::{SyncTrigger, TriggerReason};
 use anyhow::Context;
 use futures::StreamExt;
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -128,7 +133,6 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
-    let mut config = command.api.writer_config(&command.branch, &command.path);
     let credentials = Credentials::load(&CredentialSettings {
         username: None,
         ssh_key: command.ssh_key.clone(),
@@ -136,11 +140,8 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         token_env: command.git_token_env.clone(),
     })
     .context("loading git credentials")?;
-    let credentials_for_notes = credentials.clone();
-    config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
-    let writer = open_writer(&command, config)?;
     let known_agents = match &command.agents {
-        Some(path) => Some(Arc::new(AgentProfiles::load(path)?.names())),
+        Some(path) => Some(AgentProfiles::load(path)?.names()),
         None => {
             warn!("no --agents file: every agent name is accepted");
             None
@@ -159,8 +160,77 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         }
         Err(e) => warn!(error = %e, "no Kubernetes cluster: GET /api/v1/tasks stays empty"),
     }
+    let cluster = cluster_up.clone();
+    let readiness = Readiness::default()
+        .with("cluster", Arc::new(move || cluster.load(Ordering::Relaxed)))
+        .with_store_synced("caches", &store);
+    let metrics = Metrics::new();
+    let parts = ApiParts {
+        repo: command.repo.clone(),
+        branch: command.branch.clone(),
+        path: command.path.clone(),
+        namespace: command.namespace.clone(),
+        credentials,
+        known_agents,
+        task_runs: store,
+        reports: None,
+        trigger: None,
+        metrics,
+        readiness,
+        clone_dir: command.clone_dir.clone(),
+    };
+    serve_api(&command.api, parts, shutdown_signal()).await
+}
+
+/// What the API reuses from the process that serves it (`orchestrator run` has all of it).
+pub struct ApiParts {
+    /// The task repository as the user gave it: a local path (commits land on its branch, where
+    /// the sync reads them) or a URL (the API commits in its own clone and pushes).
+    pub repo: String,
+    pub branch: String,
+    pub path: String,
+    pub namespace: String,
+    pub credentials: Credentials,
+    /// The agents of the controller's profiles; `None` accepts every agent name.
+    pub known_agents: Option<Vec<String>>,
+    /// A reflector cache of the namespace's TaskRuns.
+    pub task_runs: Store<TaskRun>,
+    /// The sync's latest report, when a sync runs in this process.
+    pub reports: Option<ReportReceiver>,
+    /// The sync's trigger, when a sync runs in this process.
+    pub trigger: Option<SyncTrigger>,
+    /// The shared registry: the API registers its series and `/metrics` renders it all.
+    pub metrics: Metrics,
+    /// Checks `/readyz` asks besides "the repository is readable" (added here).
+    pub readiness: Readiness,
+    /// Where the clone of a remote repository is kept (default: a temp dir named by the URL).
+    pub clone_dir: Option<PathBuf>,
+}
+
+/// Serves the API with `args` over `parts` until `shutdown`. A repository the API cannot write
+/// (a local branch checked out in a working tree) leaves the API up for reads, with writes
+/// answering 503 and the reason.
+pub async fn serve_api(
+    args: &ApiArgs,
+    parts: ApiParts,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut config = args.writer_config(&parts.branch, &parts.path);
+    let credentials = parts.credentials.clone();
+    config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
+    let writes = match open_writer(&parts.repo, parts.clone_dir.as_deref(), config) {
+        Ok(writer) => Writes::To(writer),
+        Err(e) => {
+            let reason = crate::api::routes::redact(&e.to_string());
+            warn!(%reason, "the API takes no writes");
+            Writes::Disabled {
+                reason,
+                branch: parts.branch.clone(),
+            }
+        }
+    };
     let source_ok = Arc::new(AtomicBool::new(false));
-    {
+    if let Writes::To(writer) = &writes {
         let (writer, ok) = (writer.clone(), source_ok.clone());
         tokio::spawn(async move {
             match writer.probe().await {
@@ -177,36 +247,50 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
             }
         });
     }
-    let (source, cluster) = (source_ok.clone(), cluster_up.clone());
-    let mut state = AppState::new(writer, store.clone());
-    state.namespace = command.namespace.clone();
-    state.known_agents = known_agents;
+    let mut state = AppState::new(writes, parts.task_runs);
+    state.namespace = parts.namespace;
+    state.known_agents = parts.known_agents.map(Arc::new);
+    if let Some(reports) = parts.reports {
+        state.reports = reports;
+    }
+    if let Some(trigger) = parts.trigger {
+        state.trigger = Arc::new(move || {
+            trigger.request(TriggerReason::Api);
+        });
+    }
     // Notes live on the task repository (the notes writer pushes them there).
-    let mut notes = NoteQuery::new(command.repo.clone());
-    notes.branch = Some(command.branch.clone());
-    notes.credentials = credentials_for_notes;
+    let mut notes = NoteQuery::new(parts.repo);
+    notes.branch = Some(parts.branch);
+    notes.credentials = parts.credentials;
     state.notes = Some(notes);
-    state.readiness = Readiness::default()
-        .with("source", Arc::new(move || source.load(Ordering::Relaxed)))
-        .with("cluster", Arc::new(move || cluster.load(Ordering::Relaxed)))
-        .with_store_synced("caches", &store);
-    let state = command.api.configure(state)?;
-    crate::api::serve(command.api.addr, state, shutdown_signal())
+    let source = source_ok.clone();
+    state.readiness = parts
+        .readiness
+        .with("source", Arc::new(move || source.load(Ordering::Relaxed)));
+    state.api_metrics = ApiMetrics::register(&parts.metrics);
+    let metrics = parts.metrics;
+    state.metrics = Arc::new(move || metrics.render());
+    let state = args.configure(state)?;
+    crate::api::serve(args.addr, state, shutdown)
         .await
         .context("serving the API")
 }
 
-fn open_writer(command: &ApiCommand, config: WriterConfig) -> anyhow::Result<RepoWriter> {
-    if let Some(local) = local_repo_path(&command.repo).filter(|p| p.exists()) {
-        return RepoWriter::open(&local, config).context("opening --repo");
+fn open_writer(
+    repo: &str,
+    clone_dir: Option<&std::path::Path>,
+    config: WriterConfig,
+) -> Result<RepoWriter, crate::api::CommitError> {
+    if let Some(local) = local_repo_path(repo).filter(|p| p.exists()) {
+        return RepoWriter::open(&local, config);
     }
-    let dir = command.clone_dir.clone().unwrap_or_else(|| {
+    let dir = clone_dir.map(PathBuf::from).unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "orchestrator-api-{}",
-            crate::names::short_hash(&command.repo, 12)
+            crate::names::short_hash(repo, 12)
         ))
     });
-    RepoWriter::for_remote(&command.repo, &dir, config).context("preparing the clone of --repo")
+    RepoWriter::for_remote(repo, &dir, config)
 }
 
 async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::runtime::reflector::{self, store::Writer};
 use orchestrator::api::auth::{ApiToken, WebhookSecret};
-use orchestrator::api::{AppState, Person, RepoWriter, WriterConfig};
+use orchestrator::api::{AppState, Person, RepoWriter, WriterConfig, Writes};
 use orchestrator::crd::TaskRun;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -201,7 +201,7 @@ pub async fn start(layout: Layout, tune: impl FnOnce(&mut AppState)) -> TestApi 
     let (reports, reports_rx) = tokio::sync::watch::channel(None);
     let triggers = Arc::new(AtomicUsize::new(0));
     let counted = triggers.clone();
-    let mut state = AppState::new(writer, store);
+    let mut state = AppState::new(Writes::To(writer), store);
     state.reports = reports_rx;
     state.trigger = Arc::new(move || {
         counted.fetch_add(1, Ordering::SeqCst);

@@ -4,6 +4,7 @@ use super::commit_failed;
 use super::tasks::short;
 use crate::api::auth::Authorized;
 use crate::api::change::Change;
+use crate::api::commit::CommitError;
 use crate::api::error::{Answer, ApiError, ApiJson, ApiResponse};
 use crate::api::model::{AddContextRequest, WrittenData};
 use crate::api::state::AppState;
@@ -40,10 +41,20 @@ pub async fn add_context(
     let id = parse_task_id(&id)?;
     let context = validate_context(id, request)?;
     let written = state
-        .writer
+        .writes
+        .writer()?
         .write(Change::Context(context))
         .await
-        .map_err(commit_failed)?;
+        .map_err(|e| {
+            let outcome = if matches!(e, CommitError::Refused(_)) {
+                "refused"
+            } else {
+                "failed"
+            };
+            state.api_metrics.write("context", outcome);
+            commit_failed(e)
+        })?;
+    state.api_metrics.write("context", "committed");
     (state.trigger)();
     let name = task_run_name(id);
     let file = written.files.first().cloned().unwrap_or_default();

@@ -4,6 +4,7 @@
 use super::commit_failed;
 use crate::api::auth::Authorized;
 use crate::api::change::Change;
+use crate::api::commit::CommitError;
 use crate::api::error::{Answer, ApiError, ApiJson, ApiResponse};
 use crate::api::model::{PmTaskRequest, TaskSummary, WrittenData};
 use crate::api::state::AppState;
@@ -49,10 +50,20 @@ pub async fn submit_task(
         )));
     }
     let written = state
-        .writer
+        .writes
+        .writer()?
         .write(Change::Task(task))
         .await
-        .map_err(commit_failed)?;
+        .map_err(|e| {
+            let outcome = if matches!(e, CommitError::Refused(_)) {
+                "refused"
+            } else {
+                "failed"
+            };
+            state.api_metrics.write("task", outcome);
+            commit_failed(e)
+        })?;
+    state.api_metrics.write("task", "committed");
     (state.trigger)();
     let data = WrittenData {
         name: name.clone(),

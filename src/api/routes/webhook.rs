@@ -82,14 +82,14 @@ pub async fn git_webhook(
         .get("x-github-event")
         .or_else(|| headers.get("x-gitea-event"))
         .and_then(|v| v.to_str().ok());
-    let answer = match webhook_action(event, &body, state.writer.branch()) {
+    let answer = match webhook_action(event, &body, state.writes.branch()) {
         WebhookAction::Pong => Answer(StatusCode::OK, ApiResponse::ok("pong", None)),
         WebhookAction::Ignore { pushed } => Answer(
             StatusCode::ACCEPTED,
             ApiResponse::ok(
                 format!(
                     "ignored: the push was to {pushed}, this server syncs {}",
-                    state.writer.branch()
+                    state.writes.branch()
                 ),
                 None,
             ),
