@@ -433,7 +433,7 @@ fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
                 .context("preparing the API's clone of --repo")?
         }
     };
-    let mut state = AppState::new(writer, w.store.clone());
+    let mut state = AppState::new(crate::api::Writes::To(writer), w.store.clone());
     state.namespace = w.args.namespace.clone();
     state.reports = w.reports.clone();
     let trigger = w.trigger;
@@ -441,6 +441,7 @@ fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
         trigger.request(TriggerReason::Api);
     });
     let metrics = w.metrics;
+    state.api_metrics = crate::api::metrics::ApiMetrics::register(&metrics);
     state.metrics = Arc::new(move || metrics.render());
     state.known_agents = w.agent_names;
     let reports = w.reports;
