@@ -17,6 +17,7 @@ mod openapi;
 pub mod patch;
 mod persist;
 mod protobuf;
+mod reads;
 mod registry;
 mod resources;
 mod router;
@@ -30,6 +31,7 @@ mod store;
 mod table;
 mod tls;
 mod watch;
+mod writes;
 
 pub use error::EmbeddedError;
 pub use server::{ApiServer, ApiServerConfig, RunningApiServer};
