@@ -55,7 +55,13 @@ pub enum Output {
     Json,
 }
 
+/// The exit codes, as `--help` of `status` and `wait` prints them (the README has the table).
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 Synced and Healthy (wait --for synced: Synced), 1 error, 2 bad arguments, \
+3 no note yet, 4 OutOfSync, 5 sync Unknown, 6 Progressing, 7 Degraded (a task Failed), \
+8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit (wait only).";
+
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub note: NoteArgs,
@@ -249,6 +255,25 @@ TASK  TASKRUN  VERSION  PHASE      JOB        MESSAGE
 Result    Synced, Progressing (exit 6)
 "
         );
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes_the_code_uses() {
+        for (code, meaning) in [
+            (exit_code::OK, "Synced and Healthy"),
+            (exit_code::ERROR, "error"),
+            (exit_code::USAGE, "bad arguments"),
+            (exit_code::NO_NOTE, "no note yet"),
+            (exit_code::OUT_OF_SYNC, "OutOfSync"),
+            (exit_code::SYNC_UNKNOWN, "sync Unknown"),
+            (exit_code::PROGRESSING, "Progressing"),
+            (exit_code::DEGRADED, "Degraded"),
+            (exit_code::MISSING, "Missing"),
+            (exit_code::SUPERSEDED, "superseded"),
+        ] {
+            let entry = format!("{code} {meaning}");
+            assert!(EXIT_CODES_HELP.contains(&entry), "{entry} missing");
+        }
     }
 
     #[test]

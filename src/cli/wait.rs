@@ -9,6 +9,7 @@ use anyhow::Context;
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = super::status::EXIT_CODES_HELP)]
 pub struct WaitArgs {
     #[command(flatten)]
     pub note: NoteArgs,
