@@ -137,7 +137,7 @@ fn main() {
             })
             .await;
             context.print(&format!("add-context ({name})"));
-            let files = files_at(&api.origin, &api.origin_tip(), "tasks").len();
+            let files = names_at(&api.origin, &api.origin_tip(), "tasks").len();
             println!(
                 "  {files} task folders in the final commit; {} sync triggers",
                 api.trigger_count()

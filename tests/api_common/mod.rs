@@ -116,6 +116,17 @@ pub fn files_at(path: &Path, commit: &str, folder: &str) -> BTreeMap<String, Str
         .collect()
 }
 
+/// The entry names (files and folders) under `folder` at commit `commit`.
+pub fn names_at(path: &Path, commit: &str, folder: &str) -> Vec<String> {
+    let repo = Repository::open(path).unwrap();
+    let commit = repo
+        .find_commit(git2::Oid::from_str(commit).unwrap())
+        .unwrap();
+    let entry = commit.tree().unwrap().get_path(Path::new(folder)).unwrap();
+    let tree = repo.find_tree(entry.id()).unwrap();
+    tree.iter().map(|e| e.name().unwrap().to_string()).collect()
+}
+
 /// How the API's repository is set up.
 pub enum Layout {
     /// The API commits straight into a bare repository (no remote, no push).
