@@ -261,7 +261,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["crd", "crds"],
             true,
             true,
-            vec![column("Created At", "date", AGE, "")],
+            vec![column("Created At", "string", AGE, "")],
         ),
     ]
 }
