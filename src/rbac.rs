@@ -16,9 +16,22 @@ pub struct ApiAccess {
 /// Resources that are cluster-scoped and so need a ClusterRole rather than a Role.
 pub const CLUSTER_SCOPED: &[&str] = &["customresourcedefinitions"];
 
-/// Every module's declared API calls.
+/// Every module's declared API calls when orchestrator runs in a cluster as deploy/ runs it:
+/// `run --leader-elect --skip-crd-install` with the controller, the notes writer and the API.
 pub fn required_access() -> Vec<ApiAccess> {
-    [crate::leader::API_ACCESS].concat()
+    [
+        crate::sync::apply::API_ACCESS,
+        crate::controller::API_ACCESS,
+        crate::api::API_ACCESS,
+        crate::cli::run::API_ACCESS,
+        crate::leader::API_ACCESS,
+    ]
+    .concat()
+}
+
+/// The API calls that only run without `--skip-crd-install`.
+pub fn crd_install_access() -> Vec<ApiAccess> {
+    crate::sync::crd_install::API_ACCESS.to_vec()
 }
 
 /// (group, resource) → verbs, merged over every declaration.

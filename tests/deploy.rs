@@ -265,3 +265,74 @@ fn agent_profiles_in_deploy_and_example_repo_load() {
         assert!(!profiles.names().is_empty(), "{file} defines no agent");
     }
 }
+
+fn container_args() -> Vec<String> {
+    deployment().spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_code_calls() {
+    use orchestrator::rbac::{Rules, crd_install_access, required_access, required_rules};
+    let docs = manifests(&root().join("deploy"));
+    assert!(
+        !docs
+            .iter()
+            .any(|(_, d)| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
+        "deploy/ needs no cluster-wide rights"
+    );
+    let mut granted = Rules::new();
+    for (_, doc) in docs.iter().filter(|(_, d)| d["kind"] == "Role") {
+        let role: Role = serde_json::from_value(doc.clone()).unwrap();
+        for rule in role.rules.unwrap_or_default() {
+            for group in rule.api_groups.clone().unwrap_or_default() {
+                for resource in rule.resources.clone().unwrap_or_default() {
+                    let verbs = granted.entry((group.clone(), resource)).or_default();
+                    verbs.extend(rule.verbs.iter().cloned());
+                }
+            }
+        }
+    }
+    let (namespaced, cluster) = required_rules(&required_access());
+    assert!(
+        cluster.is_empty(),
+        "the in-cluster run needs cluster rights: {cluster:?}"
+    );
+    assert_eq!(
+        granted, namespaced,
+        "deploy/rbac.yaml must grant exactly the API calls declared next to the code (src/rbac.rs)"
+    );
+    // The CRD install is the one cluster-scoped call; the Deployment must skip it.
+    let (_, crd_rules) = required_rules(&crd_install_access());
+    assert!(!crd_rules.is_empty());
+    let args = container_args();
+    assert!(args.iter().any(|a| a == "--skip-crd-install"), "{args:?}");
+    assert!(args.iter().any(|a| a == "--leader-elect"), "{args:?}");
+}
+
+#[test]
+fn probes_point_at_served_paths() {
+    let document = orchestrator::api::openapi_document();
+    let served: Vec<&String> = document.paths.paths.keys().collect();
+    let pod = deployment().spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    for probe in [&container.liveness_probe, &container.readiness_probe] {
+        let path = probe.clone().unwrap().http_get.unwrap().path.unwrap();
+        assert!(
+            served.iter().any(|p| **p == path),
+            "{path} is not served: {served:?}"
+        );
+        let port = probe.clone().unwrap().http_get.unwrap().port;
+        let named = container.ports.iter().flatten().any(|p| {
+            port == k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                p.name.clone().unwrap_or_default(),
+            )
+        });
+        assert!(
+            named,
+            "the probe port {port:?} is not a named container port"
+        );
+    }
+}

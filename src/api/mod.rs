@@ -37,6 +37,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// The API calls of the PM handler (a reflector on TaskRuns), for the RBAC check of deploy/.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: crate::names::GROUP,
+    resource: "taskruns",
+    verbs: &["list", "watch"],
+}];
+
 /// The default address: loopback only, unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 

@@ -5,6 +5,7 @@ use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluste
 use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
 use crate::crd::TaskRun;
 use crate::desired::{LiveTaskRuns, SourceIdentity};
+use crate::leader::{LeaseConfig, spawn_election};
 use crate::metrics::Metrics;
 use crate::notes::metrics::NotesMetrics;
 use crate::notes::writer::{NotesConfig, report_stream, spawn_notes_writer};
@@ -27,6 +28,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
+
+/// The API calls `run` makes itself: the notes writer's TaskRun reflector and `--until-done`.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: crate::names::GROUP,
+    resource: "taskruns",
+    verbs: &["list", "watch"],
+}];
 
 /// How long shutdown waits for the notes writer's last note and push.
 const NOTES_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -97,7 +105,48 @@ pub struct RunArgs {
     /// Environment variable holding a token for https URLs.
     #[arg(long)]
     pub git_token_env: Option<String>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
 }
+
+/// Leader election, for two or more replicas against one cluster.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeaderArgs {
+    /// Elect a leader on a coordination.k8s.io Lease: only the leader syncs, reconciles and
+    /// writes notes. A leader that loses the lease exits (status 3) so it stops writing at once.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Name of the Lease (in --namespace).
+    #[arg(long, default_value = "orchestrator-leader")]
+    pub lease_name: String,
+    /// How long a lease lasts without renewal; the holder renews every 2/15 of it and gives up
+    /// after 2/3 of it without a renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's identity in the Lease (default: $POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_identity: Option<String>,
+}
+
+impl LeaderArgs {
+    fn lease_config(&self, namespace: &str) -> LeaseConfig {
+        let identity = self.leader_identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "orchestrator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let mut config = LeaseConfig::new(namespace, &identity);
+        config.name = self.lease_name.clone();
+        config.lease_duration = self.lease_duration;
+        config.renew_deadline = self.lease_duration * 2 / 3;
+        config.retry_period = (self.lease_duration * 2 / 15).max(Duration::from_millis(100));
+        config
+    }
+}
+
+/// The exit status of a replica that lost its lease.
+const EXIT_LOST_LEADERSHIP: i32 = 3;
 
 /// `30s`, `1m`, `500ms`, `2h`, or plain seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -209,12 +258,6 @@ async fn run_connected(
     source_identity: SourceIdentity,
     agents: Option<AgentProfiles>,
 ) -> anyhow::Result<i32> {
-    if args.skip_crd_install {
-        info!("--skip-crd-install: not checking the TaskRun CRD");
-    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
-        println!("orchestrator run: installed the TaskRun CRD");
-    }
-
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn({
         let tx = shutdown_tx.clone();
@@ -226,6 +269,43 @@ async fn run_connected(
     let shutdown = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+
+    // The election outlives the work: the lease is released only after every writer stopped.
+    let (election_stop_tx, election_stop_rx) = watch::channel(false);
+    let mut election = None;
+    if args.leader.leader_elect {
+        let config = args.leader.lease_config(&args.namespace);
+        let (mut leadership, handle) = spawn_election(
+            client.clone(),
+            config.clone(),
+            shutdown(election_stop_rx.clone()),
+        );
+        println!(
+            "orchestrator run: {} waits for the lease {}/{} before writing",
+            config.identity, config.namespace, config.name
+        );
+        tokio::select! {
+            _ = leadership.acquired() => {}
+            _ = shutdown(shutdown_rx.clone()) => return Ok(0),
+        }
+        println!("orchestrator run: {} leads", config.identity);
+        let on_loss = tokio::spawn(async move {
+            leadership.lost().await;
+            // Exiting is the one way to be sure that no task of this process writes again.
+            eprintln!(
+                "orchestrator run: {} lost the lease {}; exiting",
+                config.identity, config.name
+            );
+            std::process::exit(EXIT_LOST_LEADERSHIP);
+        });
+        election = Some((handle, on_loss));
+    }
+
+    if args.skip_crd_install {
+        info!("--skip-crd-install: not checking the TaskRun CRD");
+    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
+        println!("orchestrator run: installed the TaskRun CRD");
+    }
 
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
@@ -391,6 +471,11 @@ async fn run_connected(
         }
     }
     drop(trigger);
+    if let Some((handle, on_loss)) = election {
+        on_loss.abort();
+        let _ = election_stop_tx.send(true);
+        let _ = handle.await;
+    }
     Ok(code)
 }
 

@@ -32,6 +32,42 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The API calls of the controller, for the RBAC check of deploy/. Children are server-side
+/// applied (a create when missing); `taskruns/finalizers` update is what clusters with
+/// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
+    crate::rbac::ApiAccess {
+        group: crate::names::GROUP,
+        resource: "taskruns",
+        verbs: &["list", "watch", "patch"],
+    },
+    crate::rbac::ApiAccess {
+        group: crate::names::GROUP,
+        resource: "taskruns/status",
+        verbs: &["patch"],
+    },
+    crate::rbac::ApiAccess {
+        group: crate::names::GROUP,
+        resource: "taskruns/finalizers",
+        verbs: &["update"],
+    },
+    crate::rbac::ApiAccess {
+        group: "batch",
+        resource: "jobs",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    crate::rbac::ApiAccess {
+        group: "",
+        resource: "configmaps",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    crate::rbac::ApiAccess {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+    },
+];
+
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {

@@ -14,6 +14,14 @@ use kube::{Api, Client};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, instrument, warn};
 
+/// The API calls of the sync, for the RBAC check of deploy/. Applying a TaskRun that does not
+/// exist yet is a create as far as the authorizer is concerned.
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: crate::names::GROUP,
+    resource: "taskruns",
+    verbs: &["list", "create", "patch", "delete"],
+}];
+
 /// Writes in flight at once. Enough to hide loopback/cluster latency, few enough not to trip
 /// API priority and fairness on a real cluster.
 pub const DEFAULT_CONCURRENCY: usize = 32;

@@ -8,6 +8,14 @@ use kube::{Api, Client, ResourceExt};
 use std::time::Duration;
 use tracing::info;
 
+/// The API calls of the CRD install (skipped with `--skip-crd-install`, as deploy/ runs it, so the
+/// in-cluster Role needs none of these cluster-scoped rights).
+pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
+    group: "apiextensions.k8s.io",
+    resource: "customresourcedefinitions",
+    verbs: &["get", "list", "watch", "create", "patch"],
+}];
+
 /// How long a fresh CRD may take to become Established.
 pub const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
