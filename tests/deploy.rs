@@ -336,3 +336,25 @@ fn probes_point_at_served_paths() {
         );
     }
 }
+
+#[test]
+fn deployment_args_are_flags_orchestrator_run_accepts() {
+    let args = container_args();
+    assert_eq!(args.first().map(String::as_str), Some("run"));
+    // clap rejects an unknown flag before it reaches --help, so this parses every argument.
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "orchestrator {args:?} is rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bogus = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["run", "--no-such-flag", "--help"])
+        .output()
+        .unwrap();
+    assert!(!bogus.status.success(), "the check must be able to fail");
+}

@@ -50,9 +50,15 @@ fn commit_tasks(dir: &Path, ids: &[i64], message: &str) -> String {
     let sig = git2::Signature::now("test", "test@example.com").unwrap();
     let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
     let parents: Vec<&git2::Commit> = parent.iter().collect();
-    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-        .unwrap()
-        .to_string()
+    let id = repo
+        .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+        .unwrap();
+    // The replicas follow a bare repository (the API writes to it), as a remote would be.
+    let mut origin = repo.find_remote("origin").unwrap();
+    origin
+        .push(&["+refs/heads/main:refs/heads/main"], None)
+        .unwrap();
+    id.to_string()
 }
 
 struct Replica(Child);
@@ -64,13 +70,45 @@ impl Drop for Replica {
     }
 }
 
-fn start_replica(kubeconfig: &Path, repo: &Path, namespace: &str, identity: &str) -> Replica {
+/// A free loopback port for a replica's API.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of a plain HTTP GET on loopback, or None when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn start_replica(
+    kubeconfig: &Path,
+    repo: &Path,
+    namespace: &str,
+    identity: &str,
+    api_port: u16,
+) -> Replica {
     let log = std::fs::File::create(repo.with_extension(format!("{identity}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
         .args(["run", "--kubeconfig"])
         .arg(kubeconfig)
         .arg("--repo")
         .arg(repo)
+        .args(["--branch", "main", "--agents"])
+        .arg(repo.parent().unwrap().join("work/tasks/agents.yaml"))
         .args([
             "--path",
             "tasks",
@@ -86,6 +124,7 @@ fn start_replica(kubeconfig: &Path, repo: &Path, namespace: &str, identity: &str
             identity,
         ])
         .args(["--lease-duration", &format!("{LEASE_SECONDS}s")])
+        .args(["--api", "--api-addr", &format!("127.0.0.1:{api_port}")])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -136,21 +175,32 @@ async fn killing_the_leader_hands_over_within_the_lease() {
         RunnerConfig::new(runner_logs.path()),
     );
     let dir = tempfile::tempdir().unwrap();
-    let repo_dir = dir.path().join("repo");
-    git2::Repository::init(&repo_dir).unwrap();
-    let first = commit_tasks(&repo_dir, &[1, 2], "two tasks");
+    let repo_dir = dir.path().join("tasks.git");
+    let work_dir = dir.path().join("work");
+    let mut init = git2::RepositoryInitOptions::new();
+    init.bare(true).initial_head("main");
+    git2::Repository::init_opts(&repo_dir, &init).unwrap();
+    let work = git2::Repository::init_opts(
+        &work_dir,
+        git2::RepositoryInitOptions::new().initial_head("main"),
+    )
+    .unwrap();
+    work.remote("origin", &repo_dir.display().to_string())
+        .unwrap();
+    let first = commit_tasks(&work_dir, &[1, 2], "two tasks");
 
     let leases: Api<Lease> = cluster.api();
     let task_runs: Api<TaskRun> = cluster.api();
     let jobs: Api<Job> = cluster.api();
     let ns = cluster.namespace.clone();
 
-    let a = start_replica(&kubeconfig, &repo_dir, &ns, "replica-a");
+    let a = start_replica(&kubeconfig, &repo_dir, &ns, "replica-a", free_port());
     wait_for("replica-a to lead", Duration::from_secs(30), || async {
         holder(&leases).await.as_deref() == Some("replica-a")
     })
     .await;
-    let _b = start_replica(&kubeconfig, &repo_dir, &ns, "replica-b");
+    let b_port = free_port();
+    let _b = start_replica(&kubeconfig, &repo_dir, &ns, "replica-b", b_port);
     wait_for(
         "the first commit's note to be Healthy",
         Duration::from_secs(60),
@@ -165,6 +215,9 @@ async fn killing_the_leader_hands_over_within_the_lease() {
         Some("replica-a"),
         "the follower must not take a live lease"
     );
+    // The follower serves reads and is ready without a sync of its own.
+    assert_eq!(http_status(b_port, "/api/v1/tasks"), Some(200));
+    assert_eq!(http_status(b_port, "/readyz"), Some(200));
 
     let job_uids_before: Vec<_> = jobs
         .list(&Default::default())
@@ -191,7 +244,7 @@ async fn killing_the_leader_hands_over_within_the_lease() {
     );
     eprintln!("failover: replica-b led {takeover:?} after replica-a was killed");
 
-    let second = commit_tasks(&repo_dir, &[3], "a third task");
+    let second = commit_tasks(&work_dir, &[3], "a third task");
     wait_for(
         "the second commit's note to be Healthy",
         Duration::from_secs(60),

@@ -270,43 +270,6 @@ async fn run_connected(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    // The election outlives the work: the lease is released only after every writer stopped.
-    let (election_stop_tx, election_stop_rx) = watch::channel(false);
-    let mut election = None;
-    if args.leader.leader_elect {
-        let config = args.leader.lease_config(&args.namespace);
-        let (mut leadership, handle) = spawn_election(
-            client.clone(),
-            config.clone(),
-            shutdown(election_stop_rx.clone()),
-        );
-        println!(
-            "orchestrator run: {} waits for the lease {}/{} before writing",
-            config.identity, config.namespace, config.name
-        );
-        tokio::select! {
-            _ = leadership.acquired() => {}
-            _ = shutdown(shutdown_rx.clone()) => return Ok(0),
-        }
-        println!("orchestrator run: {} leads", config.identity);
-        let on_loss = tokio::spawn(async move {
-            leadership.lost().await;
-            // Exiting is the one way to be sure that no task of this process writes again.
-            eprintln!(
-                "orchestrator run: {} lost the lease {}; exiting",
-                config.identity, config.name
-            );
-            std::process::exit(EXIT_LOST_LEADERSHIP);
-        });
-        election = Some((handle, on_loss));
-    }
-
-    if args.skip_crd_install {
-        info!("--skip-crd-install: not checking the TaskRun CRD");
-    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
-        println!("orchestrator run: installed the TaskRun CRD");
-    }
-
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
     let (reports_tx, reports_rx) = report_channel();
@@ -344,6 +307,90 @@ async fn run_connected(
     options.prune = args.prune;
     options.concurrency = args.concurrency;
     let syncer = Syncer::new(client.clone(), source_identity, options);
+    let agent_names = agents.as_ref().map(|a| Arc::new(a.names()));
+
+    // The election outlives the work: the lease is released only after every writer stopped.
+    // It starts before the API so that a follower's readiness can say it follows.
+    let (election_stop_tx, election_stop_rx) = watch::channel(false);
+    let elected = args.leader.leader_elect.then(|| {
+        let config = args.leader.lease_config(&args.namespace);
+        let (leadership, handle) = spawn_election(
+            client.clone(),
+            config.clone(),
+            shutdown(election_stop_rx.clone()),
+        );
+        (config, leadership, handle)
+    });
+    let follower = elected
+        .as_ref()
+        .map(|(_, leadership, _)| leadership.clone());
+
+    // One TaskRun cache for the notes writer and the API; followers serve reads from it too.
+    let store = (!args.no_notes || args.api).then(|| {
+        let (store, writer) = reflector::store::<TaskRun>();
+        let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
+        tokio::spawn(
+            reflector(writer, watcher(api, watcher::Config::default()))
+                .default_backoff()
+                .touched_objects()
+                .for_each(|_| std::future::ready(())),
+        );
+        store
+    });
+
+    let api_server = match (&store, args.api) {
+        (Some(store), true) => {
+            let state = api_state(ApiWiring {
+                args: &args,
+                local_repo: local_repo.as_deref(),
+                credentials: &credentials,
+                store: store.clone(),
+                reports: reports_rx.clone(),
+                trigger: trigger.clone(),
+                metrics: metrics.clone(),
+                agent_names,
+                follower,
+            })?;
+            let addr = args.api_args.addr;
+            println!("orchestrator run: serving the API on http://{addr}");
+            Some(tokio::spawn(crate::api::serve(
+                addr,
+                state,
+                shutdown(shutdown_rx.clone()),
+            )))
+        }
+        _ => None,
+    };
+
+    let mut election = None;
+    if let Some((config, mut leadership, handle)) = elected {
+        println!(
+            "orchestrator run: {} waits for the lease {}/{} before writing",
+            config.identity, config.namespace, config.name
+        );
+        tokio::select! {
+            _ = leadership.acquired() => {}
+            _ = shutdown(shutdown_rx.clone()) => return Ok(0),
+        }
+        println!("orchestrator run: {} leads", config.identity);
+        let on_loss = tokio::spawn(async move {
+            leadership.lost().await;
+            // Exiting is the one way to be sure that no task of this process writes again.
+            eprintln!(
+                "orchestrator run: {} lost the lease {}; exiting",
+                config.identity, config.name
+            );
+            std::process::exit(EXIT_LOST_LEADERSHIP);
+        });
+        election = Some((handle, on_loss));
+    }
+
+    if args.skip_crd_install {
+        info!("--skip-crd-install: not checking the TaskRun CRD");
+    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
+        println!("orchestrator run: installed the TaskRun CRD");
+    }
+
     let sync_loop = tokio::spawn(run_sync_loop(
         source,
         syncer,
@@ -358,7 +405,6 @@ async fn run_connected(
         shutdown_rx.clone(),
     ));
 
-    let agent_names = agents.as_ref().map(|a| Arc::new(a.names()));
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
         let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
@@ -370,19 +416,6 @@ async fn run_connected(
         ))
     });
     let running_controller = controller.is_some();
-
-    // One TaskRun cache for the notes writer and the API.
-    let store = (!args.no_notes || args.api).then(|| {
-        let (store, writer) = reflector::store::<TaskRun>();
-        let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
-        tokio::spawn(
-            reflector(writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
-                .touched_objects()
-                .for_each(|_| std::future::ready(())),
-        );
-        store
-    });
 
     let notes = match (&store, args.no_notes) {
         (Some(store), false) => {
@@ -400,29 +433,6 @@ async fn run_connected(
                 Arc::new(store.clone()),
                 metrics.register_with(NotesMetrics::register),
             ))
-        }
-        _ => None,
-    };
-
-    let api_server = match (&store, args.api) {
-        (Some(store), true) => {
-            let state = api_state(ApiWiring {
-                args: &args,
-                local_repo: local_repo.as_deref(),
-                credentials: &credentials,
-                store: store.clone(),
-                reports: reports_rx.clone(),
-                trigger: trigger.clone(),
-                metrics: metrics.clone(),
-                agent_names,
-            })?;
-            let addr = args.api_args.addr;
-            println!("orchestrator run: serving the API on http://{addr}");
-            Some(tokio::spawn(crate::api::serve(
-                addr,
-                state,
-                shutdown(shutdown_rx.clone()),
-            )))
         }
         _ => None,
     };
@@ -488,6 +498,8 @@ struct ApiWiring<'a> {
     trigger: crate::sync::trigger::SyncTrigger,
     metrics: Metrics,
     agent_names: Option<Arc<Vec<String>>>,
+    /// With `--leader-elect`: a follower is ready without a sync of its own.
+    follower: Option<crate::leader::Leadership>,
 }
 
 /// The API's state wired to this loop: the same repository and branch, the latest report,
@@ -531,7 +543,13 @@ fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
     state.known_agents = w.agent_names;
     let reports = w.reports;
     state.readiness = Readiness::default()
-        .with("sync", Arc::new(move || reports.borrow().is_some()))
+        .with(
+            "sync",
+            Arc::new(move || {
+                let following = w.follower.as_ref().is_some_and(|l| !l.is_leader());
+                following || reports.borrow().is_some()
+            }),
+        )
         .with_store_synced("caches", &w.store);
     w.args.api_args.configure(state)
 }
