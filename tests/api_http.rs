@@ -681,3 +681,36 @@ async fn a_server_without_a_writable_repository_still_serves_reads() {
     );
     assert_eq!(http.get(&api.url("/api/v1/tasks")).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_commit_pushed_by_someone_else_is_seen_before_refusing() {
+    let api = start(Layout::Remote, |_| {}).await;
+    let http = Http::new();
+    let reply = http.post(&api.url("/api/v1/tasks"), &task_body(10)).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    // A human pushes task 50 straight to the remote; the API's clone has not fetched it.
+    let remote = Repository::open(&api.origin).unwrap();
+    commit_files(
+        &remote,
+        &[
+            (
+                "tasks/50-api/task.yaml",
+                "serviceName: api\nagentName: claude\n",
+            ),
+            ("tasks/50-api/prompt.md", "Rate limits.\n"),
+        ],
+        "Add task 50 by hand",
+    );
+    let reply = http
+        .post(
+            &api.url("/api/v1/tasks/50/context"),
+            &json!({"additionalContext": "Per user.\n"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = http.post(&api.url("/api/v1/tasks"), &task_body(50)).await;
+    assert_failed(&reply, 409, "Task already exists");
+    let files = files_at(&api.origin, &api.origin_tip(), "tasks/50-api");
+    assert_eq!(files["context-v2.md"], "Per user.\n");
+    assert!(files_at(&api.origin, &api.origin_tip(), "tasks/10-web").contains_key("prompt.md"));
+}

@@ -309,21 +309,39 @@ fn write_blocking(
 ) -> Result<Written, CommitError> {
     let branch_ref = format!("refs/heads/{}", config.branch);
     for attempt in 1..=config.max_attempts.max(1) {
-        let tip_ref = match remote {
+        // The first attempt trusts the remote-tracking ref (our last push, or the last fetch):
+        // a stale base only costs a rejected push, after which every attempt fetches.
+        let (tip_ref, fresh) = match remote {
             Some(remote) => {
-                fetch_branch(repo, config, remote)?;
-                format!("refs/remotes/{remote}/{}", config.branch)
+                let tracking = format!("refs/remotes/{remote}/{}", config.branch);
+                let trusted = attempt == 1 && tip(repo, &tracking)?.is_some();
+                if !trusted {
+                    fetch_branch(repo, config, remote)?;
+                }
+                (tracking, !trusted)
             }
-            None => branch_ref.clone(),
+            None => (branch_ref.clone(), true),
         };
         let base = tip(repo, &tip_ref)?;
-        let (write, folder_path) = plan_on(repo, config, base, change)?;
+        let (write, folder_path) = match plan_on(repo, config, base, change) {
+            // A refusal must hold on the remote's real tip, not on a possibly stale one.
+            Err(CommitError::Refused(_)) if !fresh => continue,
+            planned => planned?,
+        };
         let commit = commit_write(repo, config, base, &write)?;
         let landed = match remote {
             None => move_branch(repo, &branch_ref, base, commit)?,
             Some(remote) => push_commit(repo, config, remote, &branch_ref, base, commit)?,
         };
         if landed {
+            if remote.is_some() {
+                // What the remote now holds; the next write starts from it without a fetch.
+                repo.reference(&tip_ref, commit, true, "orchestrator-api: pushed")
+                    .map_err(|source| CommitError::UpdateBranch {
+                        branch: tip_ref.clone(),
+                        source,
+                    })?;
+            }
             info!(
                 commit = %commit,
                 folder = %folder_path,
@@ -609,7 +627,7 @@ fn push_commit(
         .find_remote(remote)
         .map_err(|e| fail(e.message().to_string()))?;
     match handle.url().ok().and_then(local_remote_path) {
-        Some(path) => push_local(config, handle, &path, branch_ref, base, commit),
+        Some(path) => push_local(repo, remote, &path, branch_ref, base, commit),
         None => push_refspec(config, handle, &format!("{PUSH_REF}:{branch_ref}")),
     }
 }
@@ -621,34 +639,56 @@ fn local_remote_path(url: &str) -> Option<PathBuf> {
 
 /// libgit2's local transport moves the remote's ref without checking that it still holds the
 /// value it advertised, so two racing pushers can overwrite each other. For a remote on this
-/// machine: push the objects to a private ref, then move the branch with a compare-and-swap
-/// under git's own ref lock, as receive-pack does.
+/// machine: copy the new objects into its object database, then move the branch with a
+/// compare-and-swap under git's own ref lock, as receive-pack does. No temporary ref is
+/// created, so concurrent fetches never see one vanish.
 fn push_local(
-    config: &WriterConfig,
-    handle: git2::Remote<'_>,
+    repo: &Repository,
+    remote_name: &str,
     path: &Path,
     branch_ref: &str,
     base: Option<Oid>,
     commit: Oid,
 ) -> Result<bool, CommitError> {
-    let remote_name = handle.name().ok().flatten().unwrap_or("origin").to_string();
-    let fail = |message: String| CommitError::Push {
-        remote: remote_name.clone(),
-        message,
+    let fail = |e: git2::Error| CommitError::Push {
+        remote: remote_name.to_string(),
+        message: e.message().to_string(),
     };
-    // Unique per push: two writers may build the very same commit (same content, same second).
-    let incoming = format!("refs/orchestrator-api/incoming/{}", uuid::Uuid::new_v4());
-    if !push_refspec(config, handle, &format!("+{PUSH_REF}:{incoming}"))? {
-        // Another pusher held a lock in the remote a moment ago: try again from a fresh fetch.
-        return Ok(false);
+    let target = Repository::open(path).map_err(fail)?;
+    copy_objects(repo, &target, commit).map_err(fail)?;
+    move_branch(&target, branch_ref, base, commit)
+}
+
+/// Copies `commit` and the trees and blobs it adds into `target`, descending only into trees
+/// `target` lacks (everything under an existing tree is there already).
+fn copy_objects(source: &Repository, target: &Repository, commit: Oid) -> Result<(), git2::Error> {
+    let (from, to) = (source.odb()?, target.odb()?);
+    let copy = |oid: Oid| -> Result<bool, git2::Error> {
+        if to.exists(oid) {
+            return Ok(false);
+        }
+        let object = from.read(oid)?;
+        to.write(object.kind(), object.data())?;
+        Ok(true)
+    };
+    let mut trees = vec![source.find_commit(commit)?.tree_id()];
+    while let Some(tree_id) = trees.pop() {
+        if !copy(tree_id)? {
+            continue;
+        }
+        for entry in source.find_tree(tree_id)?.iter() {
+            match entry.kind() {
+                Some(ObjectType::Tree) => trees.push(entry.id()),
+                Some(ObjectType::Blob) => {
+                    copy(entry.id())?;
+                }
+                _ => {}
+            }
+        }
     }
-    let target = Repository::open(path).map_err(|e| fail(e.message().to_string()))?;
-    let moved = move_branch(&target, branch_ref, base, commit);
-    if let Ok(mut r) = target.find_reference(&incoming) {
-        // A leftover ref (the delete failed) only keeps objects alive.
-        let _ = r.delete();
-    }
-    moved
+    // The commit last: its tree is complete by then.
+    copy(commit)?;
+    Ok(())
 }
 
 fn push_refspec(
