@@ -33,6 +33,7 @@ struct Figures {
     all_complete: Duration,
     status_writes: u64,
     job_writes: u64,
+    pod_writes: u64,
 }
 
 async fn run(count: usize, config: RunnerConfig) -> Figures {
@@ -83,14 +84,19 @@ async fn run(count: usize, config: RunnerConfig) -> Figures {
     let all_complete = finished_at - start;
     runner.shutdown().await;
     let stats = server.request_stats();
-    let status_writes = stats.count("jobs/status", "patch") - before.count("jobs/status", "patch");
-    let job_writes = stats.count("jobs", "patch") - before.count("jobs", "patch");
+    let status_writes =
+        stats.writes_to("jobs.batch/status") - before.writes_to("jobs.batch/status");
+    let job_writes = stats.count("jobs.batch", "patch") - before.count("jobs.batch", "patch");
+    let pod_writes = stats.writes_to("pods") + stats.writes_to("pods/status")
+        - before.writes_to("pods")
+        - before.writes_to("pods/status");
     server.shutdown().await;
     Figures {
         created,
         all_complete,
         status_writes,
         job_writes,
+        pod_writes,
     }
 }
 
@@ -98,11 +104,12 @@ fn print(label: &str, count: usize, f: &Figures) {
     let per_second = count as f64 / f.all_complete.as_secs_f64();
     println!(
         "{label}: {count} Jobs created in {:.2?}, all Complete after {:.2?} ({per_second:.0} Jobs/s); \
-         runner writes per Job: {:.2} status patches + {:.2} Job patches",
+         runner writes per Job: {:.2} Job status + {:.2} Job (log-path annotation) + {:.2} Pod",
         f.created,
         f.all_complete,
         f.status_writes as f64 / count as f64,
         f.job_writes as f64 / count as f64,
+        f.pod_writes as f64 / count as f64,
     );
 }
 
