@@ -449,6 +449,16 @@ async fn run_connected(
         .await?;
         match finished {
             Some((report, live)) => {
+                if let (Some(store), false) = (&store, args.no_notes) {
+                    // The notes writer reads the TaskRun cache, which may trail the list that
+                    // saw every task finish: let it catch up so the last note is the final one.
+                    let caught_up = async {
+                        while !all_terminal(&report, &cached(store)) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(5), caught_up).await;
+                }
                 print!("{}", status_table(&report, &live));
                 exit_code(&report, &live)
             }
@@ -487,6 +497,15 @@ async fn run_connected(
         let _ = handle.await;
     }
     Ok(code)
+}
+
+/// The TaskRuns of a reflector cache by name.
+fn cached(store: &reflector::Store<TaskRun>) -> LiveTaskRuns {
+    store
+        .state()
+        .into_iter()
+        .filter_map(|tr| Some((tr.metadata.name.clone()?, (*tr).clone())))
+        .collect()
 }
 
 struct ApiWiring<'a> {
