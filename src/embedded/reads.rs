@@ -91,6 +91,7 @@ impl Req<'_> {
             }
             None => inner.rv(),
         };
+        let metadata_only = table::wants_partial_metadata(accept);
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0usize;
@@ -116,7 +117,11 @@ impl Req<'_> {
                 remaining += 1;
                 continue;
             }
-            items.push(self.present(o));
+            items.push(if metadata_only {
+                table::partial_metadata(o)
+            } else {
+                self.present(o)
+            });
         }
         drop(inner);
         let rv = list_rv.to_string();
@@ -137,11 +142,19 @@ impl Req<'_> {
                 metadata["remainingItemCount"] = json!(remaining);
             }
         }
+        let (kind, api_version) = if metadata_only {
+            (
+                "PartialObjectMetadataList".to_string(),
+                "meta.k8s.io/v1".to_string(),
+            )
+        } else {
+            (format!("{}List", self.view.kind), self.view.api_version())
+        };
         Ok(json_response(
             200,
             &json!({
-                "kind": format!("{}List", self.view.kind),
-                "apiVersion": self.view.api_version(),
+                "kind": kind,
+                "apiVersion": api_version,
                 "metadata": metadata,
                 "items": items,
             }),

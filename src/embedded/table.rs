@@ -6,6 +6,15 @@ use super::resources::ResourceInfo;
 use serde_json::{Value, json};
 
 /// Whether an Accept header asks for a Table.
+/// Whether the client asked for metadata only (`as=PartialObjectMetadataList`), as kube's
+/// `Api::list_metadata` and client-go's metadata informers do.
+pub fn wants_partial_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
 pub fn wants_table(accept: &str) -> bool {
     accept
         .split(',')
@@ -98,7 +107,8 @@ fn cell(obj: &Value, col: &super::resources::PrinterColumn, now_secs: i64) -> Va
     }
 }
 
-fn partial_metadata(obj: &Value) -> Value {
+/// One object reduced to its metadata, as in Tables and metadata-only lists.
+pub fn partial_metadata(obj: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",

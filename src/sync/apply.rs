@@ -90,7 +90,13 @@ pub struct Syncer {
     source: SourceIdentity,
     options: SyncOptions,
     applied: Option<Revision>,
+    /// The TaskRuns as the last sync left them, so that a re-sync reads metadata only.
+    known: Option<LiveTaskRuns>,
 }
+
+/// Above this many TaskRuns whose spec changed since the last sync, one full list is cheaper
+/// than reading each.
+const REFETCH_ONE_BY_ONE: usize = 64;
 
 impl Syncer {
     pub fn new(client: Client, source: SourceIdentity, options: SyncOptions) -> Self {
@@ -99,6 +105,7 @@ impl Syncer {
             source,
             options,
             applied: None,
+            known: None,
         }
     }
 
@@ -127,6 +134,55 @@ impl Syncer {
             .collect())
     }
 
+    /// Brings `known` up to date. The first time, one full list; after that one metadata-only
+    /// list: a TaskRun whose uid and generation are unchanged keeps the spec seen before (status
+    /// writes and metadata edits do not bump the generation, a spec edit does), with its fresh
+    /// metadata; the others are read again, one by one or, when many, by a full list.
+    async fn refresh_live(&mut self) -> Result<(), SyncError> {
+        let list_failed = |source| SyncError::ListTaskRuns {
+            namespace: self.options.namespace.clone(),
+            source,
+        };
+        let Some(mut known) = self.known.take() else {
+            self.known = Some(self.list_live().await?);
+            return Ok(());
+        };
+        let metas = self
+            .api
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(list_failed)?;
+        let mut fresh = LiveTaskRuns::with_capacity(metas.items.len());
+        let mut stale = Vec::new();
+        for item in metas.items {
+            let Some(name) = item.metadata.name.clone() else {
+                continue;
+            };
+            match known.remove(&name) {
+                Some(mut tr)
+                    if tr.metadata.generation.is_some()
+                        && tr.metadata.uid == item.metadata.uid
+                        && tr.metadata.generation == item.metadata.generation =>
+                {
+                    tr.metadata = item.metadata;
+                    fresh.insert(name, tr);
+                }
+                _ => stale.push(name),
+            }
+        }
+        if stale.len() > REFETCH_ONE_BY_ONE {
+            self.known = Some(self.list_live().await?);
+            return Ok(());
+        }
+        for name in stale {
+            if let Some(tr) = self.api.get_opt(&name).await.map_err(list_failed)? {
+                fresh.insert(name, tr);
+            }
+        }
+        self.known = Some(fresh);
+        Ok(())
+    }
+
     /// The plan for `snapshot` against the cluster as it is now; writes nothing.
     pub async fn plan(&self, snapshot: &SourceSnapshot) -> Result<SyncPlan, SyncError> {
         let live = self.list_live().await?;
@@ -149,9 +205,22 @@ impl Syncer {
     #[instrument(skip_all, fields(revision = %snapshot.revision, namespace = %self.options.namespace))]
     pub async fn sync(&mut self, snapshot: &SourceSnapshot) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
-        let live = self.list_live().await?;
-        let plan = self.plan_against(snapshot, &live);
-        let failures = apply_plan(&self.api, &plan, self.options.concurrency).await;
+        self.refresh_live().await?;
+        let empty = LiveTaskRuns::new();
+        let plan = self.plan_against(snapshot, self.known.as_ref().unwrap_or(&empty));
+        let (failures, written) = apply_plan(&self.api, &plan, self.options.concurrency).await;
+        if let Some(known) = self.known.as_mut() {
+            // What the server answered is what is live now; a prune or a failed write is read
+            // again next time.
+            for step in plan.writes() {
+                known.remove(&step.name);
+            }
+            for tr in written {
+                if let Some(name) = tr.metadata.name.clone() {
+                    known.insert(name, tr);
+                }
+            }
+        }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
         let report = SyncReport::from_plan(
             &snapshot.revision,
@@ -188,20 +257,29 @@ pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
-) -> Vec<ApplyError> {
+) -> (Vec<ApplyError>, Vec<TaskRun>) {
     // The futures are built up front: a lazily mapped stream of borrowed steps trips the
     // compiler's Send inference when the caller spawns the sync.
     let writes: Vec<_> = plan.writes().map(|step| write_step(api, step)).collect();
-    let results: Vec<Result<(), ApplyError>> = stream::iter(writes)
+    let results: Vec<Result<Option<TaskRun>, ApplyError>> = stream::iter(writes)
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut failures: Vec<ApplyError> = results.into_iter().filter_map(Result::err).collect();
+    let mut failures = Vec::new();
+    let mut written = Vec::new();
+    for result in results {
+        match result {
+            Ok(Some(tr)) => written.push(tr),
+            Ok(None) => {}
+            Err(e) => failures.push(e),
+        }
+    }
     failures.sort_by(|a, b| a.name.cmp(&b.name));
-    failures
+    (failures, written)
 }
 
-async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<(), ApplyError> {
+/// One write; the applied TaskRun as the server answered it, `None` for a prune.
+async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<Option<TaskRun>, ApplyError> {
     let failed = |verb: &str, e: kube::Error| {
         warn!(task_run = %step.name, error = %e, "{verb} failed");
         ApplyError {
@@ -212,13 +290,13 @@ async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<(), ApplyErro
     match &step.action {
         Action::Create | Action::Update(_) => {
             let Some(desired) = &step.desired else {
-                return Ok(());
+                return Ok(None);
             };
             debug!(task_run = %step.name, version = desired.context_version, "apply");
             let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
             api.patch(&step.name, &params, &Patch::Apply(&desired.task_run))
                 .await
-                .map(|_| ())
+                .map(Some)
                 .map_err(|e| failed("apply", e))
         }
         Action::Prune { uid } => {
@@ -231,13 +309,13 @@ async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<(), ApplyErro
                 ..DeleteParams::background()
             };
             match api.delete(&step.name, &params).await {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(None),
                 // Already gone: what the prune wanted.
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
                 Err(e) => Err(failed("prune", e)),
             }
         }
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 
