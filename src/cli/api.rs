@@ -9,7 +9,7 @@ use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
 use crate::metrics::Metrics;
 use crate::notes::read::NoteQuery;
-use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
+use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::sync::report::ReportReceiver;
 use crate::sync::trigger::{SyncTrigger, TriggerReason};
@@ -113,15 +113,9 @@ pub struct ApiCommand {
     /// Without it, every agent name is accepted.
     #[arg(long, env = "ORCHESTRATOR_AGENTS")]
     pub agents: Option<PathBuf>,
-    /// SSH private key for pushing to an ssh URL.
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
-    /// File holding a token for pushing to an https URL.
-    #[arg(long)]
-    pub git_token_file: Option<PathBuf>,
-    /// Environment variable holding a token for pushing to an https URL.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
+    /// Credentials for pushing to an ssh or https URL.
+    #[command(flatten)]
+    pub git: crate::cli::git_args::GitCredentialArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -133,13 +127,7 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
-    let credentials = Credentials::load(&CredentialSettings {
-        username: None,
-        ssh_key: command.ssh_key.clone(),
-        token_file: command.git_token_file.clone(),
-        token_env: command.git_token_env.clone(),
-    })
-    .context("loading git credentials")?;
+    let credentials = command.git.load()?;
     let known_agents = match &command.agents {
         Some(path) => Some(AgentProfiles::load(path)?.names()),
         None => {

@@ -9,7 +9,7 @@ use crate::leader::{LeaseConfig, spawn_election};
 use crate::metrics::Metrics;
 use crate::notes::metrics::NotesMetrics;
 use crate::notes::writer::{NotesConfig, report_stream, spawn_notes_writer};
-use crate::source::credentials::{CredentialSettings, Credentials, remote_callbacks};
+use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::source::{GitSource, SourceConfig, watch_refs};
 use crate::sync::apply::{DEFAULT_CONCURRENCY, SyncOptions, Syncer};
@@ -96,15 +96,8 @@ pub struct RunArgs {
     /// Where bare mirrors of remote repositories are kept.
     #[arg(long)]
     pub mirror_dir: Option<PathBuf>,
-    /// SSH private key for ssh URLs.
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
-    /// File holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_file: Option<PathBuf>,
-    /// Environment variable holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
+    #[command(flatten)]
+    pub git: crate::cli::git_args::GitCredentialArgs,
     #[command(flatten)]
     pub leader: LeaderArgs,
 }
@@ -185,13 +178,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
-    let credentials = Credentials::load(&CredentialSettings {
-        username: None,
-        ssh_key: args.ssh_key.clone(),
-        token_file: args.git_token_file.clone(),
-        token_env: args.git_token_env.clone(),
-    })
-    .context("loading git credentials")?;
+    let credentials = args.git.load()?;
     let local_repo = local_repo_path(&args.repo)
         .map(|dir| {
             dir.canonicalize()

@@ -1,10 +1,9 @@
 //! `--repo/--revision/--path` of `validate` and `plan`: the flags in, one `SourceSnapshot` out
 //! (a local git repository, a remote URL fetched into a temporary mirror, or a plain folder).
 
-use crate::source::credentials::CredentialSettings;
 use crate::source::mirror::{Mirror, MirrorFailure, local_repo_path};
 use crate::source::revision::parse_revision;
-use crate::source::{Credentials, DigestCache, SourceSnapshot};
+use crate::source::{DigestCache, SourceSnapshot};
 use crate::source::{read_folder_snapshot, read_snapshot, resolve_revision};
 use anyhow::{Context, bail};
 use std::path::Path;
@@ -22,15 +21,8 @@ pub struct SourceArgs {
     /// Folder inside the repository that holds the task folders (default: the root).
     #[arg(long, default_value = "")]
     pub path: String,
-    /// SSH private key for ssh URLs.
-    #[arg(long)]
-    pub ssh_key: Option<std::path::PathBuf>,
-    /// File holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_file: Option<std::path::PathBuf>,
-    /// Environment variable holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
+    #[command(flatten)]
+    pub git: crate::cli::git_args::GitCredentialArgs,
 }
 
 impl SourceArgs {
@@ -74,12 +66,7 @@ impl SourceArgs {
     }
 
     fn load_remote(&self, url: &str) -> anyhow::Result<SourceSnapshot> {
-        let credentials = Credentials::load(&CredentialSettings {
-            username: None,
-            ssh_key: self.ssh_key.clone(),
-            token_file: self.git_token_file.clone(),
-            token_env: self.git_token_env.clone(),
-        })?;
+        let credentials = self.git.load()?;
         let mirror_dir = tempfile::tempdir().context("creating a temporary mirror directory")?;
         let mirror = Mirror::new(url, mirror_dir.path(), credentials);
         // What to fetch, and the commit to read when the revision names one.

@@ -3,11 +3,8 @@
 
 use crate::notes::read::{NoteLookup, NoteQuery, read_note};
 use crate::notes::verdict::{State, exit_code};
-use crate::source::Credentials;
-use crate::source::credentials::CredentialSettings;
 use anyhow::Context;
 use std::io::Write;
-use std::path::PathBuf;
 
 /// Where the note is read from; shared by `status` and `wait`.
 #[derive(clap::Args, Debug, Clone)]
@@ -21,25 +18,13 @@ pub struct NoteArgs {
     /// Branch whose head is read when REV is not given (default: HEAD / the remote's default).
     #[arg(long)]
     pub branch: Option<String>,
-    /// SSH private key for ssh URLs.
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
-    /// File holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_file: Option<PathBuf>,
-    /// Environment variable holding a token for https URLs.
-    #[arg(long)]
-    pub git_token_env: Option<String>,
+    #[command(flatten)]
+    pub git: crate::cli::git_args::GitCredentialArgs,
 }
 
 impl NoteArgs {
     pub fn query(&self) -> anyhow::Result<NoteQuery> {
-        let credentials = Credentials::load(&CredentialSettings {
-            username: None,
-            ssh_key: self.ssh_key.clone(),
-            token_file: self.git_token_file.clone(),
-            token_env: self.git_token_env.clone(),
-        })?;
+        let credentials = self.git.load()?;
         Ok(NoteQuery {
             branch: self.branch.clone(),
             revision: self.revision.clone(),
