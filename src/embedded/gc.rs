@@ -141,6 +141,27 @@ pub fn plan(inner: &Inner) -> Vec<Action> {
     actions
 }
 
+/// Reads one object, lets `change` edit a copy (seeing the original), and writes it back as an
+/// update; an object that is gone by now is nothing to do.
+fn edit(
+    inner: &mut Inner,
+    key: &str,
+    ns: &str,
+    name: &str,
+    ctx: WriteCtx<'_>,
+    change: impl FnOnce(&Value, &mut Value),
+) -> Result<(), super::status::ApiError> {
+    let (Some(info), Some(old)) = (
+        inner.registry.by_storage_key(key),
+        inner.get(key, ns, name).cloned(),
+    ) else {
+        return Ok(());
+    };
+    let mut next = (*old).clone();
+    change(&old, &mut next);
+    objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
+}
+
 fn apply(inner: &mut Inner, action: &Action, now: &str) {
     let ctx = WriteCtx {
         manager: MANAGER,
@@ -165,14 +186,7 @@ fn apply(inner: &mut Inner, action: &Action, now: &str) {
             key,
             obj: (ns, name),
             uids,
-        } => {
-            let (Some(info), Some(old)) = (
-                inner.registry.by_storage_key(key),
-                inner.get(key, ns, name).cloned(),
-            ) else {
-                return;
-            };
-            let mut next = (*old).clone();
+        } => edit(inner, key, ns, name, ctx, |_, next| {
             if let Some(refs) = next["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| {
                     !r["uid"]
@@ -185,38 +199,21 @@ fn apply(inner: &mut Inner, action: &Action, now: &str) {
                     m.remove("ownerReferences");
                 }
             }
-            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
-        }
+        }),
         Action::DropFinalizer {
             key,
             obj: (ns, name),
             finalizer,
-        } => {
-            let (Some(info), Some(old)) = (
-                inner.registry.by_storage_key(key),
-                inner.get(key, ns, name).cloned(),
-            ) else {
-                return;
-            };
-            let mut next = (*old).clone();
-            let kept: Vec<String> = meta::finalizers(&old)
+        } => edit(inner, key, ns, name, ctx, |old, next| {
+            let kept: Vec<String> = meta::finalizers(old)
                 .into_iter()
                 .filter(|f| f != finalizer)
                 .collect();
-            meta::set_finalizers(&mut next, &kept);
-            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
-        }
-        Action::FinishNamespace { name } => {
-            let (Some(info), Some(old)) = (
-                inner.registry.by_storage_key(NAMESPACE_KEY),
-                inner.get(NAMESPACE_KEY, "", name).cloned(),
-            ) else {
-                return;
-            };
-            let mut next = (*old).clone();
+            meta::set_finalizers(next, &kept);
+        }),
+        Action::FinishNamespace { name } => edit(inner, NAMESPACE_KEY, "", name, ctx, |_, next| {
             next["spec"]["finalizers"] = json!([]);
-            objects::commit_update(inner, &info, &old, next, false, false, ctx).map(|_| ())
-        }
+        }),
     };
     if let Err(e) = result {
         tracing::debug!(?action, error = %e, "garbage collector step skipped");
