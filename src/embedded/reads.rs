@@ -189,6 +189,7 @@ impl Req<'_> {
                     .cloned()
                     .unwrap_or_else(|| "Metadata".into())
             }),
+            metadata_only: table::wants_partial_metadata(accept),
             info: Arc::new(self.view.clone()),
             key: self.info.storage_key(),
             convert: if self.converts() {

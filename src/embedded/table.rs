@@ -5,7 +5,6 @@
 use super::resources::ResourceInfo;
 use serde_json::{Value, json};
 
-/// Whether an Accept header asks for a Table.
 /// Whether the client asked for metadata only (`as=PartialObjectMetadataList`), as kube's
 /// `Api::list_metadata` and client-go's metadata informers do.
 pub fn wants_partial_metadata(accept: &str) -> bool {
@@ -15,6 +14,7 @@ pub fn wants_partial_metadata(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
 }
 
+/// Whether an Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
     accept
         .split(',')

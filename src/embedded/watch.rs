@@ -23,6 +23,9 @@ pub struct WatchRequest {
     /// `Some(includeObject)` when the client asked for Tables (`kubectl get -w`): each event's
     /// object is a one-row Table.
     pub table: Option<String>,
+    /// `as=PartialObjectMetadata` (metadata informers, kube's `Api<PartialObjectMeta<K>>`):
+    /// each event's object is reduced to its metadata.
+    pub metadata_only: bool,
     pub namespace: Option<String>,
     /// `None` for "" or "0": start with the current state as ADDED events.
     pub resource_version: Option<u64>,
@@ -72,7 +75,9 @@ impl WatchRequest {
             None => obj.clone(),
         };
         o["apiVersion"] = json!(self.info.api_version());
-        if let Some(include) = &self.table {
+        if self.metadata_only {
+            o = super::table::partial_metadata(&o);
+        } else if let Some(include) = &self.table {
             let rv = o
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
@@ -91,7 +96,11 @@ impl WatchRequest {
         if initial_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata});
+        let obj = if self.metadata_only {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+        } else {
+            json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata})
+        };
         let mut line =
             serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         line.push(b'\n');
