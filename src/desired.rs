@@ -8,6 +8,7 @@ use crate::crd::{TaskRun, TaskRunSpec};
 use crate::names;
 use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Which repository and path a sync reads: the identity behind the ownership label.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,11 +68,54 @@ pub fn producing_revision(
     digest: &ContentDigest,
     current: &Revision,
 ) -> String {
+    kept_revision(live, digest)
+        .map(str::to_string)
+        .unwrap_or_else(|| current.to_string())
+}
+
+/// The live revision annotation, when the live content is `digest`'s.
+fn kept_revision<'a>(live: Option<&'a TaskRun>, digest: &ContentDigest) -> Option<&'a str> {
     live.filter(|live| live.spec.content_digest == digest.0)
         .and_then(|live| live.metadata.annotations.as_ref())
         .and_then(|a| a.get(names::ANNOTATION_REVISION))
-        .cloned()
-        .unwrap_or_else(|| current.to_string())
+        .map(String::as_str)
+}
+
+/// The desired TaskRuns of the previous call by task id, reused while everything one is made of
+/// (content digest, path, version, producing revision, namespace, source) is the same: a
+/// re-sync then builds apply bodies, markdown included, only for the tasks that changed.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredCache {
+    by_task: HashMap<i64, Arc<DesiredTaskRun>>,
+}
+
+impl DesiredCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl DesiredTaskRun {
+    fn is_made_of(
+        &self,
+        task: &TaskFolder,
+        version: i64,
+        revision: &str,
+        namespace: &str,
+        source_label: &str,
+    ) -> bool {
+        let meta = &self.task_run.metadata;
+        self.digest == task.digest
+            && self.context_version == version
+            && self.task_run.spec.source_path == task.path
+            && meta.namespace.as_deref() == Some(namespace)
+            && value_of(&meta.annotations, names::ANNOTATION_REVISION) == Some(revision)
+            && value_of(&meta.labels, names::LABEL_SOURCE) == Some(source_label)
+    }
+}
+
+fn value_of<'a>(map: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
+    map.as_ref().and_then(|m| m.get(key)).map(String::as_str)
 }
 
 /// Every TaskRun the snapshot describes, sorted by task id.
@@ -80,33 +124,56 @@ pub fn desired_task_runs(
     source: &SourceIdentity,
     namespace: &str,
     live: &LiveTaskRuns,
-) -> Vec<DesiredTaskRun> {
+) -> Vec<Arc<DesiredTaskRun>> {
+    desired_task_runs_reusing(snapshot, source, namespace, live, &mut DesiredCache::new())
+}
+
+/// [`desired_task_runs`], reusing the entries of `cache` that are still what the snapshot
+/// describes; `cache` is left holding this snapshot's.
+pub fn desired_task_runs_reusing(
+    snapshot: &SourceSnapshot,
+    source: &SourceIdentity,
+    namespace: &str,
+    live: &LiveTaskRuns,
+    cache: &mut DesiredCache,
+) -> Vec<Arc<DesiredTaskRun>> {
     let source_label = source.label_value();
-    snapshot
+    let current = snapshot.revision.to_string();
+    let mut next = HashMap::with_capacity(snapshot.tasks.len());
+    let desired = snapshot
         .tasks
         .iter()
         .map(|task| {
             let name = names::task_run_name(task.task_id);
             let live = live.get(&name);
             let version = context_version(live, &task.digest);
-            let revision = producing_revision(live, &task.digest, &snapshot.revision);
-            DesiredTaskRun {
-                task_id: task.task_id,
-                task_run: task_run(
-                    task,
-                    namespace,
-                    version,
-                    &snapshot.revision,
-                    &revision,
-                    source,
-                    &source_label,
-                ),
-                name,
-                digest: task.digest.clone(),
-                context_version: version,
-            }
+            let revision = kept_revision(live, &task.digest).unwrap_or(&current);
+            let desired = match cache.by_task.get(&task.task_id) {
+                Some(d) if d.is_made_of(task, version, revision, namespace, &source_label) => {
+                    d.clone()
+                }
+                _ => Arc::new(DesiredTaskRun {
+                    task_id: task.task_id,
+                    task_run: task_run(
+                        task,
+                        namespace,
+                        version,
+                        &snapshot.revision,
+                        revision,
+                        source,
+                        &source_label,
+                    ),
+                    name,
+                    digest: task.digest.clone(),
+                    context_version: version,
+                }),
+            };
+            next.insert(task.task_id, desired.clone());
+            desired
         })
-        .collect()
+        .collect();
+    cache.by_task = next;
+    desired
 }
 
 fn task_run(
@@ -240,7 +307,7 @@ pub(crate) mod tests {
     pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> LiveTaskRuns {
         desired_task_runs(snapshot, &source(), "default", live)
             .into_iter()
-            .map(|d| (d.name, d.task_run))
+            .map(|d| (d.name.clone(), d.task_run.clone()))
             .collect()
     }
 
@@ -312,6 +379,91 @@ pub(crate) mod tests {
         assert_eq!(tr.spec.content_digest, desired[0].digest.0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
+    }
+
+    #[test]
+    fn the_cache_reuses_a_desired_task_run_only_while_nothing_it_is_made_of_changed() {
+        let base = snapshot('1', vec![folder(1, "a")]);
+        let live = live_after(&base, &LiveTaskRuns::new());
+        let renamed = {
+            let mut s = snapshot('2', vec![folder(1, "a")]);
+            s.tasks[0].path = "tasks/1-renamed".into();
+            s
+        };
+        let bumped = {
+            let mut l = live.clone();
+            l.get_mut("task-1").unwrap().spec.context_version = 5;
+            l
+        };
+        let ours = source();
+        let other_source = SourceIdentity::new("https://example.com/other.git", "tasks");
+        let cases: Vec<(
+            &str,
+            SourceSnapshot,
+            &LiveTaskRuns,
+            &str,
+            &SourceIdentity,
+            bool,
+        )> = vec![
+            (
+                "a new commit, same content",
+                snapshot('2', vec![folder(1, "a")]),
+                &live,
+                "default",
+                &ours,
+                true,
+            ),
+            (
+                "content changed",
+                snapshot('2', vec![folder(1, "b")]),
+                &live,
+                "default",
+                &ours,
+                false,
+            ),
+            ("folder renamed", renamed, &live, "default", &ours, false),
+            (
+                "live version moved",
+                snapshot('2', vec![folder(1, "a")]),
+                &bumped,
+                "default",
+                &ours,
+                false,
+            ),
+            (
+                "another namespace",
+                snapshot('2', vec![folder(1, "a")]),
+                &live,
+                "team-b",
+                &ours,
+                false,
+            ),
+            (
+                "another source",
+                snapshot('2', vec![folder(1, "a")]),
+                &live,
+                "default",
+                &other_source,
+                false,
+            ),
+        ];
+        for (case, snap, live, namespace, source, reused) in cases {
+            let mut cache = DesiredCache::new();
+            let first = desired_task_runs_reusing(
+                &base,
+                &ours,
+                "default",
+                &LiveTaskRuns::new(),
+                &mut cache,
+            );
+            let second = desired_task_runs_reusing(&snap, source, namespace, live, &mut cache);
+            assert_eq!(Arc::ptr_eq(&first[0], &second[0]), reused, "{case}");
+            assert_eq!(
+                second,
+                desired_task_runs(&snap, source, namespace, live),
+                "{case}: reused or not, the same TaskRuns as built afresh"
+            );
+        }
     }
 
     #[test]

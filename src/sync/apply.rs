@@ -3,14 +3,16 @@
 //! the plan names, a bounded number in flight.
 
 use crate::crd::TaskRun;
-use crate::desired::{LiveTaskRuns, SourceIdentity, desired_task_runs};
+use crate::desired::{DesiredCache, LiveTaskRuns, SourceIdentity, desired_task_runs_reusing};
 use crate::names;
 use crate::source::snapshot::{Revision, SourceSnapshot};
+use crate::sync::live_watch::{LiveWatch, merge_metadata};
 use crate::sync::plan::{Action, PlanInput, PlanStep, SyncPlan, plan};
 use crate::sync::report::{ApplyError, SyncReport};
 use futures::stream::{self, StreamExt};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, instrument, warn};
 
@@ -19,7 +21,7 @@ use tracing::{debug, info, instrument, warn};
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
     group: crate::names::GROUP,
     resource: "taskruns",
-    verbs: &["list", "create", "patch", "delete"],
+    verbs: &["get", "list", "watch", "create", "patch", "delete"],
 }];
 
 /// Writes in flight at once. Enough to hide loopback/cluster latency, few enough not to trip
@@ -92,6 +94,10 @@ pub struct Syncer {
     applied: Option<Revision>,
     /// The TaskRuns as the last sync left them, so that a re-sync reads metadata only.
     known: Option<LiveTaskRuns>,
+    /// Keeps the metadata current between syncs; started by the first sync.
+    watch: Option<Arc<LiveWatch>>,
+    /// The last sync's desired TaskRuns, rebuilt only where something changed.
+    desired: DesiredCache,
 }
 
 /// Above this many TaskRuns whose spec changed since the last sync, one full list is cheaper
@@ -106,6 +112,8 @@ impl Syncer {
             options,
             applied: None,
             known: None,
+            watch: None,
+            desired: DesiredCache::new(),
         }
     }
 
@@ -134,52 +142,50 @@ impl Syncer {
             .collect())
     }
 
-    /// Brings `known` up to date. The first time, one full list; after that one metadata-only
-    /// list: a TaskRun whose uid and generation are unchanged keeps the spec seen before (status
-    /// writes and metadata edits do not bump the generation, a spec edit does), with its fresh
-    /// metadata; the others are read again, one by one or, when many, by a full list.
+    /// Brings `known` up to date. The first time, one full list, and the metadata watch starts.
+    /// After that the watch's metadata (or, while the watch may be behind, one metadata-only
+    /// list) says which TaskRuns moved; only those are read again, one by one or, when many, by
+    /// a full list. A no-op re-sync with a current watch makes no request.
     async fn refresh_live(&mut self) -> Result<(), SyncError> {
         let list_failed = |source| SyncError::ListTaskRuns {
             namespace: self.options.namespace.clone(),
             source,
         };
-        let Some(mut known) = self.known.take() else {
+        let watch = self
+            .watch
+            .get_or_insert_with(|| Arc::new(LiveWatch::start(&self.api)))
+            .clone();
+        let Some(known) = self.known.as_mut() else {
             self.known = Some(self.list_live().await?);
             return Ok(());
         };
-        let metas = self
-            .api
-            .list_metadata(&ListParams::default())
-            .await
-            .map_err(list_failed)?;
-        let mut fresh = LiveTaskRuns::with_capacity(metas.items.len());
-        let mut stale = Vec::new();
-        for item in metas.items {
-            let Some(name) = item.metadata.name.clone() else {
-                continue;
-            };
-            match known.remove(&name) {
-                Some(mut tr)
-                    if tr.metadata.generation.is_some()
-                        && tr.metadata.uid == item.metadata.uid
-                        && tr.metadata.generation == item.metadata.generation =>
-                {
-                    tr.metadata = item.metadata;
-                    fresh.insert(name, tr);
-                }
-                _ => stale.push(name),
+        let stale = match watch.current() {
+            Some(metas) => merge_metadata(
+                known,
+                &metas.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
+            ),
+            None => {
+                let list = self
+                    .api
+                    .list_metadata(&ListParams::default())
+                    .await
+                    .map_err(list_failed)?;
+                merge_metadata(
+                    known,
+                    &list.items.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
+                )
             }
-        }
+        };
         if stale.len() > REFETCH_ONE_BY_ONE {
             self.known = Some(self.list_live().await?);
             return Ok(());
         }
         for name in stale {
-            if let Some(tr) = self.api.get_opt(&name).await.map_err(list_failed)? {
-                fresh.insert(name, tr);
-            }
+            match self.api.get_opt(&name).await.map_err(list_failed)? {
+                Some(tr) => known.insert(name, tr),
+                None => known.remove(&name),
+            };
         }
-        self.known = Some(fresh);
         Ok(())
     }
 
@@ -191,7 +197,18 @@ impl Syncer {
 
     /// The plan for `snapshot` against `live` (pure; no request).
     pub fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
-        let desired = desired_task_runs(snapshot, &self.source, &self.options.namespace, live);
+        self.plan_reusing(snapshot, live, &mut DesiredCache::new())
+    }
+
+    /// [`Self::plan_against`], reusing the desired TaskRuns of `cache` that did not change.
+    fn plan_reusing(
+        &self,
+        snapshot: &SourceSnapshot,
+        live: &LiveTaskRuns,
+        cache: &mut DesiredCache,
+    ) -> SyncPlan {
+        let desired =
+            desired_task_runs_reusing(snapshot, &self.source, &self.options.namespace, live, cache);
         plan(PlanInput {
             desired: &desired,
             live,
@@ -201,13 +218,16 @@ impl Syncer {
         })
     }
 
-    /// Lists, plans and carries out the plan. A no-op sync makes exactly one request (the list).
+    /// Reads what moved, plans and carries out the plan. A no-op re-sync makes no request while
+    /// the metadata watch is current, else one (a metadata-only list).
     #[instrument(skip_all, fields(revision = %snapshot.revision, namespace = %self.options.namespace))]
     pub async fn sync(&mut self, snapshot: &SourceSnapshot) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         self.refresh_live().await?;
         let empty = LiveTaskRuns::new();
-        let plan = self.plan_against(snapshot, self.known.as_ref().unwrap_or(&empty));
+        let mut cache = std::mem::take(&mut self.desired);
+        let plan = self.plan_reusing(snapshot, self.known.as_ref().unwrap_or(&empty), &mut cache);
+        self.desired = cache;
         let (failures, written) = apply_plan(&self.api, &plan, self.options.concurrency).await;
         if let Some(known) = self.known.as_mut() {
             // What the server answered is what is live now; a prune or a failed write is read

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod crd_install;
 pub mod diff;
+pub mod live_watch;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -8,11 +8,12 @@ use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 /// Everything the plan looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInput<'a> {
-    pub desired: &'a [DesiredTaskRun],
+    pub desired: &'a [Arc<DesiredTaskRun>],
     pub live: &'a LiveTaskRuns,
     /// Broken folders of the revision; those with a task id keep their TaskRun.
     pub folder_errors: &'a [FolderError],
@@ -100,7 +101,7 @@ pub struct PlanStep {
     pub task_id: Option<i64>,
     pub action: Action,
     /// The apply body, for the steps the revision describes.
-    pub desired: Option<DesiredTaskRun>,
+    pub desired: Option<Arc<DesiredTaskRun>>,
 }
 
 impl PlanStep {
