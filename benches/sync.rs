@@ -3,7 +3,8 @@
 //! commit-to-applied latency through the notify trigger out.
 //!
 //! `cargo bench --bench sync` (sizes: SYNC_BENCH_SIZES=1000,10000; commits for the latency:
-//! SYNC_BENCH_COMMITS=15). Targets: no-op re-sync of 10,000 tasks ≤ 100 ms with zero writes;
+//! SYNC_BENCH_COMMITS=15; each task has task.yaml and SYNC_BENCH_FILES=3 markdown files of
+//! SYNC_BENCH_FILE_BYTES=4096 bytes, as in the plan benchmark). Targets: no-op re-sync of 10,000 tasks ≤ 100 ms with zero writes;
 //! median commit-to-applied ≤ 500 ms.
 
 use git2::{Oid, Repository, Signature};
@@ -29,11 +30,13 @@ struct BenchRepo {
     _dir: tempfile::TempDir,
     repo: Repository,
     task_yaml: Oid,
+    files: usize,
+    file_bytes: usize,
     folders: Vec<(String, Oid)>,
 }
 
 impl BenchRepo {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, files: usize, file_bytes: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut opts = git2::RepositoryInitOptions::new();
         opts.initial_head("main");
@@ -45,6 +48,8 @@ impl BenchRepo {
             _dir: dir,
             repo,
             task_yaml,
+            files,
+            file_bytes,
             folders: vec![],
         };
         this.folders = (1..=n as i64)
@@ -62,15 +67,31 @@ impl BenchRepo {
     }
 
     fn folder_tree(&self, id: i64, edit: u32) -> Oid {
-        let prompt = format!(
-            "# Task {id}\n\nDo the thing number {id} carefully, with tests.\nEdit {edit}.\n{}",
-            "Context line.\n".repeat(8)
-        );
-        let blob = self.repo.blob(prompt.as_bytes()).expect("blob");
         let mut tb = self.repo.treebuilder(None).expect("treebuilder");
         tb.insert("task.yaml", self.task_yaml, 0o100644)
             .expect("insert");
-        tb.insert("prompt.md", blob, 0o100644).expect("insert");
+        for file in 0..self.files {
+            // Distinct text per task and file; the edit changes the first file only.
+            let mut text = format!("# Task {id}, file {file}\n\n");
+            if file == 0 {
+                text.push_str(&format!("Edit {edit}.\n"));
+            }
+            let mut line = 0;
+            while text.len() < self.file_bytes {
+                text.push_str(&format!(
+                    "Line {line} of task {id}: do the thing carefully, with tests.\n"
+                ));
+                line += 1;
+            }
+            text.truncate(self.file_bytes);
+            let blob = self.repo.blob(text.as_bytes()).expect("blob");
+            let name = if file == 0 {
+                "prompt.md".to_string()
+            } else {
+                format!("context-{file}.md")
+            };
+            tb.insert(&name, blob, 0o100644).expect("insert");
+        }
         tb.write().expect("tree")
     }
 
@@ -123,12 +144,12 @@ async fn start_server() -> RunningApiServer {
     server
 }
 
-async fn bench_size(n: usize, commits: usize) {
-    println!("\n== {n} tasks");
+async fn bench_size(n: usize, commits: usize, files: usize, file_bytes: usize) {
+    println!("\n== {n} tasks ({files} markdown files of {file_bytes} bytes each)");
     let server = start_server().await;
     let client = server.client();
     let t = Instant::now();
-    let mut repo = BenchRepo::new(n);
+    let mut repo = BenchRepo::new(n, files, file_bytes);
     println!("generated repository: {}", ms(t.elapsed()));
     let mut cache = DigestCache::new();
     let snapshot = repo.snapshot(&mut cache);
@@ -275,10 +296,20 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (files, file_bytes) = (
+        env("SYNC_BENCH_FILES", 3),
+        env("SYNC_BENCH_FILE_BYTES", 4096),
+    );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         for n in sizes {
-            bench_size(n, commits).await;
+            bench_size(n, commits, files, file_bytes).await;
         }
     });
 }
