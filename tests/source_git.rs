@@ -1,6 +1,7 @@
 //! The git source against real repositories: fetching into a bare mirror, branch moves and a
 //! force-push, an unreachable remote (last good snapshot kept, backoff), a deleted or corrupt
-//! mirror (cloned again), credentials kept out of messages, and the refs watch.
+//! mirror (cloned again), a plain local path whose objects the mirror shares instead of fetching,
+//! credentials kept out of messages, and the refs watch.
 
 mod source_support;
 
@@ -27,14 +28,79 @@ fn ids(s: &orchestrator::source::SourceSnapshot) -> Vec<i64> {
 
 #[tokio::test]
 async fn follows_commits_and_force_pushes_through_the_mirror() {
+    follows_commits_and_force_pushes(|p| format!("file://{}", p.display())).await;
+}
+
+/// A plain path shares the repository's objects (`git clone --shared`) instead of fetching them.
+#[tokio::test]
+async fn a_plain_local_path_is_followed_through_a_mirror_that_shares_its_objects() {
+    let (src, _origin, _mirrors) =
+        follows_commits_and_force_pushes(|p| p.display().to_string()).await;
+    let alternates = src.mirror_path().join("objects/info/alternates");
+    assert!(alternates.is_file(), "the mirror borrows the objects");
+    let packs = std::fs::read_dir(src.mirror_path().join("objects/pack"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(packs, 0, "no object was copied");
+}
+
+#[tokio::test]
+async fn a_fetch_over_file_url_copies_objects() {
     let origin = TestRepo::new();
-    let mirrors = tempfile::tempdir().unwrap();
     origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
-    let first = origin.commit("one");
+    origin.commit("one");
+    let mirrors = tempfile::tempdir().unwrap();
     let mut src = source(
         format!("file://{}", origin.path().display()),
         mirrors.path(),
     );
+    src.fetch_snapshot().await.unwrap();
+    assert!(!src.mirror_path().join("objects/info/alternates").exists());
+}
+
+#[tokio::test]
+async fn a_branch_deleted_in_a_plain_local_repository_leaves_the_mirror() {
+    let origin = TestRepo::new();
+    origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
+    let first = origin.commit("one");
+    let commit = origin.repo.find_commit(first).unwrap();
+    origin.repo.branch("old", &commit, false).unwrap();
+    let mirrors = tempfile::tempdir().unwrap();
+    let mut src = source(origin.path().display().to_string(), mirrors.path());
+    src.fetch_snapshot().await.unwrap();
+    let mirror = git2::Repository::open_bare(src.mirror_path()).unwrap();
+    assert!(mirror.find_reference("refs/heads/old").is_ok());
+
+    origin
+        .repo
+        .find_branch("old", git2::BranchType::Local)
+        .unwrap()
+        .delete()
+        .unwrap();
+    origin.task("tasks/2-b", YAML_WEB, &[("prompt.md", "two")]);
+    origin.commit("two");
+    src.fetch_snapshot().await.unwrap();
+    assert!(mirror.find_reference("refs/heads/old").is_err());
+    assert_eq!(
+        mirror
+            .find_reference("HEAD")
+            .unwrap()
+            .symbolic_target()
+            .ok()
+            .flatten(),
+        Some("refs/heads/main")
+    );
+}
+
+/// The source, and the repository and mirror directory it lives on.
+async fn follows_commits_and_force_pushes(
+    url: fn(&std::path::Path) -> String,
+) -> (GitSource, TestRepo, tempfile::TempDir) {
+    let origin = TestRepo::new();
+    let mirrors = tempfile::tempdir().unwrap();
+    origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
+    let first = origin.commit("one");
+    let mut src = source(url(origin.path()), mirrors.path());
 
     let s1 = src.fetch_snapshot().await.unwrap();
     assert_eq!(s1.revision.to_string(), format!("main@sha1:{first}"));
@@ -59,6 +125,7 @@ async fn follows_commits_and_force_pushes_through_the_mirror() {
     let s3 = src.fetch_snapshot().await.unwrap();
     assert_eq!(s3.revision.commit, rewritten.to_string());
     assert_eq!(ids(&s3), vec![1, 3]);
+    (src, origin, mirrors)
 }
 
 #[tokio::test]

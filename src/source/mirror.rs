@@ -4,6 +4,7 @@
 
 use super::credentials::{Credentials, redact_url, remote_callbacks};
 use super::error::SourceError;
+use super::shared_mirror;
 use crate::names::short_hash;
 use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub struct Mirror {
     url: String,
     path: PathBuf,
     credentials: Credentials,
+    /// A repository given as a plain local path: its objects are shared, not fetched
+    /// (see [`super::shared_mirror`]).
+    shared: Option<PathBuf>,
 }
 
 impl Mirror {
@@ -87,10 +91,14 @@ impl Mirror {
             _ => url.to_string(),
         };
         let path = mirror_path(mirror_root, &url);
+        let shared = (!url.starts_with("file://"))
+            .then(|| local_repo_path(&url))
+            .flatten();
         Mirror {
             url,
             path,
             credentials,
+            shared,
         }
     }
 
@@ -107,14 +115,21 @@ impl Mirror {
     /// points at. A missing or corrupt mirror is cloned again; a fetch that fails because the
     /// remote cannot be reached is reported as `message` for [`SourceError::Fetch`].
     pub fn fetch(&self, branch: &str) -> Result<(Repository, Oid, String), MirrorFailure> {
-        let repo = self.open_or_init()?;
-        let repo = match self.fetch_into(&repo, branch) {
+        let source = match &self.shared {
+            Some(dir) => Some(
+                Repository::open(dir).map_err(|e| MirrorFailure::Fetch(e.message().to_string()))?,
+            ),
+            None => None,
+        };
+        let repo = self.open_or_init(source.as_ref())?;
+        let repo = match self.update(&repo, source.as_ref(), branch) {
             Ok(()) => repo,
             Err(error) if !mirror_is_healthy(&repo) => {
                 tracing::warn!(mirror = %self.path.display(), %error, "mirror is unreadable; cloning again");
                 drop(repo);
-                let repo = self.recreate()?;
-                self.fetch_into(&repo, branch)
+                self.recreate()?;
+                let repo = self.open_or_init(source.as_ref())?;
+                self.update(&repo, source.as_ref(), branch)
                     .map_err(|e| MirrorFailure::Fetch(e.message().to_string()))?;
                 repo
             }
@@ -122,6 +137,20 @@ impl Mirror {
         };
         let (commit, label) = resolve_branch(&repo, branch, &self.display_url())?;
         Ok((repo, commit, label))
+    }
+
+    /// Brings the mirror's refs up to the source's: a ref copy for a shared local repository,
+    /// else a fetch.
+    fn update(
+        &self,
+        repo: &Repository,
+        shared: Option<&Repository>,
+        branch: &str,
+    ) -> Result<(), git2::Error> {
+        match shared {
+            Some(source) => shared_mirror::copy_refs(repo, source, branch),
+            None => self.fetch_into(repo, branch),
+        }
     }
 
     /// Deletes the mirror and starts an empty one; the next fetch clones everything.
@@ -132,11 +161,24 @@ impl Mirror {
         self.init()
     }
 
-    fn open_or_init(&self) -> Result<Repository, SourceError> {
-        match Repository::open_bare(&self.path) {
-            Ok(repo) => Ok(repo),
-            Err(_) => self.recreate(),
+    /// The mirror, opened after its alternates point at `shared`'s objects, when given.
+    fn open_or_init(&self, shared: Option<&Repository>) -> Result<Repository, SourceError> {
+        let repo = match Repository::open_bare(&self.path) {
+            Ok(repo) => repo,
+            Err(_) => self.recreate()?,
+        };
+        let Some(source) = shared else {
+            return Ok(repo);
+        };
+        let changed = shared_mirror::ensure_alternates(&self.path, source).map_err(|e| {
+            self.mirror_error(format!("cannot share the objects of {}: {e}", self.url))
+        })?;
+        if !changed {
+            return Ok(repo);
         }
+        // The object database reads alternates when the repository is opened.
+        drop(repo);
+        Repository::open_bare(&self.path).map_err(|e| self.mirror_error(e.message().to_string()))
     }
 
     fn init(&self) -> Result<Repository, SourceError> {

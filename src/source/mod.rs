@@ -35,6 +35,7 @@ pub mod layout;
 pub mod mirror;
 pub mod plain;
 pub mod revision;
+pub mod shared_mirror;
 pub mod snapshot;
 pub mod tree;
 pub mod watch;
