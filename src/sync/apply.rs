@@ -7,7 +7,7 @@ use crate::desired::{DesiredCache, LiveTaskRuns, SourceIdentity, desired_task_ru
 use crate::names;
 use crate::source::snapshot::{Revision, SourceSnapshot};
 use crate::sync::live_watch::{LiveWatch, merge_metadata};
-use crate::sync::plan::{Action, PlanInput, PlanStep, SyncPlan, plan};
+use crate::sync::plan::{Action, PlanInput, PlanStep, Settled, SyncPlan, plan};
 use crate::sync::report::{ApplyError, SyncReport};
 use futures::stream::{self, StreamExt};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -98,6 +98,8 @@ pub struct Syncer {
     watch: Option<Arc<LiveWatch>>,
     /// The last sync's desired TaskRuns, rebuilt only where something changed.
     desired: DesiredCache,
+    /// What the last sync left in place, not compared again until it moves.
+    settled: Settled,
 }
 
 /// Above this many TaskRuns whose spec changed since the last sync, one full list is cheaper
@@ -114,6 +116,7 @@ impl Syncer {
             known: None,
             watch: None,
             desired: DesiredCache::new(),
+            settled: Settled::default(),
         }
     }
 
@@ -197,7 +200,7 @@ impl Syncer {
 
     /// The plan for `snapshot` against `live` (pure; no request).
     pub fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
-        self.plan_reusing(snapshot, live, &mut DesiredCache::new())
+        self.plan_reusing(snapshot, live, &mut DesiredCache::new(), None)
     }
 
     /// [`Self::plan_against`], reusing the desired TaskRuns of `cache` that did not change.
@@ -206,6 +209,7 @@ impl Syncer {
         snapshot: &SourceSnapshot,
         live: &LiveTaskRuns,
         cache: &mut DesiredCache,
+        settled: Option<&Settled>,
     ) -> SyncPlan {
         let desired =
             desired_task_runs_reusing(snapshot, &self.source, &self.options.namespace, live, cache);
@@ -215,6 +219,7 @@ impl Syncer {
             folder_errors: &snapshot.errors,
             source_label: &self.source.label_value(),
             prune: self.options.prune,
+            settled,
         })
     }
 
@@ -226,7 +231,12 @@ impl Syncer {
         self.refresh_live().await?;
         let empty = LiveTaskRuns::new();
         let mut cache = std::mem::take(&mut self.desired);
-        let plan = self.plan_reusing(snapshot, self.known.as_ref().unwrap_or(&empty), &mut cache);
+        let plan = self.plan_reusing(
+            snapshot,
+            self.known.as_ref().unwrap_or(&empty),
+            &mut cache,
+            Some(&self.settled),
+        );
         self.desired = cache;
         let (failures, written) = apply_plan(&self.api, &plan, self.options.concurrency).await;
         if let Some(known) = self.known.as_mut() {
@@ -240,6 +250,7 @@ impl Syncer {
                     known.insert(name, tr);
                 }
             }
+            self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
         let report = SyncReport::from_plan(

@@ -314,6 +314,7 @@ mod tests {
             folder_errors: &snap.errors,
             source_label: &source().label_value(),
             prune: true,
+            settled: None,
         });
         plan_diff(&snap, &p, "default")
     }

@@ -148,6 +148,7 @@ mod tests {
             folder_errors: &[],
             source_label: &source().label_value(),
             prune: true,
+            settled: None,
         });
         let report = SyncReport::from_plan(&snap.revision, &p, &[], vec![], None, "t".into());
         sync.observe(&p, &report, Duration::from_millis(20), 1_700_000_000.0);

@@ -7,7 +7,7 @@ use crate::desired::{DesiredTaskRun, LiveTaskRuns};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Everything the plan looks at.
@@ -21,6 +21,49 @@ pub struct PlanInput<'a> {
     pub source_label: &'a str,
     /// `--prune=false` keeps TaskRuns whose folder left Git.
     pub prune: bool,
+    /// What earlier plans found in place; those TaskRuns are not compared again.
+    pub settled: Option<&'a Settled>,
+}
+
+/// The described TaskRuns a sync left as the revision wants them: by name, the desired TaskRun
+/// (the same `Arc` the desired cache hands out again while nothing it is made of changed) and
+/// the live resourceVersion it was compared with or written at. Every change to an object moves
+/// its resourceVersion, so the same desired against the same resourceVersion is still in place
+/// and needs no field-by-field compare: a re-sync compares only what moved.
+#[derive(Clone, Debug, Default)]
+pub struct Settled {
+    by_name: HashMap<String, (Arc<DesiredTaskRun>, String)>,
+}
+
+impl Settled {
+    /// The TaskRuns `plan` found unchanged or wrote successfully, as `live` (the cluster after
+    /// the writes; a failed write is absent from it or at another resourceVersion) holds them.
+    pub fn after(plan: &SyncPlan, live: &LiveTaskRuns) -> Self {
+        let by_name = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.action,
+                    Action::Unchanged | Action::Create | Action::Update(_)
+                )
+            })
+            .filter_map(|step| {
+                let desired = step.desired.as_ref()?;
+                let rv = live.get(&step.name)?.metadata.resource_version.clone()?;
+                Some((step.name.clone(), (desired.clone(), rv)))
+            })
+            .collect();
+        Self { by_name }
+    }
+
+    fn holds(&self, desired: &Arc<DesiredTaskRun>, live: &TaskRun) -> bool {
+        self.by_name
+            .get(&desired.name)
+            .is_some_and(|(settled, rv)| {
+                Arc::ptr_eq(settled, desired) && live.metadata.resource_version.as_ref() == Some(rv)
+            })
+    }
 }
 
 /// What to do with one TaskRun.
@@ -143,6 +186,9 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
     for desired in input.desired {
         let action = match input.live.get(&desired.name) {
             None => Action::Create,
+            Some(live) if input.settled.is_some_and(|s| s.holds(desired, live)) => {
+                Action::Unchanged
+            }
             Some(live) => action_for_described(live, desired, input.source_label),
         };
         steps.push(PlanStep {
@@ -329,7 +375,94 @@ mod tests {
             folder_errors: &snapshot.errors,
             source_label: &source().label_value(),
             prune,
+            settled: None,
         })
+    }
+
+    #[test]
+    fn a_settled_task_run_is_compared_again_only_when_its_desired_or_its_resource_version_moved() {
+        let snap = snapshot('1', vec![folder(1, "a")]);
+        let mut live = live_after(&snap, &LiveTaskRuns::new());
+        live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
+        let desired = desired_task_runs(&snap, &source(), "default", &live);
+        let input = |desired, live, settled| PlanInput {
+            desired,
+            live,
+            folder_errors: &[],
+            source_label: "",
+            prune: true,
+            settled,
+        };
+        let label = source().label_value();
+        let first = plan(PlanInput {
+            source_label: &label,
+            ..input(&desired, &live, None)
+        });
+        assert_eq!(first.steps[0].action, Action::Unchanged);
+        let settled = Settled::after(&first, &live);
+        // A hand edit the settlement has not seen: only a moved resourceVersion reveals it.
+        let mut edited = live.clone();
+        edited.get_mut("task-1").unwrap().spec.agent_name = "edited".into();
+        let mut edited_and_moved = edited.clone();
+        edited_and_moved
+            .get_mut("task-1")
+            .unwrap()
+            .metadata
+            .resource_version = Some("8".into());
+        let rebuilt = desired_task_runs(&snap, &source(), "default", &live);
+        let cases = [
+            (
+                "same desired, same resourceVersion",
+                &desired,
+                &edited,
+                "unchanged",
+            ),
+            (
+                "same desired, resourceVersion moved",
+                &desired,
+                &edited_and_moved,
+                "update",
+            ),
+            (
+                "another desired of the same content",
+                &rebuilt,
+                &edited,
+                "update",
+            ),
+        ];
+        for (case, desired, live, want) in cases {
+            let p = plan(PlanInput {
+                source_label: &label,
+                ..input(desired, live, Some(&settled))
+            });
+            let got = match &p.steps[0].action {
+                Action::Unchanged => "unchanged",
+                Action::Update(_) => "update",
+                other => panic!("{case}: {other:?}"),
+            };
+            assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn only_what_is_in_place_is_settled() {
+        let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b"), folder(3, "c")]);
+        let mut live = live_after(
+            &snapshot('0', vec![folder(1, "a"), folder(2, "old")]),
+            &LiveTaskRuns::new(),
+        );
+        for tr in live.values_mut() {
+            tr.metadata.resource_version = Some("1".into());
+        }
+        let p = plan_of(&snap, &live, true);
+        // After the writes: task-2 updated (new resourceVersion), task-3's create failed.
+        let mut after = live.clone();
+        after.get_mut("task-2").unwrap().metadata.resource_version = Some("2".into());
+        let settled = Settled::after(&p, &after);
+        let mut names: Vec<&str> = settled.by_name.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["task-1", "task-2"]);
+        assert_eq!(settled.by_name["task-2"].1, "2");
     }
 
     fn actions(plan: &SyncPlan) -> Vec<(String, Action)> {

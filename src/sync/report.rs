@@ -180,6 +180,7 @@ mod tests {
             folder_errors: &snap.errors,
             source_label: &source().label_value(),
             prune: true,
+            settled: None,
         })
     }
 

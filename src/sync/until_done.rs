@@ -119,6 +119,7 @@ mod tests {
             folder_errors: &[],
             source_label: &source.label_value(),
             prune: true,
+            settled: None,
         });
         SyncReport::from_plan(&snap.revision, &p, &[], vec![], None, "t".into())
     }
