@@ -233,6 +233,7 @@ async fn bench_size(n: usize, commits: usize, files: usize, file_bytes: usize) {
         Some(ref_changes),
         LoopOutputs {
             reports: reports_tx,
+            every_report: None,
             state: state_tx,
             metrics: SyncMetrics::register(&metrics),
         },

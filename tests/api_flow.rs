@@ -138,6 +138,7 @@ async fn submit_then_add_context_runs_version_one_then_two() {
         None,
         LoopOutputs {
             reports: reports_tx,
+            every_report: None,
             state: state_tx,
             metrics: SyncMetrics::register(&metrics),
         },

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 
 struct RunningLoop {
     reports: ReportReceiver,
+    every_report: tokio::sync::mpsc::UnboundedReceiver<orchestrator::sync::report::SyncReport>,
     trigger: SyncTrigger,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -56,6 +57,7 @@ async fn start_loop(
         SyncOptions::new(cluster.namespace.clone()),
     );
     let (reports_tx, reports) = report_channel();
+    let (every_tx, every_report) = tokio::sync::mpsc::unbounded_channel();
     let (state, _) = watch::channel(None);
     let (trigger, requests) = sync_trigger();
     let (stop, stop_rx) = watch::channel(false);
@@ -67,6 +69,7 @@ async fn start_loop(
         notify.then_some(ref_changes),
         LoopOutputs {
             reports: reports_tx,
+            every_report: Some(every_tx),
             state,
             metrics: SyncMetrics::register(&metrics),
         },
@@ -75,6 +78,7 @@ async fn start_loop(
     ));
     RunningLoop {
         reports,
+        every_report,
         trigger,
         stop,
         task,
@@ -116,6 +120,39 @@ async fn setup() -> (support::TestCluster, TaskRepo) {
     repo.write_task(2, "two");
     repo.commit("two tasks");
     (cluster, repo)
+}
+
+/// The latest-report channel drops a report nobody read before the next one; the notes writer's
+/// channel must not, or a commit superseded within seconds would never get its note.
+#[tokio::test]
+async fn every_report_reaches_the_every_report_channel_in_order() {
+    let (cluster, repo) = setup().await;
+    let hour = Duration::from_secs(3600);
+    let mut running = start_loop(&cluster, &repo, true, hour).await;
+    let first = repo
+        .repo
+        .head()
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .id()
+        .to_string();
+    running.report_where(|r| r.revision.commit == first).await;
+    repo.write_file(1, "prompt.md", "one, edited");
+    let second = repo.commit("edit task 1").to_string();
+    running.report_where(|r| r.revision.commit == second).await;
+    repo.write_file(2, "prompt.md", "two, edited");
+    let third = repo.commit("edit task 2").to_string();
+    running.report_where(|r| r.revision.commit == third).await;
+
+    let mut seen: Vec<String> = vec![];
+    while let Ok(report) = running.every_report.try_recv() {
+        if seen.last() != Some(&report.revision.commit) {
+            seen.push(report.revision.commit);
+        }
+    }
+    assert_eq!(seen, [first, second, third]);
+    running.stop().await;
 }
 
 #[tokio::test]

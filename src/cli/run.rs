@@ -8,7 +8,7 @@ use crate::desired::{LiveTaskRuns, SourceIdentity};
 use crate::leader::{LeaseConfig, spawn_election};
 use crate::metrics::Metrics;
 use crate::notes::metrics::NotesMetrics;
-use crate::notes::writer::{NotesConfig, report_stream, spawn_notes_writer};
+use crate::notes::writer::{NotesConfig, spawn_notes_writer};
 use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::source::{GitSource, SourceConfig, watch_refs};
@@ -260,6 +260,8 @@ async fn run_connected(
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
     let (reports_tx, reports_rx) = report_channel();
+    // The notes writer sees every report, not just the latest (see `LoopOutputs`).
+    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let (state_tx, state_rx) = watch::channel(None);
     let (trigger, requests) = sync_trigger();
 
@@ -385,6 +387,7 @@ async fn run_connected(
         Some(ref_changes),
         LoopOutputs {
             reports: reports_tx,
+            every_report: (!args.no_notes).then_some(notes_tx),
             state: state_tx,
             metrics: sync_metrics,
         },
@@ -416,7 +419,7 @@ async fn run_connected(
             }
             Some(spawn_notes_writer(
                 config,
-                report_stream(reports_rx.clone()),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx),
                 Arc::new(store.clone()),
                 metrics.register_with(NotesMetrics::register),
             ))

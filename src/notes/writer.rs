@@ -3,10 +3,12 @@
 //!
 //! # Contract for `run` ([`spawn_notes_writer`])
 //!
-//! - `reports`: a stream of the [`SyncReport`]s the sync produces: [`report_stream`] over the
-//!   sync's `ReportReceiver` (a watch channel: the latest report wins, so of two reports sent
-//!   while the writer is busy writing only the second is seen), or an mpsc stream when every
-//!   report must be seen. Sending never waits for Git. A report that repeats the previous one
+//! - `reports`: a stream of the [`SyncReport`]s the sync produces. `run` gives it the sync
+//!   loop's `every_report` channel (an unbounded mpsc: every revision is seen, so a commit
+//!   superseded while the writer is busy still gets its note, with `supersededBy`).
+//!   [`report_stream`] over the sync's `ReportReceiver` also works, but that watch channel keeps
+//!   only the latest report: of two sent while the writer is busy only the second is seen.
+//!   Sending never waits for Git. A report that repeats the previous one
 //!   for the same commit apart from `synced_at` changes nothing.
 //!   When the stream ends the writer writes what is left, pushes once more and stops.
 //! - At shutdown call [`NotesWriterHandle::shutdown`]`(timeout).await`: it writes the final

@@ -45,7 +45,8 @@ pub struct ApplyError {
     pub message: String,
 }
 
-/// The latest report, published by the sync loop and read by the notes writer and the API.
+/// The latest report, published by the sync loop and read by the API and `--until-done` (the notes
+/// writer reads every report through `LoopOutputs::every_report`).
 /// `None` until the first sync finished.
 pub type ReportReceiver = tokio::sync::watch::Receiver<Option<SyncReport>>;
 pub type ReportSender = tokio::sync::watch::Sender<Option<SyncReport>>;

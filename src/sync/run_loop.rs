@@ -11,7 +11,7 @@ use crate::sync::report::{ReportSender, SyncReport};
 use crate::sync::trigger::SyncRequests;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 
 /// When the loop wakes.
@@ -48,9 +48,25 @@ pub struct LoopState {
 /// What the loop publishes to.
 #[derive(Clone)]
 pub struct LoopOutputs {
+    /// The latest report (a watch channel: readers that fall behind see only the newest).
     pub reports: ReportSender,
+    /// Every report, in order, for a reader that must see each revision even when two syncs
+    /// finish while it is busy: the notes writer, so that a commit superseded within seconds
+    /// still gets its note. Unbounded so that the sync never waits for Git; the reader only
+    /// falls behind while it writes one notes commit.
+    pub every_report: Option<mpsc::UnboundedSender<SyncReport>>,
     pub state: watch::Sender<Option<LoopState>>,
     pub metrics: SyncMetrics,
+}
+
+impl LoopOutputs {
+    fn publish(&self, report: SyncReport) {
+        if let Some(every) = &self.every_report {
+            // A reader that has stopped is not the sync's concern.
+            let _ = every.send(report.clone());
+        }
+        self.reports.send_replace(Some(report));
+    }
 }
 
 /// Runs until `shutdown` turns true. `ref_changes` is the notify watch on a local repository's
@@ -95,7 +111,7 @@ pub async fn run_sync_loop(
                         converged: outcome.converged,
                         syncs,
                     }));
-                    outputs.reports.send_replace(Some(outcome.report));
+                    outputs.publish(outcome.report);
                 }
                 Err(e) => {
                     warn!(error = %e, "sync failed");
@@ -113,13 +129,13 @@ pub async fn run_sync_loop(
                         converged: false,
                         syncs,
                     }));
-                    outputs.reports.send_replace(Some(SyncReport::unknown(
+                    outputs.publish(SyncReport::unknown(
                         &snapshot.revision,
                         "taskruns",
                         e.to_string(),
                         previous,
                         now_rfc3339(),
-                    )));
+                    ));
                 }
             }
         }
