@@ -315,15 +315,16 @@ async fn run_connected(
         .map(|(_, leadership, _)| leadership.clone());
 
     // One TaskRun cache for the notes writer and the API; followers serve reads from it too.
+    let mut cache_task = None;
     let store = (!args.no_notes || args.api).then(|| {
         let (store, writer) = reflector::store::<TaskRun>();
         let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
-        tokio::spawn(
+        cache_task = Some(tokio::spawn(
             reflector(writer, watcher(api, watcher::Config::default()))
                 .default_backoff()
                 .touched_objects()
                 .for_each(|_| std::future::ready(())),
-        );
+        ));
         store
     });
 
@@ -481,6 +482,12 @@ async fn run_connected(
         }
     }
     drop(trigger);
+    // Stopped before the cluster connection closes, so that it does not log the closed
+    // connection and its reconnect attempts as errors.
+    if let Some(cache_task) = cache_task {
+        cache_task.abort();
+        let _ = cache_task.await;
+    }
     if let Some((handle, on_loss)) = election {
         on_loss.abort();
         let _ = election_stop_tx.send(true);
