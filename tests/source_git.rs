@@ -44,6 +44,27 @@ async fn a_plain_local_path_is_followed_through_a_mirror_that_shares_its_objects
     assert_eq!(packs, 0, "no object was copied");
 }
 
+/// `orchestrator run --repo .` inside a linked worktree (`git worktree add`): the objects live
+/// in the main repository, not under the worktree's git directory.
+#[tokio::test]
+async fn a_linked_worktree_is_followed_through_the_main_repositorys_objects() {
+    let origin = TestRepo::new();
+    origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
+    origin.commit("one");
+    let parent = tempfile::tempdir().unwrap();
+    let worktree_dir = parent.path().join("linked");
+    origin.repo.worktree("linked", &worktree_dir, None).unwrap();
+    let mirrors = tempfile::tempdir().unwrap();
+    let mut src = source(worktree_dir.display().to_string(), mirrors.path());
+    assert_eq!(ids(&src.fetch_snapshot().await.unwrap()), vec![1]);
+
+    origin.task("tasks/2-b", YAML_WEB, &[("prompt.md", "two")]);
+    let second = origin.commit("two");
+    let s = src.fetch_snapshot().await.unwrap();
+    assert_eq!(s.revision.commit, second.to_string());
+    assert_eq!(ids(&s), vec![1, 2]);
+}
+
 #[tokio::test]
 async fn a_fetch_over_file_url_copies_objects() {
     let origin = TestRepo::new();
@@ -313,4 +334,34 @@ async fn a_commit_in_a_watched_repository_wakes_the_source() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn a_commit_in_a_linked_worktree_wakes_the_source() {
+    let origin = TestRepo::new();
+    origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
+    origin.commit("one");
+    let parent = tempfile::tempdir().unwrap();
+    let worktree_dir = parent.path().join("linked");
+    origin.repo.worktree("linked", &worktree_dir, None).unwrap();
+    let trigger = Arc::new(tokio::sync::Notify::new());
+    let _watch = watch_refs(&worktree_dir, trigger.clone()).unwrap();
+
+    // A commit in the worktree moves refs/heads/linked, which lives in the main repository.
+    let linked = git2::Repository::open(&worktree_dir).unwrap();
+    let head = linked.head().unwrap().peel_to_commit().unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    linked
+        .commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            "empty",
+            &head.tree().unwrap(),
+            &[&head],
+        )
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), trigger.notified())
+        .await
+        .expect("a commit in the worktree triggers the watch within 10 s");
 }

@@ -42,7 +42,8 @@ pub fn follows(name: &str, branch: &str) -> bool {
 
 /// Points the mirror's object database at the source's; whether the file had to change.
 pub fn ensure_alternates(mirror_dir: &Path, source: &Repository) -> std::io::Result<bool> {
-    let objects = std::path::absolute(source.path().join("objects"))?;
+    // commondir: a linked worktree keeps its objects in the main repository.
+    let objects = std::path::absolute(source.commondir().join("objects"))?;
     let file = mirror_dir.join("objects").join("info").join("alternates");
     let wanted = format!("{}\n", objects.display());
     if std::fs::read_to_string(&file).is_ok_and(|current| current == wanted) {

@@ -61,16 +61,27 @@ pub fn watch_refs(repo_path: &Path, trigger: Arc<Notify>) -> Result<RefWatch, So
             path: repo.path().to_path_buf(),
             source,
         })?;
-    let base = git_dir.clone();
+    // A linked worktree (`git worktree add`) keeps HEAD in its own git directory and the
+    // branches in the main repository's: both are watched.
+    let common = repo
+        .commondir()
+        .canonicalize()
+        .unwrap_or_else(|_| git_dir.clone());
+    let mut bases = vec![git_dir.clone()];
+    if common != git_dir {
+        bases.push(common);
+    }
+    let watched = bases.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
-        let relevant = event
-            .paths
-            .iter()
-            .any(|p| p.strip_prefix(&base).is_ok_and(is_ref_change));
+        let relevant = event.paths.iter().any(|p| {
+            watched
+                .iter()
+                .any(|base| p.strip_prefix(base).is_ok_and(is_ref_change))
+        });
         if relevant {
             trigger.notify_one();
         }
@@ -79,14 +90,20 @@ pub fn watch_refs(repo_path: &Path, trigger: Arc<Notify>) -> Result<RefWatch, So
         path: git_dir.clone(),
         source,
     })?;
-    let refs = git_dir.join("refs");
-    watcher
-        .watch(&refs, RecursiveMode::Recursive)
-        .and_then(|()| watcher.watch(&git_dir, RecursiveMode::NonRecursive))
-        .map_err(|source| SourceError::Watch {
-            path: git_dir.clone(),
-            source,
-        })?;
+    for base in &bases {
+        let refs = base.join("refs");
+        let watched = if refs.is_dir() {
+            watcher.watch(&refs, RecursiveMode::Recursive)
+        } else {
+            Ok(())
+        };
+        watched
+            .and_then(|()| watcher.watch(base, RecursiveMode::NonRecursive))
+            .map_err(|source| SourceError::Watch {
+                path: base.clone(),
+                source,
+            })?;
+    }
     Ok(RefWatch {
         _watcher: watcher,
         git_dir,
