@@ -219,7 +219,7 @@ pub fn task_run_for(
             context_version: version,
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
-            markdown_files: folder.markdown_files.clone(),
+            markdown_files: folder.markdown_files.to_vec(),
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
@@ -285,7 +285,8 @@ pub(crate) mod tests {
             markdown_files: vec![MarkdownFile {
                 filename: "prompt.md".into(),
                 content: content.into(),
-            }],
+            }]
+            .into(),
             digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64))),
         }
     }
@@ -504,7 +505,8 @@ mod task_run_for_tests {
             markdown_files: vec![MarkdownFile {
                 filename: "p.md".into(),
                 content: "x".into(),
-            }],
+            }]
+            .into(),
             digest: ContentDigest("sha256:ab".into()),
         };
         let revision = Revision {

@@ -197,7 +197,8 @@ mod tests {
                 markdown_files: vec![MarkdownFile {
                     filename: "p.md".into(),
                     content: "x".into(),
-                }],
+                }]
+                .into(),
                 digest: ContentDigest(format!("sha256:{}", "c".repeat(64))),
             }],
             errors: vec![FolderError {

@@ -7,6 +7,7 @@ use super::digest::content_digest;
 use super::snapshot::ContentDigest;
 use crate::crd::MarkdownFile;
 use crate::names::{MAX_LABEL_LEN, is_dns1123_label};
+use std::sync::Arc;
 
 /// The one non-markdown file a task folder holds.
 pub const TASK_YAML: &str = "task.yaml";
@@ -45,7 +46,8 @@ pub struct FolderContent {
     pub service_name: String,
     pub agent_name: String,
     /// Sorted by file name.
-    pub markdown_files: Vec<MarkdownFile>,
+    /// Shared with every snapshot that holds this folder: a new commit copies no markdown.
+    pub markdown_files: Arc<[MarkdownFile]>,
     pub digest: ContentDigest,
 }
 

@@ -4,6 +4,7 @@
 use crate::crd::MarkdownFile;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// `<branch>@sha1:<commit>`, as Flux writes revisions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,8 +50,9 @@ pub struct TaskFolder {
     pub path: String,
     pub service_name: String,
     pub agent_name: String,
-    /// Sorted by file name.
-    pub markdown_files: Vec<MarkdownFile>,
+    /// Sorted by file name. Shared with the folder cache and the snapshots of other commits
+    /// where the folder is the same, so reading a new commit copies no markdown.
+    pub markdown_files: Arc<[MarkdownFile]>,
     pub digest: ContentDigest,
 }
 

@@ -637,10 +637,12 @@ mod tests {
     fn changed_content_is_an_update_to_the_next_version_naming_the_files() {
         let live = live_of(&[(1, "a"), (2, "b")]);
         let mut changed = folder(2, "b2");
-        changed.markdown_files.push(MarkdownFile {
+        let mut files = changed.markdown_files.to_vec();
+        files.push(MarkdownFile {
             filename: "notes.md".into(),
             content: "n".into(),
         });
+        changed.markdown_files = files.into();
         changed.digest.0.push('x');
         let plan = plan_of(&snapshot('2', vec![folder(1, "a"), changed]), &live, true);
         assert_eq!(plan.writes().count(), 1, "exactly that task is written");
