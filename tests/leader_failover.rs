@@ -218,6 +218,11 @@ async fn killing_the_leader_hands_over_within_the_lease() {
     // The follower serves reads and is ready without a sync of its own.
     assert_eq!(http_status(b_port, "/api/v1/tasks"), Some(200));
     assert_eq!(http_status(b_port, "/readyz"), Some(200));
+    // It has no sync report of its own, so a revision's status comes from the commit's note.
+    assert_eq!(
+        http_status(b_port, &format!("/api/v1/status/{first}")),
+        Some(200)
+    );
 
     let job_uids_before: Vec<_> = jobs
         .list(&Default::default())

@@ -203,6 +203,18 @@ pub async fn serve_api(
     parts: ApiParts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let state = api_state(args, parts)?;
+    crate::api::serve(args.addr, state, shutdown)
+        .await
+        .context("serving the API")
+}
+
+/// The API's state over `parts`, configured by `args` (token, limits): what [`serve_api`]
+/// serves, and what `orchestrator run --api` serves beside its loop. Fails on bad arguments
+/// (an unreadable token file), never on the repository: a repository the API cannot write
+/// leaves writes answering 503 with the reason. Starts the repository probe; call it inside
+/// the runtime.
+pub fn api_state(args: &ApiArgs, parts: ApiParts) -> anyhow::Result<AppState> {
     let mut config = args.writer_config(&parts.branch, &parts.path);
     let credentials = parts.credentials.clone();
     config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
@@ -258,10 +270,7 @@ pub async fn serve_api(
     state.api_metrics = ApiMetrics::register(&parts.metrics);
     let metrics = parts.metrics;
     state.metrics = Arc::new(move || metrics.render());
-    let state = args.configure(state)?;
-    crate::api::serve(args.addr, state, shutdown)
-        .await
-        .context("serving the API")
+    args.configure(state)
 }
 
 fn open_writer(

@@ -1,6 +1,7 @@
 //! `orchestrator run`: flags in; the whole loop out: git source → sync (→ controller → notes,
 //! API) on one cluster until SIGINT/SIGTERM, or with `--until-done` until every task finished.
 
+use crate::cli::api::{ApiParts, api_state};
 use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
 use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
 use crate::crd::TaskRun;
@@ -17,7 +18,7 @@ use crate::sync::crd_install::{CrdState, ensure_crd};
 use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
-use crate::sync::trigger::{TriggerReason, sync_trigger};
+use crate::sync::trigger::sync_trigger;
 use crate::sync::until_done::{all_terminal, exit_code, status_table};
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -296,7 +297,7 @@ async fn run_connected(
     options.prune = args.prune;
     options.concurrency = args.concurrency;
     let syncer = Syncer::new(client.clone(), source_identity, options);
-    let agent_names = agents.as_ref().map(|a| Arc::new(a.names()));
+    let agent_names = agents.as_ref().map(|a| a.names());
 
     // The election outlives the work: the lease is released only after every writer stopped.
     // It starts before the API so that a follower's readiness can say it follows.
@@ -330,7 +331,7 @@ async fn run_connected(
 
     let api_server = match (&store, args.api) {
         (Some(store), true) => {
-            let state = api_state(ApiWiring {
+            let parts = api_parts(ApiWiring {
                 args: &args,
                 local_repo: local_repo.as_deref(),
                 credentials: &credentials,
@@ -341,6 +342,7 @@ async fn run_connected(
                 agent_names,
                 follower,
             })?;
+            let state = api_state(&args.api_args, parts)?;
             let addr = args.api_args.addr;
             println!("orchestrator run: serving the API on http://{addr}");
             Some(tokio::spawn(crate::api::serve(
@@ -513,15 +515,15 @@ struct ApiWiring<'a> {
     reports: ReportReceiver,
     trigger: crate::sync::trigger::SyncTrigger,
     metrics: Metrics,
-    agent_names: Option<Arc<Vec<String>>>,
+    agent_names: Option<Vec<String>>,
     /// With `--leader-elect`: a follower is ready without a sync of its own.
     follower: Option<crate::leader::Leadership>,
 }
 
-/// The API's state wired to this loop: the same repository and branch, the latest report,
-/// the manual trigger, the shared metrics registry.
-fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
-    use crate::api::{AppState, Readiness, RepoWriter};
+/// What the API shares with this loop: the same repository and branch, the latest report, the
+/// manual trigger, the metrics registry, and a readiness check that the first sync finished.
+fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
+    use crate::api::Readiness;
     let branch = match (w.args.branch.as_str(), w.local_repo) {
         ("HEAD", Some(dir)) => git2::Repository::open(dir)
             .ok()
@@ -532,33 +534,8 @@ fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
         }
         (branch, _) => branch.to_string(),
     };
-    let mut config = w.args.api_args.writer_config(&branch, &w.args.path);
-    let credentials = w.credentials.clone();
-    config.callbacks = Some(Arc::new(move || remote_callbacks(&credentials)));
-    let writer = match w.local_repo {
-        Some(dir) => RepoWriter::open(dir, config).context("opening --repo for the API")?,
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "orchestrator-api-{}",
-                crate::names::short_hash(&w.args.repo, 12)
-            ));
-            RepoWriter::for_remote(&w.args.repo, &dir, config)
-                .context("preparing the API's clone of --repo")?
-        }
-    };
-    let mut state = AppState::new(crate::api::Writes::To(writer), w.store.clone());
-    state.namespace = w.args.namespace.clone();
-    state.reports = w.reports.clone();
-    let trigger = w.trigger;
-    state.trigger = Arc::new(move || {
-        trigger.request(TriggerReason::Api);
-    });
-    let metrics = w.metrics;
-    state.api_metrics = crate::api::metrics::ApiMetrics::register(&metrics);
-    state.metrics = Arc::new(move || metrics.render());
-    state.known_agents = w.agent_names;
-    let reports = w.reports;
-    state.readiness = Readiness::default()
+    let reports = w.reports.clone();
+    let readiness = Readiness::default()
         .with(
             "sync",
             Arc::new(move || {
@@ -567,7 +544,20 @@ fn api_state(w: ApiWiring<'_>) -> anyhow::Result<crate::api::AppState> {
             }),
         )
         .with_store_synced("caches", &w.store);
-    w.args.api_args.configure(state)
+    Ok(ApiParts {
+        repo: w.args.repo.clone(),
+        branch,
+        path: w.args.path.clone(),
+        namespace: w.args.namespace.clone(),
+        credentials: w.credentials.clone(),
+        known_agents: w.agent_names,
+        task_runs: w.store,
+        reports: Some(w.reports),
+        trigger: Some(w.trigger),
+        metrics: w.metrics,
+        readiness,
+        clone_dir: None,
+    })
 }
 
 /// Waits until the loop converged and (with a controller) every task is terminal; `None` when
