@@ -44,16 +44,23 @@ async fn a_plain_local_path_is_followed_through_a_mirror_that_shares_its_objects
     assert_eq!(packs, 0, "no object was copied");
 }
 
-/// `orchestrator run --repo .` inside a linked worktree (`git worktree add`): the objects live
-/// in the main repository, not under the worktree's git directory.
-#[tokio::test]
-async fn a_linked_worktree_is_followed_through_the_main_repositorys_objects() {
+/// A repository with one task and a linked worktree of it (`git worktree add`); the temp dir
+/// holding the worktree must outlive it.
+fn origin_with_a_linked_worktree() -> (TestRepo, tempfile::TempDir, std::path::PathBuf) {
     let origin = TestRepo::new();
     origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
     origin.commit("one");
     let parent = tempfile::tempdir().unwrap();
     let worktree_dir = parent.path().join("linked");
     origin.repo.worktree("linked", &worktree_dir, None).unwrap();
+    (origin, parent, worktree_dir)
+}
+
+/// `orchestrator run --repo .` inside a linked worktree (`git worktree add`): the objects live
+/// in the main repository, not under the worktree's git directory.
+#[tokio::test]
+async fn a_linked_worktree_is_followed_through_the_main_repositorys_objects() {
+    let (origin, _parent, worktree_dir) = origin_with_a_linked_worktree();
     let mirrors = tempfile::tempdir().unwrap();
     let mut src = source(worktree_dir.display().to_string(), mirrors.path());
     assert_eq!(ids(&src.fetch_snapshot().await.unwrap()), vec![1]);
@@ -338,12 +345,7 @@ async fn a_commit_in_a_watched_repository_wakes_the_source() {
 
 #[tokio::test]
 async fn a_commit_in_a_linked_worktree_wakes_the_source() {
-    let origin = TestRepo::new();
-    origin.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
-    origin.commit("one");
-    let parent = tempfile::tempdir().unwrap();
-    let worktree_dir = parent.path().join("linked");
-    origin.repo.worktree("linked", &worktree_dir, None).unwrap();
+    let (_origin, _parent, worktree_dir) = origin_with_a_linked_worktree();
     let trigger = Arc::new(tokio::sync::Notify::new());
     let _watch = watch_refs(&worktree_dir, trigger.clone()).unwrap();
 
