@@ -244,6 +244,7 @@ fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceEr
         move |source| SourceError::ReadObject { what, source }
     };
     let tree = repo.find_tree(id).map_err(what("tree", id))?;
+    let odb = repo.odb().map_err(what("object database for tree", id))?;
     let mut entries = Vec::with_capacity(tree.len());
     for entry in tree.iter() {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
@@ -255,12 +256,20 @@ fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceEr
             MODE_LINK => EntryKind::Symlink,
             MODE_COMMIT => EntryKind::Submodule,
             _ if super::folder::wants_content(&name, 0) => {
-                let blob = repo
-                    .find_blob(entry.id())
+                // The size from the object header first: a file over the limit is reported
+                // without being inflated into memory.
+                let (size, _) = odb
+                    .read_header(entry.id())
                     .map_err(what("blob", entry.id()))?;
-                let content = blob.content();
-                let size = content.len() as u64;
-                let content = super::folder::wants_content(&name, size).then(|| content.to_vec());
+                let size = size as u64;
+                let content = if super::folder::wants_content(&name, size) {
+                    let blob = repo
+                        .find_blob(entry.id())
+                        .map_err(what("blob", entry.id()))?;
+                    Some(blob.content().to_vec())
+                } else {
+                    None
+                };
                 EntryKind::File { size, content }
             }
             // Not task.yaml or markdown: an error whatever its size, so its bytes are not read.
