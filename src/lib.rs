@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod notes;
+pub mod progress;
 pub mod rbac;
 pub mod source;
 pub mod sync;

@@ -6,8 +6,10 @@ use super::credentials::{Credentials, redact_url, remote_callbacks};
 use super::error::SourceError;
 use super::shared_mirror;
 use crate::names::short_hash;
+use crate::progress::{Throttle, fraction};
 use git2::{Oid, Repository};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Branches, tags and (for a branch given as a full ref, e.g. `refs/pull/7/head`) that ref,
 /// force-updated so that force-pushed history replaces the old one.
@@ -200,7 +202,23 @@ impl Mirror {
         // mirror's config.
         let mut remote = repo.remote_anonymous(&self.url)?;
         let mut options = git2::FetchOptions::new();
-        options.remote_callbacks(remote_callbacks(&self.credentials));
+        let mut callbacks = remote_callbacks(&self.credentials);
+        let url = self.display_url();
+        let mut throttle = Throttle::starting_at(Instant::now());
+        callbacks.transfer_progress(move |p| {
+            let (received, total) = (p.received_objects(), p.total_objects());
+            let done = total > 0 && p.indexed_objects() == total;
+            if (done && throttle.logged()) || throttle.due(Instant::now()) {
+                tracing::info!(
+                    url = %url,
+                    objects = %fraction(received, total),
+                    received_mib = p.received_bytes() / (1024 * 1024),
+                    "fetching"
+                );
+            }
+            true
+        });
+        options.remote_callbacks(callbacks);
         options.prune(git2::FetchPrune::On);
         options.download_tags(git2::AutotagOption::None);
         let specs = refspecs(branch);

@@ -5,6 +5,7 @@
 use crate::crd::TaskRun;
 use crate::desired::{DesiredCache, LiveTaskRuns, SourceIdentity, desired_task_runs_reusing};
 use crate::names;
+use crate::progress::{Throttle, fraction};
 use crate::source::snapshot::{Revision, SourceSnapshot};
 use crate::sync::live_watch::{LiveWatch, merge_metadata};
 use crate::sync::plan::{Action, PlanInput, PlanStep, Settled, SyncPlan, plan};
@@ -292,17 +293,19 @@ pub async fn apply_plan(
     // The futures are built up front: a lazily mapped stream of borrowed steps trips the
     // compiler's Send inference when the caller spawns the sync.
     let writes: Vec<_> = plan.writes().map(|step| write_step(api, step)).collect();
-    let results: Vec<Result<Option<TaskRun>, ApplyError>> = stream::iter(writes)
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut failures = Vec::new();
-    let mut written = Vec::new();
-    for result in results {
+    let total = writes.len();
+    let mut results = stream::iter(writes).buffer_unordered(concurrency.max(1));
+    let mut throttle = Throttle::starting_at(Instant::now());
+    let (mut done, mut failures, mut written) = (0, Vec::new(), Vec::new());
+    while let Some(result) = results.next().await {
+        done += 1;
         match result {
             Ok(Some(tr)) => written.push(tr),
             Ok(None) => {}
             Err(e) => failures.push(e),
+        }
+        if throttle.due(Instant::now()) || (done == total && throttle.logged()) {
+            info!(writes = %fraction(done, total), failed = failures.len(), "applying");
         }
     }
     failures.sort_by(|a, b| a.name.cmp(&b.name));
