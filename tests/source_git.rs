@@ -367,3 +367,22 @@ async fn a_commit_in_a_linked_worktree_wakes_the_source() {
         .await
         .expect("a commit in the worktree triggers the watch within 10 s");
 }
+
+/// git2 builds without transports unless asked: https and ssh must be compiled in, so an
+/// unreachable server is a connection error, never "unsupported URL protocol".
+#[tokio::test]
+async fn https_and_ssh_urls_are_supported_transports() {
+    for url in [
+        "https://127.0.0.1:1/tasks.git",
+        "ssh://git@127.0.0.1:1/tasks.git",
+    ] {
+        let mirrors = tempfile::tempdir().unwrap();
+        let mut src = source(url.to_string(), mirrors.path());
+        let err = src.fetch_snapshot().await.unwrap_err().to_string();
+        assert!(!err.contains("unsupported URL protocol"), "{url}: {err}");
+        assert!(
+            err.to_lowercase().contains("connect"),
+            "the connection is what failed: {err}"
+        );
+    }
+}

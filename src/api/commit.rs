@@ -721,7 +721,7 @@ fn push_refspec(
             debug!(error = %e.message(), "push lost a race");
             Ok(false)
         }
-        (Err(e), _) => Err(fail(e.message().to_string())),
+        (Err(e), _) => Err(fail(crate::source::credentials::git_error_message(&e))),
         (Ok(()), Some(status)) if is_race(&status) => {
             debug!(status = %status, "push lost a race");
             Ok(false)

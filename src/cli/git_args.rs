@@ -16,6 +16,10 @@ pub struct GitCredentialArgs {
     /// Environment variable holding a token for https URLs.
     #[arg(long)]
     pub git_token_env: Option<String>,
+    /// known_hosts file with the ssh servers' host keys (as `ssh-keyscan HOST` prints them);
+    /// without it, ~/.ssh/known_hosts is used.
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 impl GitCredentialArgs {
@@ -26,6 +30,7 @@ impl GitCredentialArgs {
             ssh_key: self.ssh_key.clone(),
             token_file: self.git_token_file.clone(),
             token_env: self.git_token_env.clone(),
+            known_hosts_file: self.ssh_known_hosts.clone(),
         })
         .context("loading git credentials")
     }

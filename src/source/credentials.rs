@@ -2,8 +2,10 @@
 //! `git2::RemoteCallbacks` that answer libgit2's credential requests out. Secrets never reach a
 //! log: [`Secret`] prints as `***`, and URLs are redacted before they appear in messages.
 
+use super::known_hosts::{KnownHosts, KnownHostsError, Verdict};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A secret string whose Debug and Display never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct Credentials {
     pub ssh_key_passphrase: Option<Secret>,
     /// Token (or password) for https URLs.
     pub token: Option<Secret>,
+    /// The ssh servers' host keys (`--ssh-known-hosts`); without it libgit2 consults
+    /// `~/.ssh/known_hosts`, which a container does not have.
+    pub known_hosts: Option<Arc<KnownHosts>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,24 @@ pub enum CredentialsError {
     MissingTokenEnv { name: String },
     #[error("the SSH key {path} does not exist: check --ssh-key")]
     MissingSshKey { path: PathBuf },
+    #[error("cannot read the known_hosts file {path}: {source}; check --ssh-known-hosts")]
+    ReadKnownHosts {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the known_hosts file {path}, {source}; write it as ssh-keyscan prints it (ssh-keyscan HOST)"
+    )]
+    BadKnownHosts {
+        path: PathBuf,
+        #[source]
+        source: KnownHostsError,
+    },
+    #[error(
+        "the known_hosts file {path} lists no host: add the git server's keys (ssh-keyscan HOST)"
+    )]
+    EmptyKnownHosts { path: PathBuf },
 }
 
 /// Where the secrets come from, as the CLI or a config file gives them.
@@ -70,6 +93,7 @@ pub struct CredentialSettings {
     pub ssh_key: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     pub token_env: Option<String>,
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 impl Credentials {
@@ -105,11 +129,32 @@ impl Credentials {
         {
             return Err(CredentialsError::MissingSshKey { path: key.clone() });
         }
+        let known_hosts = match &settings.known_hosts_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    CredentialsError::ReadKnownHosts {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                let known =
+                    KnownHosts::parse(&text).map_err(|source| CredentialsError::BadKnownHosts {
+                        path: path.clone(),
+                        source,
+                    })?;
+                if known.is_empty() {
+                    return Err(CredentialsError::EmptyKnownHosts { path: path.clone() });
+                }
+                Some(Arc::new(known))
+            }
+            None => None,
+        };
         Ok(Credentials {
             username: settings.username.clone(),
             ssh_key: settings.ssh_key.clone(),
             ssh_key_passphrase: None,
             token,
+            known_hosts,
         })
     }
 }
@@ -121,6 +166,7 @@ const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
 /// Callbacks for fetch and push that answer credential requests from `credentials`:
 /// a token for https (user/password), the SSH key (or the ssh-agent) for ssh.
 pub fn remote_callbacks(credentials: &Credentials) -> git2::RemoteCallbacks<'static> {
+    let known_hosts = credentials.known_hosts.clone();
     let credentials = credentials.clone();
     let mut attempts = 0;
     let mut callbacks = git2::RemoteCallbacks::new();
@@ -160,6 +206,9 @@ pub fn remote_callbacks(credentials: &Credentials) -> git2::RemoteCallbacks<'sta
         }
         git2::Cred::default()
     });
+    if let Some(known) = known_hosts {
+        callbacks.certificate_check(move |cert, host| check_host_key(&known, cert, host));
+    }
     callbacks
 }
 
@@ -172,6 +221,61 @@ pub fn redact_url(url: &str) -> String {
     match rest[..host_end].rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => url.to_string(),
+    }
+}
+
+thread_local! {
+    /// Why [`check_host_key`] refused a host key: libgit2 replaces the callback's error with
+    /// "invalid or unknown remote ssh hostkey", and the callback runs on the fetching thread.
+    static HOST_KEY_REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The message of a fetch or push error, with what libgit2 loses put back: why the host key
+/// was refused, or, without `--ssh-known-hosts`, how to give the host key.
+pub fn git_error_message(error: &git2::Error) -> String {
+    let refusal = HOST_KEY_REFUSAL.with(|r| r.borrow_mut().take());
+    match refusal {
+        Some(why) if error.class() == git2::ErrorClass::Ssh => why,
+        _ if error.message().contains("unknown remote ssh hostkey") => format!(
+            "{}: the server's host key is not in ~/.ssh/known_hosts; give it with \
+             --ssh-known-hosts FILE (ssh-keyscan HOST > FILE, after checking the key)",
+            error.message()
+        ),
+        _ => error.message().to_string(),
+    }
+}
+
+/// The ssh server's host key against `--ssh-known-hosts`; TLS certificates are left to libgit2.
+fn check_host_key(
+    known: &KnownHosts,
+    cert: &git2::cert::Cert<'_>,
+    host: &str,
+) -> Result<git2::CertificateCheckStatus, git2::Error> {
+    let Some(hostkey) = cert.as_hostkey() else {
+        return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+    };
+    let Some(key) = hostkey.hostkey() else {
+        return Err(git2::Error::from_str(&format!(
+            "the ssh server {host} presented no host key to check against --ssh-known-hosts"
+        )));
+    };
+    let presented = hostkey.hostkey_type().map_or("unknown", |t| t.name());
+    let refuse = |why: String| {
+        HOST_KEY_REFUSAL.with(|r| *r.borrow_mut() = Some(why.clone()));
+        Err(git2::Error::from_str(&why))
+    };
+    match known.verdict(host, key) {
+        Verdict::Trusted => Ok(git2::CertificateCheckStatus::CertificateOk),
+        Verdict::Mismatch => refuse(format!(
+            "the ssh host key of {host} ({presented}) is not the one --ssh-known-hosts lists \
+             for it ({}): the server's key changed, or this is not that server; update the file \
+             only after checking the new key",
+            known.key_types_for(host).join(", ")
+        )),
+        Verdict::Unknown => refuse(format!(
+            "{host} is not in --ssh-known-hosts: add its key (ssh-keyscan {host}), after \
+             checking it, to the file"
+        )),
     }
 }
 

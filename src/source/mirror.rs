@@ -2,7 +2,7 @@
 //! fetched `git2::Repository` and the commit a branch points at out. A mirror that is missing or
 //! unreadable is cloned again.
 
-use super::credentials::{Credentials, redact_url, remote_callbacks};
+use super::credentials::{Credentials, git_error_message, redact_url, remote_callbacks};
 use super::error::SourceError;
 use super::shared_mirror;
 use crate::names::short_hash;
@@ -132,10 +132,10 @@ impl Mirror {
                 self.recreate()?;
                 let repo = self.open_or_init(source.as_ref())?;
                 self.update(&repo, source.as_ref(), branch)
-                    .map_err(|e| MirrorFailure::Fetch(e.message().to_string()))?;
+                    .map_err(|e| MirrorFailure::Fetch(git_error_message(&e)))?;
                 repo
             }
-            Err(error) => return Err(MirrorFailure::Fetch(error.message().to_string())),
+            Err(error) => return Err(MirrorFailure::Fetch(git_error_message(&error))),
         };
         let (commit, label) = resolve_branch(&repo, branch, &self.display_url())?;
         Ok((repo, commit, label))

@@ -31,6 +31,7 @@ pub mod digest;
 pub mod error;
 pub mod folder;
 pub mod git;
+pub mod known_hosts;
 pub mod layout;
 pub mod mirror;
 pub mod plain;
