@@ -29,7 +29,7 @@ mod stats;
 mod status;
 mod store;
 mod table;
-mod tls;
+pub mod tls;
 mod watch;
 mod writes;
 
