@@ -11,6 +11,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Extra CA certificates (PEM) to trust for https git remotes, besides the system's: a
+    /// self-hosted Gitea or GitLab behind a private CA.
+    #[arg(long, global = true, value_name = "FILE")]
+    git_ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -49,7 +53,19 @@ fn main() -> anyhow::Result<()> {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(ca) = &cli.git_ca_file {
+        anyhow::ensure!(
+            ca.is_file(),
+            "--git-ca-file {}: no such file; give a PEM file of CA certificates",
+            ca.display()
+        );
+        // SAFETY: libgit2's global options may only change while no other thread uses
+        // libgit2; no thread has been started yet.
+        unsafe { git2::opts::set_ssl_cert_file(ca) }
+            .map_err(|e| anyhow::anyhow!("--git-ca-file {}: {}", ca.display(), e.message()))?;
+    }
+    match cli.command {
         Command::Crd => {
             print!("{}", orchestrator::crd::task_run_crd_yaml());
             Ok(())

@@ -3,7 +3,8 @@
 //! GitLab and Gitea answer. The right token fetches the task folders; a wrong one fails with an
 //! authentication error that shows no token.
 //!
-//! One test per binary: libgit2's CA locations are process-wide.
+//! `orchestrator validate --git-ca-file` is run against the same server: the CLI trusts a
+//! private CA only when given it.
 
 mod source_support;
 
@@ -142,33 +143,51 @@ fn source(url: String, token: &str, mirrors: &Path) -> GitSource {
     })
 }
 
-#[tokio::test]
-async fn a_token_fetches_over_https_and_a_wrong_one_is_an_authentication_error() {
-    let tls = orchestrator::embedded::tls::generate().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.crt");
-    std::fs::write(&ca, &tls.ca_pem).unwrap();
-    // SAFETY: set before this process makes any TLS connection; the test binary runs this one
-    // test, so no other thread uses libgit2 meanwhile.
-    unsafe { git2::opts::set_ssl_cert_file(&ca).unwrap() };
+/// The test CA's file, trusted by this process's libgit2 before any test uses libgit2.
+fn trusted_ca() -> (
+    &'static orchestrator::embedded::tls::Credentials,
+    &'static Path,
+) {
+    static CA: std::sync::OnceLock<(orchestrator::embedded::tls::Credentials, PathBuf)> =
+        std::sync::OnceLock::new();
+    let (tls, path) = CA.get_or_init(|| {
+        let tls = orchestrator::embedded::tls::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("ca.crt");
+        std::fs::write(&path, &tls.ca_pem).unwrap();
+        // SAFETY: every test calls this first, and OnceLock holds the others back until it
+        // is done, so no thread uses libgit2 while the option changes.
+        unsafe { git2::opts::set_ssl_cert_file(&path).unwrap() };
+        (tls, path)
+    });
+    (tls, path)
+}
 
+/// A bare repository with one task, served over https; the URL and the directory that must
+/// outlive it.
+async fn https_repo() -> (String, tempfile::TempDir) {
+    let (tls, _) = trusted_ca();
+    let dir = tempfile::tempdir().unwrap();
     let work = TestRepo::new();
     work.task("tasks/1-a", YAML_WEB, &[("prompt.md", "one")]);
     work.commit("one");
     let root = dir.path().join("srv");
     std::fs::create_dir_all(&root).unwrap();
-    let bare = root.join("tasks.git");
     git2::build::RepoBuilder::new()
         .bare(true)
-        .clone(&work.path().display().to_string(), &bare)
+        .clone(&work.path().display().to_string(), &root.join("tasks.git"))
         .unwrap();
     let port = serve_git(
         root,
-        orchestrator::embedded::tls::server_config(&tls).unwrap(),
+        orchestrator::embedded::tls::server_config(tls).unwrap(),
     )
     .await;
-    let url = format!("https://127.0.0.1:{port}/tasks.git");
+    (format!("https://127.0.0.1:{port}/tasks.git"), dir)
+}
 
+#[tokio::test]
+async fn a_token_fetches_over_https_and_a_wrong_one_is_an_authentication_error() {
+    let (url, _dir) = https_repo().await;
     let mirrors = tempfile::tempdir().unwrap();
     let snapshot = source(url.clone(), TOKEN, mirrors.path())
         .fetch_snapshot()
@@ -188,4 +207,43 @@ async fn a_token_fetches_over_https_and_a_wrong_one_is_an_authentication_error()
         !err.contains("wrong-token") && !err.contains(TOKEN),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_cli_trusts_a_private_ca_only_with_git_ca_file() {
+    let (url, _dir) = https_repo().await;
+    let (_, ca) = trusted_ca();
+    let validate = |ca: Option<&Path>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+        cmd.args(["validate", "--repo", &url, "--path", "tasks"])
+            .args(["--git-token-env", "TEST_GIT_TOKEN"])
+            .env("TEST_GIT_TOKEN", TOKEN)
+            .env("NO_COLOR", "1");
+        if let Some(ca) = ca {
+            cmd.arg("--git-ca-file").arg(ca);
+        }
+        cmd.output()
+    };
+
+    let trusted = validate(Some(ca)).await.unwrap();
+    let stdout = String::from_utf8_lossy(&trusted.stdout);
+    assert!(
+        trusted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(
+        stdout.starts_with("ok: 1 task folder(s) in tasks"),
+        "{stdout}"
+    );
+
+    let untrusted = validate(None).await.unwrap();
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success());
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert!(
+        stderr.contains("--git-ca-file"),
+        "the error says how to fix it: {stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
 }

@@ -241,6 +241,15 @@ pub fn git_error_message(error: &git2::Error) -> String {
              --ssh-known-hosts FILE (ssh-keyscan HOST > FILE, after checking the key)",
             error.message()
         ),
+        _ if error.code() == git2::ErrorCode::Certificate
+            || error.class() == git2::ErrorClass::Ssl =>
+        {
+            format!(
+                "{}: if the server's certificate comes from a private CA, trust it with \
+                 --git-ca-file FILE",
+                error.message()
+            )
+        }
         _ => error.message().to_string(),
     }
 }
