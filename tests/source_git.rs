@@ -12,14 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn source(url: String, mirrors: &std::path::Path) -> GitSource {
-    GitSource::new(SourceConfig {
-        url,
-        branch: "main".into(),
-        path: "tasks".into(),
-        mirror_dir: mirrors.to_path_buf(),
-        interval: Duration::from_secs(30),
-        credentials: Credentials::none(),
-    })
+    source_support::git_source(url, mirrors, Credentials::none())
 }
 
 fn ids(s: &orchestrator::source::SourceSnapshot) -> Vec<i64> {

@@ -12,12 +12,11 @@ use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
+use orchestrator::source::GitSource;
 use orchestrator::source::credentials::{Credentials, Secret};
-use orchestrator::source::{GitSource, SourceConfig};
 use source_support::{TestRepo, YAML_WEB};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "s3cr3t-token-value";
@@ -130,17 +129,11 @@ fn cgi_response(out: &[u8]) -> Response<Full<Bytes>> {
 }
 
 fn source(url: String, token: &str, mirrors: &Path) -> GitSource {
-    GitSource::new(SourceConfig {
-        url,
-        branch: "main".into(),
-        path: "tasks".into(),
-        mirror_dir: mirrors.to_path_buf(),
-        interval: Duration::from_secs(30),
-        credentials: Credentials {
-            token: Some(Secret::new(token)),
-            ..Credentials::default()
-        },
-    })
+    let credentials = Credentials {
+        token: Some(Secret::new(token)),
+        ..Credentials::default()
+    };
+    source_support::git_source(url, mirrors, credentials)
 }
 
 /// The test CA's file, trusted by this process's libgit2 before any test uses libgit2.

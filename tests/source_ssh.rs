@@ -7,8 +7,8 @@
 
 mod source_support;
 
+use orchestrator::source::SourceError;
 use orchestrator::source::credentials::{CredentialSettings, Credentials};
-use orchestrator::source::{GitSource, SourceConfig, SourceError};
 use source_support::{TestRepo, YAML_WEB};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -139,7 +139,13 @@ impl SshServer {
         )
     }
 
-    /// A known_hosts file listing `key` (a public key line) for 127.0.0.1.
+    /// A known_hosts file that lists this server's real host key for 127.0.0.1.
+    fn trusting_known_hosts(&self) -> PathBuf {
+        let host = public_key(&self.key("host_key"));
+        self.known_hosts("known_hosts", "127.0.0.1", &host)
+    }
+
+    /// A known_hosts file listing `public` (a public key line) for `host`.
     fn known_hosts(&self, name: &str, host: &str, public: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         let mut fields = public.split_whitespace();
@@ -164,14 +170,7 @@ async fn fetch(url: String, key: PathBuf, known_hosts: PathBuf) -> Result<Vec<i6
     })
     .unwrap();
     let mirrors = tempfile::tempdir().unwrap();
-    let mut source = GitSource::new(SourceConfig {
-        url,
-        branch: "main".into(),
-        path: "tasks".into(),
-        mirror_dir: mirrors.path().to_path_buf(),
-        interval: Duration::from_secs(30),
-        credentials,
-    });
+    let mut source = source_support::git_source(url, mirrors.path(), credentials);
     let snapshot = source.fetch_snapshot().await?;
     Ok(snapshot.tasks.iter().map(|t| t.task_id).collect())
 }
@@ -182,8 +181,7 @@ async fn an_ssh_key_and_known_hosts_fetch_the_tasks() {
         return;
     };
     let origin = origin();
-    let host = public_key(&server.key("host_key"));
-    let known = server.known_hosts("known_hosts", "127.0.0.1", &host);
+    let known = server.trusting_known_hosts();
     let ids = fetch(server.url(origin.path()), server.key("client_key"), known)
         .await
         .unwrap();
@@ -223,8 +221,7 @@ async fn a_key_the_server_does_not_accept_fails_with_an_authentication_error() {
         return;
     };
     let origin = origin();
-    let host = public_key(&server.key("host_key"));
-    let known = server.known_hosts("known_hosts", "127.0.0.1", &host);
+    let known = server.trusting_known_hosts();
     let err = fetch(server.url(origin.path()), server.key("stranger_key"), known)
         .await
         .unwrap_err()

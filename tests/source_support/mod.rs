@@ -96,3 +96,20 @@ impl TestRepo {
         self
     }
 }
+
+/// A git source on `url` (branch main, path tasks, a 30 s interval) with `credentials`,
+/// mirrored under `mirrors`.
+pub fn git_source(
+    url: String,
+    mirrors: &Path,
+    credentials: orchestrator::source::Credentials,
+) -> orchestrator::source::GitSource {
+    orchestrator::source::GitSource::new(orchestrator::source::SourceConfig {
+        url,
+        branch: "main".into(),
+        path: "tasks".into(),
+        mirror_dir: mirrors.to_path_buf(),
+        interval: std::time::Duration::from_secs(30),
+        credentials,
+    })
+}
