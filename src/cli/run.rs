@@ -19,7 +19,7 @@ use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
 use crate::sync::trigger::sync_trigger;
-use crate::sync::until_done::{all_terminal, exit_code, status_table};
+use crate::sync::until_done::{all_applied, all_terminal, exit_code, status_table};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -315,9 +315,10 @@ async fn run_connected(
         .as_ref()
         .map(|(_, leadership, _)| leadership.clone());
 
-    // One TaskRun cache for the notes writer and the API; followers serve reads from it too.
+    // One TaskRun cache for the notes writer, the API and --until-done; followers serve reads
+    // from it too.
     let mut cache_task = None;
-    let store = (!args.no_notes || args.api).then(|| {
+    let store = (!args.no_notes || args.api || args.until_done).then(|| {
         let (store, writer) = reflector::store::<TaskRun>();
         let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
         cache_task = Some(tokio::spawn(
@@ -430,36 +431,28 @@ async fn run_connected(
         _ => None,
     };
 
-    let code = if args.until_done {
-        let finished = wait_until_done(
-            &client,
-            &args.namespace,
-            state_rx,
-            reports_rx,
-            running_controller,
-            shutdown_rx.clone(),
-        )
-        .await?;
-        match finished {
-            Some((report, live)) => {
-                if let (Some(store), false) = (&store, args.no_notes) {
-                    // The notes writer reads the TaskRun cache, which may trail the list that
-                    // saw every task finish: let it catch up so the last note is the final one.
-                    let caught_up = async {
-                        while !all_terminal(&report, &cached(store)) {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(5), caught_up).await;
+    let code = match (&store, args.until_done) {
+        (Some(store), true) => {
+            let finished = wait_until_done(
+                store,
+                state_rx,
+                reports_rx,
+                running_controller,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            match finished {
+                Some((report, live)) => {
+                    print!("{}", status_table(&report, &live));
+                    exit_code(&report, &live)
                 }
-                print!("{}", status_table(&report, &live));
-                exit_code(&report, &live)
+                None => 130,
             }
-            None => 130,
         }
-    } else {
-        shutdown(shutdown_rx.clone()).await;
-        0
+        _ => {
+            shutdown(shutdown_rx.clone()).await;
+            0
+        }
     };
 
     let _ = shutdown_tx.send(true);
@@ -562,15 +555,16 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
 
 /// Waits until the loop converged and (with a controller) every task is terminal; `None` when
 /// a shutdown signal came first.
+/// Waits until the loop converged and the TaskRun cache shows every task of its report (and,
+/// with a controller, every task terminal); `None` when a shutdown signal came first. The cache
+/// is the one the notes writer reads, so its last note is the final state too.
 async fn wait_until_done(
-    client: &Client,
-    namespace: &str,
+    store: &reflector::Store<TaskRun>,
     mut state: watch::Receiver<Option<LoopState>>,
     reports: ReportReceiver,
     running_controller: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(crate::sync::report::SyncReport, LiveTaskRuns)>> {
-    let api = Api::<TaskRun>::namespaced(client.clone(), namespace);
     loop {
         tokio::select! {
             changed = state.wait_for(|s| s.as_ref().is_some_and(|s| s.converged)) => {
@@ -583,19 +577,12 @@ async fn wait_until_done(
         let Some(report) = reports.borrow().clone() else {
             continue;
         };
-        let live: LiveTaskRuns = api
-            .list(&Default::default())
-            .await
-            .context("listing TaskRuns")?
-            .items
-            .into_iter()
-            .filter_map(|tr| Some((tr.metadata.name.clone()?, tr)))
-            .collect();
-        if !running_controller || all_terminal(&report, &live) {
+        let live = cached(store);
+        if all_applied(&report, &live) && (!running_controller || all_terminal(&report, &live)) {
             return Ok(Some((report, live)));
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
         }
     }

@@ -14,6 +14,15 @@ pub const EXIT_TASK_FAILED: i32 = 1;
 /// The sync did not reach Synced (a broken folder, a conflict): the table lists the errors.
 pub const EXIT_OUT_OF_SYNC: i32 = 2;
 
+/// Whether every task of the report has a TaskRun at the report's contextVersion: what a cache
+/// that trails the sync shows once it has caught up.
+pub fn all_applied(report: &SyncReport, live: &LiveTaskRuns) -> bool {
+    report.tasks.iter().all(|task| {
+        live.get(&task.name)
+            .is_some_and(|tr| tr.spec.context_version == task.context_version)
+    })
+}
+
 /// Whether every task of the report has a TaskRun whose status describes its current
 /// contextVersion and is Succeeded or Failed.
 pub fn all_terminal(report: &SyncReport, live: &LiveTaskRuns) -> bool {
@@ -177,6 +186,23 @@ mod tests {
             let report = synced(&live);
             assert_eq!(all_terminal(&report, &live), done, "{what}");
             assert_eq!(exit_code(&report, &live), code, "{what}");
+        }
+    }
+
+    #[test]
+    fn applied_means_every_task_at_the_reports_version() {
+        let live = with_phases(&[None, None]);
+        let report = synced(&live);
+        let mut missing = live.clone();
+        missing.remove("task-2");
+        let mut older = live.clone();
+        older.get_mut("task-2").unwrap().spec.context_version = 0;
+        for (what, live, want) in [
+            ("every TaskRun at its version", &live, true),
+            ("one not in the cache yet", &missing, false),
+            ("one at an older version", &older, false),
+        ] {
+            assert_eq!(all_applied(&report, live), want, "{what}");
         }
     }
 
