@@ -117,6 +117,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The cached TaskRun `name` of this state's namespace.
+    pub fn cached_task_run(&self, name: &str) -> Option<std::sync::Arc<TaskRun>> {
+        self.task_runs
+            .get(&kube::runtime::reflector::ObjectRef::<TaskRun>::new(name).within(&self.namespace))
+    }
+
     /// A state with no sync behind it: the trigger only logs, there is no report, no check,
     /// no metric. Set the fields that the caller has.
     pub fn new(writes: Writes, task_runs: Store<TaskRun>) -> Self {

@@ -4,7 +4,7 @@
 use crate::api::badge::render_badge;
 use crate::api::error::{Answer, ApiError, ApiResponse};
 use crate::api::state::AppState;
-use crate::crd::{TaskPhase, TaskRun};
+use crate::crd::TaskPhase;
 use crate::health::{Health, SyncStatus, health_of};
 use crate::notes::NotesError;
 use crate::notes::model::{Note, NoteErrorKind};
@@ -14,7 +14,6 @@ use crate::sync::report::SyncReport;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kube::runtime::reflector::ObjectRef;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -156,9 +155,7 @@ fn current_view(state: &AppState) -> StatusView {
 }
 
 fn live_task(state: &AppState, name: &str) -> Option<(i64, Option<TaskPhase>, Option<i64>)> {
-    let tr: std::sync::Arc<TaskRun> = state
-        .task_runs
-        .get(&ObjectRef::<TaskRun>::new(name).within(&state.namespace))?;
+    let tr = state.cached_task_run(name)?;
     let status = tr.status.as_ref();
     Some((
         tr.spec.context_version,

@@ -9,11 +9,9 @@ use crate::api::error::{Answer, ApiError, ApiJson, ApiResponse};
 use crate::api::model::{PmTaskRequest, TaskSummary, WrittenData};
 use crate::api::state::AppState;
 use crate::api::validate::{parse_task_id, validate_task};
-use crate::crd::TaskRun;
 use crate::names::task_run_name;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use kube::runtime::reflector::ObjectRef;
 
 /// Submit a task: commits `<root>/<id>-<service>/` with `task.yaml` and the markdown files,
 /// pushes it when the repository has a remote, and triggers a sync.
@@ -39,11 +37,7 @@ pub async fn submit_task(
 ) -> Result<Answer, ApiError> {
     let task = validate_task(request, state.known_agents.as_deref().map(Vec::as_slice))?;
     let name = task_run_name(task.task_id);
-    if state
-        .task_runs
-        .get(&ObjectRef::<TaskRun>::new(&name).within(&state.namespace))
-        .is_some()
-    {
+    if state.cached_task_run(&name).is_some() {
         return Err(ApiError::Conflict(format!(
             "Task already exists: the TaskRun {}/{name} is in the cluster",
             state.namespace
@@ -129,15 +123,12 @@ pub async fn get_task(
 ) -> Result<Answer, ApiError> {
     let id = parse_task_id(&id)?;
     let name = task_run_name(id);
-    let task_run = state
-        .task_runs
-        .get(&ObjectRef::<TaskRun>::new(&name).within(&state.namespace))
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no TaskRun {}/{name}; a task submitted a moment ago appears after the next sync",
-                state.namespace
-            ))
-        })?;
+    let task_run = state.cached_task_run(&name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no TaskRun {}/{name}; a task submitted a moment ago appears after the next sync",
+            state.namespace
+        ))
+    })?;
     Ok(Answer(
         StatusCode::OK,
         ApiResponse::ok(
