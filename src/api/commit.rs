@@ -560,26 +560,12 @@ fn move_branch(
     base: Option<Oid>,
     commit: Oid,
 ) -> Result<bool, CommitError> {
-    let message = "orchestrator-api: commit";
-    let result = match base {
-        Some(base) => repo.reference_matching(branch_ref, commit, true, base, message),
-        None => repo.reference(branch_ref, commit, false, message),
-    };
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.code(),
-                ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(source) => Err(CommitError::UpdateBranch {
+    crate::git_ref::move_ref(repo, branch_ref, commit, base, "orchestrator-api: commit").map_err(
+        |source| CommitError::UpdateBranch {
             branch: branch_ref.to_string(),
             source,
-        }),
-    }
+        },
+    )
 }
 
 fn callbacks(config: &WriterConfig) -> git2::RemoteCallbacks<'static> {

@@ -138,9 +138,6 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
             task.path.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = format!("Revision: {}\n", snapshot.revision);
     out.push_str(&format!(
         "Path:     {}\n\n",
@@ -150,15 +147,7 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
             &snapshot.path
         }
     ));
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&crate::text_table::aligned(&rows));
     out.push_str(&format!(
         "\n{} TaskRun(s). * {PLACEHOLDER_NOTE}\n",
         snapshot.tasks.len()

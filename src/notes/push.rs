@@ -2,7 +2,8 @@
 //! merged in and the union pushed out (only the notes ref, never branches), retried on races.
 
 use super::error::NotesError;
-use super::store::{Merged, merge_notes, notes_tip, update_ref};
+use super::store::{Merged, merge_notes, notes_tip};
+use crate::git_ref::move_ref;
 use git2::{ErrorCode, Oid, PushOptions, RemoteCallbacks, Repository, Signature};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,7 +99,7 @@ pub fn merge_remote_notes(
         Some(ours) => merge_notes(repo, notes_ref, signature, ours, theirs)?,
     };
     if Some(merged.tip()) != ours {
-        let moved = update_ref(
+        let moved = move_ref(
             repo,
             notes_ref,
             merged.tip(),

@@ -138,7 +138,7 @@ pub fn write_notes(
             tip.into_iter().collect(),
             &message,
         )?;
-        if update_ref(repo, notes_ref, new, tip, &message).map_err(write)? {
+        if crate::git_ref::move_ref(repo, notes_ref, new, tip, &message).map_err(write)? {
             return Ok(Written {
                 commit: Some(new),
                 changed: changed.len(),
@@ -182,32 +182,6 @@ pub fn commit_notes_tree(
     let parent_refs: Vec<_> = parents.iter().collect();
     repo.commit(None, signature, signature, message, &tree, &parent_refs)
         .map_err(write)
-}
-
-/// Moves `notes_ref` from `expected` to `new`; `false` when someone else moved it first.
-pub fn update_ref(
-    repo: &Repository,
-    notes_ref: &str,
-    new: Oid,
-    expected: Option<Oid>,
-    message: &str,
-) -> Result<bool, git2::Error> {
-    let result = match expected {
-        Some(old) => repo.reference_matching(notes_ref, new, true, old, message),
-        None => repo.reference(notes_ref, new, false, message),
-    };
-    match result {
-        Ok(_) => Ok(true),
-        Err(e)
-            if matches!(
-                e.code(),
-                ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked
-            ) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Which side's note a merge keeps when both histories annotated the same commit.

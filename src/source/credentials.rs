@@ -167,6 +167,8 @@ const MAX_CREDENTIAL_ATTEMPTS: u32 = 3;
 /// a token for https (user/password), the SSH key (or the ssh-agent) for ssh.
 pub fn remote_callbacks(credentials: &Credentials) -> git2::RemoteCallbacks<'static> {
     let known_hosts = credentials.known_hosts.clone();
+    // A refusal left by an earlier transfer on this thread must not explain this one's error.
+    HOST_KEY_REFUSAL.with(|r| r.borrow_mut().take());
     let credentials = credentials.clone();
     let mut attempts = 0;
     let mut callbacks = git2::RemoteCallbacks::new();

@@ -202,18 +202,7 @@ pub fn render_table(diff: &PlanDiff) -> String {
         ]);
     }
     if rows.len() > 1 {
-        let widths: Vec<usize> = (0..6)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in &rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            out.push_str(line.join("  ").trim_end());
-            out.push('\n');
-        }
+        out.push_str(&crate::text_table::aligned(&rows));
         out.push('\n');
     } else {
         out.push_str("No changes: the cluster already holds this revision.\n\n");

@@ -79,18 +79,7 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
             status.message.unwrap_or_default().replace('\n', " "),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out = crate::text_table::aligned(&rows);
     let _ = writeln!(
         out,
         "\nrevision {}: {} ({} created, {} updated, {} pruned, {} unchanged)",
