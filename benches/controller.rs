@@ -13,9 +13,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
+use kube_envtest::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
+use kube_envtest::{ApiServer, ApiServerConfig};
 use orchestrator::crd::{MarkdownFile, TaskPhase, TaskRun, TaskRunSpec};
-use orchestrator::embedded::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
-use orchestrator::embedded::{ApiServer, ApiServerConfig};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

@@ -8,8 +8,8 @@
 //! median commit-to-applied ≤ 500 ms.
 
 use git2::{Oid, Repository, Signature};
+use kube_envtest::{ApiServer, ApiServerConfig, RunningApiServer};
 use orchestrator::desired::SourceIdentity;
-use orchestrator::embedded::{ApiServer, ApiServerConfig, RunningApiServer};
 use orchestrator::source::{
     Credentials, DigestCache, GitSource, SourceConfig, read_snapshot, watch_refs,
 };

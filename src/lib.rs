@@ -1,8 +1,8 @@
 //! orchestrator: a GitOps reconciler for AI-agent tasks.
 //!
 //! git repo → [`source`] → [`desired`] → [`sync`] → cluster → [`controller`] → [`notes`].
-//! [`api`] writes commits; [`embedded`] is a Kubernetes API server and Job runner for running
-//! without a cluster.
+//! [`api`] writes commits; [`cluster`] connects to a real cluster or starts the embedded one
+//! (the `kube-envtest` crate: a Kubernetes API server and Job runner on loopback).
 
 pub mod api;
 pub mod cli;
@@ -10,7 +10,6 @@ pub mod cluster;
 pub mod controller;
 pub mod crd;
 pub mod desired;
-pub mod embedded;
 pub mod git_ref;
 pub mod health;
 pub mod leader;

@@ -29,8 +29,8 @@ pub const ANNOTATION_SOURCE_URL: &str = "orchestrator.io/source-url";
 /// `orchestrator.io/prune: disabled` keeps a TaskRun when its folder leaves Git (like Flux's).
 pub const ANNOTATION_PRUNE: &str = "orchestrator.io/prune";
 pub const PRUNE_DISABLED: &str = "disabled";
-/// Set by the local Job runner on each Job it runs: the file holding the Job's stdout and stderr.
-pub const ANNOTATION_LOG_PATH: &str = "orchestrator.io/log-path";
+/// The annotation on a Job that names the local runner's log file of its output.
+pub use kube_envtest::runner::ANNOTATION_LOG_PATH;
 
 /// Kubernetes' limits on names.
 pub const MAX_LABEL_LEN: usize = 63;

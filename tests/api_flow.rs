@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client};
+use kube_envtest::runner::{JobRunner, RunnerConfig};
+use kube_envtest::{ApiServer, ApiServerConfig};
 use orchestrator::api::auth::ApiToken;
 use orchestrator::api::{AppState, RepoWriter, Writes};
 use orchestrator::controller::{
@@ -19,8 +21,6 @@ use orchestrator::controller::{
 };
 use orchestrator::crd::TaskRun;
 use orchestrator::desired::SourceIdentity;
-use orchestrator::embedded::runner::{JobRunner, RunnerConfig};
-use orchestrator::embedded::{ApiServer, ApiServerConfig};
 use orchestrator::source::{Credentials, GitSource, SourceConfig};
 use orchestrator::sync::apply::{SyncOptions, Syncer};
 use orchestrator::sync::crd_install::ensure_crd;

@@ -5,8 +5,8 @@ mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube_envtest::{ApiServer, ApiServerConfig};
 use orchestrator::crd::{TaskRun, TaskRunSpec};
-use orchestrator::embedded::{ApiServer, ApiServerConfig};
 use serde_json::json;
 
 #[tokio::test]

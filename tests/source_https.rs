@@ -137,14 +137,11 @@ fn source(url: String, token: &str, mirrors: &Path) -> GitSource {
 }
 
 /// The test CA's file, trusted by this process's libgit2 before any test uses libgit2.
-fn trusted_ca() -> (
-    &'static orchestrator::embedded::tls::Credentials,
-    &'static Path,
-) {
-    static CA: std::sync::OnceLock<(orchestrator::embedded::tls::Credentials, PathBuf)> =
+fn trusted_ca() -> (&'static kube_envtest::tls::Credentials, &'static Path) {
+    static CA: std::sync::OnceLock<(kube_envtest::tls::Credentials, PathBuf)> =
         std::sync::OnceLock::new();
     let (tls, path) = CA.get_or_init(|| {
-        let tls = orchestrator::embedded::tls::generate().unwrap();
+        let tls = kube_envtest::tls::generate().unwrap();
         let dir = tempfile::tempdir().unwrap().keep();
         let path = dir.join("ca.crt");
         std::fs::write(&path, &tls.ca_pem).unwrap();
@@ -170,11 +167,7 @@ async fn https_repo() -> (String, tempfile::TempDir) {
         .bare(true)
         .clone(&work.path().display().to_string(), &root.join("tasks.git"))
         .unwrap();
-    let port = serve_git(
-        root,
-        orchestrator::embedded::tls::server_config(tls).unwrap(),
-    )
-    .await;
+    let port = serve_git(root, kube_envtest::tls::server_config(tls).unwrap()).await;
     (format!("https://127.0.0.1:{port}/tasks.git"), dir)
 }
 

@@ -1,7 +1,7 @@
 //! `orchestrator apiserver`: runs the embedded Kubernetes API server alone until Ctrl-C and
 //! writes a kubeconfig for kubectl and other clients.
 
-use crate::embedded::{ApiServer, ApiServerConfig};
+use crate::cluster::{ApiServer, ApiServerConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]

@@ -10,12 +10,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client};
+use kube_envtest::runner::{JobRunner, RunnerConfig, RunnerHandle};
+use kube_envtest::{ApiServer, ApiServerConfig, RunningApiServer};
 use orchestrator::controller::{
     AgentProfiles, ControllerConfig, ControllerMetrics, run_controller,
 };
 use orchestrator::crd::{MarkdownFile, TaskRun, TaskRunSpec};
-use orchestrator::embedded::runner::{JobRunner, RunnerConfig, RunnerHandle};
-use orchestrator::embedded::{ApiServer, ApiServerConfig, RunningApiServer};
 use orchestrator::names;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;

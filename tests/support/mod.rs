@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use orchestrator::embedded::{ApiServer, ApiServerConfig, RequestStats, RunningApiServer};
+use kube_envtest::{ApiServer, ApiServerConfig, RequestStats, RunningApiServer};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,13 +2,13 @@
 //! and its status written through the status subresource, attempt by attempt, until it ends,
 //! is deleted, or the runner shuts down.
 
+use super::ANNOTATION_LOG_PATH;
 use super::plan::{self, PlanError};
 use super::pod::{self, PodState};
 use super::process::{self, ProcessSpec};
 use super::status::{AttemptOutcome, JobLimits, JobRun, Resume, Step};
 use super::workspace;
 use super::{RunnerConfig, RunnerMode, SimulatedOutcome};
-use crate::names::ANNOTATION_LOG_PATH;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;

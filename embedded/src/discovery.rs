@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn core_and_group_documents() {
         let mut reg = Registry::default();
-        reg.register_crd(&serde_json::to_value(crate::crd::task_run_crd()).unwrap());
+        reg.register_crd(&crate::testdata::example_crd());
         let core = resources(&reg, "", "v1").unwrap();
         let names: Vec<&str> = core["resources"]
             .as_array()

@@ -17,6 +17,9 @@ pub mod process;
 pub mod status;
 pub mod workspace;
 
+/// The annotation on a Job that names the local file holding its output.
+pub const ANNOTATION_LOG_PATH: &str = "orchestrator.io/log-path";
+
 use driver::{Ending, Stop};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;

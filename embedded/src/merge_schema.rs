@@ -21,7 +21,7 @@ pub fn for_strategic(info: &ResourceInfo) -> MergeSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::resources::{builtin_resources, crd_resources};
+    use crate::resources::{builtin_resources, crd_resources};
 
     #[test]
     fn job_containers_merge_by_name_in_strategic_patches() {

@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn task_run_table_has_printer_columns() {
-        let crd = serde_json::to_value(crate::crd::task_run_crd()).unwrap();
+        let crd = crate::testdata::example_crd();
         let info = &super::super::resources::crd_resources(&crd)[0];
         let obj = json!({"metadata": {"name": "task-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
             "spec": {"taskId": 1, "serviceName": "svc"}, "status": {"phase": "Running"}});

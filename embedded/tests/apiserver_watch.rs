@@ -10,7 +10,7 @@ use kube::api::{
 };
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{WatchStreamExt, watcher};
-use orchestrator::embedded::ApiServerConfig;
+use kube_envtest::ApiServerConfig;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,8 +8,8 @@ use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use orchestrator::embedded::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
-use orchestrator::names::ANNOTATION_LOG_PATH;
+use kube_envtest::runner::ANNOTATION_LOG_PATH;
+use kube_envtest::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
-//! A Kubernetes API server on loopback and a local Job runner, for running without a cluster.
+//! kube-envtest: a Kubernetes API server on loopback and a local Job runner, for running and
+//! testing kube-rs clients and controllers without a cluster (an envtest for kube-rs).
 //!
 //! [`ApiServer::start`] serves the part of the Kubernetes API that orchestrator, kube-rs and
 //! kubectl use (discovery, CRDs, CRUD, watch, status subresource, patches and server-side
@@ -32,6 +33,9 @@ mod table;
 pub mod tls;
 mod watch;
 mod writes;
+
+#[cfg(test)]
+mod testdata;
 
 pub use error::EmbeddedError;
 pub use server::{ApiServer, ApiServerConfig, RunningApiServer};

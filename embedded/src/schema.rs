@@ -286,7 +286,7 @@ mod tests {
     use serde_json::json;
 
     fn task_run_schema() -> Value {
-        let crd = serde_json::to_value(crate::crd::task_run_crd()).unwrap();
+        let crd = crate::testdata::example_crd();
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
     }
 

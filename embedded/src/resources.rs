@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn task_run_crd_registers_one_namespaced_version_with_status() {
-        let crd = serde_json::to_value(crate::crd::task_run_crd()).unwrap();
+        let crd = crate::testdata::example_crd();
         let rs = crd_resources(&crd);
         assert_eq!(rs.len(), 1);
         let r = &rs[0];
