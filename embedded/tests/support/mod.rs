@@ -95,8 +95,6 @@ impl TestCluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Installs the TaskRun CRD (server-side apply) and waits until it is Established.
-
     /// A kubeconfig file for kubectl: the embedded server's, or `KUBECONFIG`.
     pub fn kubeconfig_path(&mut self) -> PathBuf {
         if let Some(server) = &self.server {
