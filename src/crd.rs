@@ -158,6 +158,16 @@ pub struct TaskRunCondition {
 }
 
 /// The CRD generated from the Rust types.
+/// `tr` with the controller's finalizer added: what the sync applies when a controller runs.
+pub fn with_finalizer(tr: &TaskRun) -> TaskRun {
+    let mut tr = tr.clone();
+    let finalizers = tr.metadata.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == crate::names::FINALIZER) {
+        finalizers.push(crate::names::FINALIZER.to_string());
+    }
+    tr
+}
+
 pub fn task_run_crd() -> CustomResourceDefinition {
     TaskRun::crd()
 }

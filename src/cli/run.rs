@@ -296,6 +296,7 @@ async fn run_connected(
     let mut options = SyncOptions::new(args.namespace.clone());
     options.prune = args.prune;
     options.concurrency = args.concurrency;
+    options.finalizer = agents.is_some();
     let syncer = Syncer::new(client.clone(), source_identity, options);
     let agent_names = agents.as_ref().map(|a| a.names());
 

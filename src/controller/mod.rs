@@ -1,11 +1,12 @@
 //! The TaskRun controller: TaskRuns in, ConfigMaps, Jobs, events, metrics and TaskRun status out.
 //!
 //! A kube-runtime `Controller` that owns Jobs and ConfigMaps, so a Job's change reconciles its
-//! TaskRun at once. Pure parts: [`agents`], [`children`], [`job_phase`], [`status`],
-//! [`backoff`]; I/O: [`reconcile`].
+//! TaskRun at once. Every watch feeds a store the reconciler reads ([`caches`]). Pure parts:
+//! [`agents`], [`children`], [`job_phase`], [`status`], [`backoff`]; I/O: [`reconcile`].
 
 pub mod agents;
 pub mod backoff;
+pub mod caches;
 pub mod children;
 pub mod error;
 pub mod events;
@@ -22,18 +23,21 @@ pub use metrics::ControllerMetrics;
 
 use crate::crd::TaskRun;
 use crate::names::{LABEL_MANAGED_BY, MANAGED_BY};
-use futures::StreamExt;
+use crate::watch_backoff::watch_backoff;
+use caches::{Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job, slim_pod};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The API calls of the controller, for the RBAC check of deploy/. Children are server-side
-/// applied (a create when missing); `taskruns/finalizers` update is what clusters with
+/// The API calls of the controller, for the RBAC check of deploy/. Children are created (a GET
+/// only when the create answers 409), a ConfigMap whose content changed is server-side applied;
+/// Pods are watched for the caches; `taskruns/finalizers` update is what clusters with
 /// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
@@ -54,12 +58,17 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "batch",
         resource: "jobs",
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "delete"],
     },
     crate::rbac::ApiAccess {
         group: "",
         resource: "configmaps",
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    crate::rbac::ApiAccess {
+        group: "",
+        resource: "pods",
+        verbs: &["list", "watch"],
     },
     crate::rbac::ApiAccess {
         group: "events.k8s.io",
@@ -68,13 +77,21 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     },
 ];
 
+/// Reconciles at once by default. A steady-state reconcile makes at most one write and no read,
+/// so this is the number of writes in flight: enough to keep the server busy without the
+/// controller queueing behind itself, few enough not to trip a real server's priority and
+/// fairness (the sync uses the same bound).
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     /// Only TaskRuns (and children) in this namespace; `None` watches every namespace.
     pub namespace: Option<String>,
     pub agents: AgentProfiles,
-    /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun).
+    /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun). kube-rs
+    /// has no client-side rate limit (client-go's default is 5 QPS), so this is also the bound
+    /// on the controller's requests in flight.
     pub concurrency: u16,
     /// Trailing-edge debounce of reconcile triggers per TaskRun: bursts of Job updates become
     /// one reconcile.
@@ -90,7 +107,7 @@ impl ControllerConfig {
         ControllerConfig {
             namespace,
             agents,
-            concurrency: 16,
+            concurrency: DEFAULT_CONCURRENCY,
             debounce: Duration::from_millis(200),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
@@ -109,6 +126,38 @@ where
     }
 }
 
+/// A watch of `api` (with the capped [`watch_backoff`]) whose objects are slimmed by `slim` and
+/// kept in the store `writer` feeds; yields the objects that changed.
+fn cached_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    mut writer: OwnedStoreWriter<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(slim)
+        .map_ok(move |event| {
+            writer.apply(&event);
+            event
+        })
+        .touched_objects()
+}
+
+/// Keeps of a TaskRun what the reconcile reads: all but managedFields.
+fn slim_task_run(tr: &mut TaskRun) {
+    tr.metadata.managed_fields = None;
+}
+
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
 /// Metrics go to `metrics` (create them with [`ControllerMetrics::register`] on the registry
 /// that /metrics serves).
@@ -119,16 +168,35 @@ pub async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
-    let task_runs: Api<TaskRun> = api(&client, ns);
-    let jobs: Api<Job> = api(&client, ns);
-    let config_maps: Api<ConfigMap> = api(&client, ns);
     // Only children this project made are watched; owner references map them to TaskRuns.
     let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
+    let (jobs, jobs_writer) = owned_store::<Job>();
+    let (config_maps, config_maps_writer) = owned_store::<ConfigMap>();
+    let (pods, pods_writer) = owned_store::<Pod>();
+    let job_events = cached_watch(api(&client, ns), children.clone(), slim_job, jobs_writer);
+    let config_map_events = cached_watch(
+        api(&client, ns),
+        children.clone(),
+        slim_config_map,
+        config_maps_writer,
+    );
+    let pod_events = cached_watch(api(&client, ns), children, slim_pod, pods_writer);
+    let (task_runs, task_runs_writer) = reflector::store::<TaskRun>();
+    let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
+        .backoff(watch_backoff())
+        .modify(slim_task_run)
+        .reflect(task_runs_writer)
+        .touched_objects();
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
         config.agents.clone(),
         metrics,
         backoff::Backoffs::new(config.backoff_base, config.backoff_max),
+        Caches {
+            jobs,
+            config_maps,
+            pods,
+        },
     ));
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
@@ -136,9 +204,16 @@ pub async fn run_controller(
         concurrency = config.concurrency,
         "starting the TaskRun controller"
     );
-    Controller::new(task_runs, watcher::Config::default())
-        .owns(jobs, children.clone())
-        .owns(config_maps, children)
+    // Pods trigger nothing yet; their watch only keeps the cache current.
+    let pods_ctx = ctx.clone();
+    let pod_watch = tokio::spawn(pod_events.for_each(move |event| {
+        note_watch_result(&pods_ctx.outage, event.as_ref().err());
+        std::future::ready(())
+    }));
+    let watch_ctx = ctx.clone();
+    Controller::for_stream(task_run_events, task_runs)
+        .owns_stream(job_events)
+        .owns_stream(config_map_events)
         .with_config(
             RuntimeConfig::default()
                 .concurrency(config.concurrency)
@@ -146,12 +221,26 @@ pub async fn run_controller(
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                // Reconcile errors are logged by error_policy; these are watch/queue errors.
+        .for_each(move |result| {
+            // Reconcile errors are logged by error_policy; these are watch and queue errors.
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = &result {
+                note_watch_result(&watch_ctx.outage, Some(e));
+            } else if let Err(e) = &result {
                 tracing::debug!("controller: {e}");
             }
+            std::future::ready(())
         })
         .await;
+    pod_watch.abort();
     tracing::info!("TaskRun controller stopped");
+}
+
+/// A watch error that means the server is unreachable goes to the outage log (one line per
+/// outage); others (410 Gone before a relist, ...) are routine and logged at debug.
+fn note_watch_result(outage: &crate::outage_log::OutageLog, error: Option<&watcher::Error>) {
+    match error {
+        Some(e) if crate::outage_log::is_watch_connection_error(e) => outage.failed(e),
+        Some(e) => tracing::debug!("watch: {e}"),
+        None => outage.succeeded(),
+    }
 }

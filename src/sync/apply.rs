@@ -38,6 +38,11 @@ pub struct SyncOptions {
     pub prune: bool,
     /// Writes in flight at once (at least 1).
     pub concurrency: usize,
+    /// Apply the controller's finalizer with each TaskRun, as a field the sync owns, so that the
+    /// controller needs no write of its own before the first reconcile. Set only where a
+    /// controller runs (`orchestrator run` with agent profiles): without one, a finalizer would
+    /// keep every pruned TaskRun Terminating. A controller adds it itself where it is missing.
+    pub finalizer: bool,
 }
 
 impl SyncOptions {
@@ -46,6 +51,7 @@ impl SyncOptions {
             namespace: namespace.into(),
             prune: true,
             concurrency: DEFAULT_CONCURRENCY,
+            finalizer: false,
         }
     }
 }
@@ -239,7 +245,13 @@ impl Syncer {
             Some(&self.settled),
         );
         self.desired = cache;
-        let (failures, written) = apply_plan(&self.api, &plan, self.options.concurrency).await;
+        let (failures, written) = apply_plan(
+            &self.api,
+            &plan,
+            self.options.concurrency,
+            self.options.finalizer,
+        )
+        .await;
         if let Some(known) = self.known.as_mut() {
             // What the server answered is what is live now; a prune or a failed write is read
             // again next time.
@@ -289,10 +301,14 @@ pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
+    finalizer: bool,
 ) -> (Vec<ApplyError>, Vec<TaskRun>) {
     // The futures are built up front: a lazily mapped stream of borrowed steps trips the
     // compiler's Send inference when the caller spawns the sync.
-    let writes: Vec<_> = plan.writes().map(|step| write_step(api, step)).collect();
+    let writes: Vec<_> = plan
+        .writes()
+        .map(|step| write_step(api, step, finalizer))
+        .collect();
     let total = writes.len();
     let mut results = stream::iter(writes).buffer_unordered(concurrency.max(1));
     let mut throttle = Throttle::starting_at(Instant::now());
@@ -313,7 +329,11 @@ pub async fn apply_plan(
 }
 
 /// One write; the applied TaskRun as the server answered it, `None` for a prune.
-async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<Option<TaskRun>, ApplyError> {
+async fn write_step(
+    api: &Api<TaskRun>,
+    step: &PlanStep,
+    finalizer: bool,
+) -> Result<Option<TaskRun>, ApplyError> {
     let failed = |verb: &str, e: kube::Error| {
         warn!(task_run = %step.name, error = %e, "{verb} failed");
         ApplyError {
@@ -328,7 +348,14 @@ async fn write_step(api: &Api<TaskRun>, step: &PlanStep) -> Result<Option<TaskRu
             };
             debug!(task_run = %step.name, version = desired.context_version, "apply");
             let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
-            api.patch(&step.name, &params, &Patch::Apply(&desired.task_run))
+            let with_finalizer;
+            let body = if finalizer {
+                with_finalizer = crate::crd::with_finalizer(&desired.task_run);
+                &with_finalizer
+            } else {
+                &desired.task_run
+            };
+            api.patch(&step.name, &params, &Patch::Apply(body))
                 .await
                 .map(Some)
                 .map_err(|e| failed("apply", e))

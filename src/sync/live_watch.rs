@@ -40,7 +40,7 @@ impl LiveWatch {
         let current = Arc::new(AtomicBool::new(false));
         let flag = current.clone();
         let events = reflector::reflector(writer, watcher(meta_api, watcher::Config::default()))
-            .default_backoff();
+            .backoff(crate::watch_backoff::watch_backoff());
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
