@@ -1,5 +1,6 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
+pub mod agent_check;
 pub mod api;
 pub mod apiserver;
 pub mod controller;
@@ -7,7 +8,9 @@ pub mod git_args;
 pub mod plan;
 pub mod plan_live;
 pub mod run;
+pub mod run_checks;
 pub mod source_args;
+pub mod source_identity;
 pub mod status;
 pub mod validate;
 pub mod wait;
