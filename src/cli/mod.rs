@@ -1,6 +1,7 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
 pub mod agent_check;
+pub mod agent_sources;
 pub mod api;
 pub mod apiserver;
 pub mod controller;

@@ -2,12 +2,14 @@
 //! API) on one cluster until SIGINT/SIGTERM, or with `--until-done` until every task finished.
 
 use crate::cli::agent_check::default_agents_file;
+use crate::cli::agent_sources::{self, AgentSource};
 use crate::cli::api::{ApiParts, api_state};
 use crate::cli::run_checks::{
     Finished, Runner, Verdict, bind_api, branch_to_follow, first_fetch, wait_until_done,
 };
 use crate::cli::source_identity::resolve_source_identity;
 use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
+use crate::controller::profiles::LiveProfiles;
 use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
 use crate::crd::TaskRun;
 use crate::desired::SourceIdentity;
@@ -93,10 +95,19 @@ pub struct RunArgs {
     /// repository cannot be read, 4 if nothing would run the tasks (see the exit codes below).
     #[arg(long)]
     pub until_done: bool,
-    /// Agent profiles for the controller (default: `<repo>/<path>/agents.yaml` of a local
-    /// repository, then ./agents.yaml). Without one the controller does not run.
-    #[arg(long, env = "ORCHESTRATOR_AGENTS")]
+    /// Agent profiles file for the controller, reloaded when it changes (default:
+    /// `<repo>/<path>/agents.yaml` of a local repository, then ./agents.yaml). Without profiles
+    /// the controller does not run.
+    #[arg(long, env = "ORCHESTRATOR_AGENTS", conflicts_with_all = ["agents_configmap", "agents_from_repo"])]
     pub agents: Option<PathBuf>,
+    /// Agent profiles from this ConfigMap (key agents.yaml) in --namespace, watched: an edit
+    /// takes effect without a restart.
+    #[arg(long, value_name = "NAME", conflicts_with = "agents_from_repo")]
+    pub agents_configmap: Option<String>,
+    /// Agent profiles from this file of the synced revision (read from the same commit as the
+    /// tasks), for teams that review agent changes in pull requests too.
+    #[arg(long, value_name = "PATH")]
+    pub agents_from_repo: Option<String>,
     /// Sync only: do not run the TaskRun controller in this process.
     #[arg(long)]
     pub no_controller: bool,
@@ -215,7 +226,7 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
         args.branch.as_deref(),
         local_repo.as_deref(),
     )?);
-    let agents = load_agents(&args, local_repo.as_deref())?;
+    let agents = agent_source(&args, local_repo.as_deref());
     if args.until_done && !args.no_controller && agents.is_none() {
         eprintln!(
             "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE (or put agents.yaml in the task folder path), or pass --no-controller when a controller elsewhere runs them"
@@ -230,7 +241,7 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     println!("orchestrator run: talking to {}", connected.description);
     let branch = args.branch.as_deref().unwrap_or("HEAD");
     println!(
-        "orchestrator run: syncing {} (branch {}{}, path {:?}) into namespace {:?}, every {:?}; notes on {notes_ref}",
+        "orchestrator run: syncing {} (branch {}{}) into namespace {:?}, every {:?}; notes on {notes_ref}",
         source_identity.display(),
         branch,
         if branch == "HEAD" {
@@ -238,7 +249,6 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
         } else {
             ", a later checkout does not move it"
         },
-        args.path,
         args.namespace,
         args.interval
     );
@@ -257,19 +267,26 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     result
 }
 
-fn load_agents(args: &RunArgs, local_repo: Option<&Path>) -> anyhow::Result<Option<AgentProfiles>> {
+/// The one source of the agent profiles; `None` runs no controller.
+fn agent_source(args: &RunArgs, local_repo: Option<&Path>) -> Option<AgentSource> {
     if args.no_controller {
-        return Ok(None);
+        return None;
     }
-    if let Some(path) = &args.agents {
-        return Ok(Some(AgentProfiles::load(path)?));
+    if let Some(name) = &args.agents_configmap {
+        return Some(AgentSource::ConfigMap(name.clone()));
     }
-    if let Some(candidate) = default_agents_file(local_repo, &args.path) {
-        info!(agents = %candidate.display(), "agent profiles");
-        return Ok(Some(AgentProfiles::load(&candidate)?));
+    if let Some(path) = &args.agents_from_repo {
+        return Some(AgentSource::Repo(path.clone()));
+    }
+    if let Some(path) = args
+        .agents
+        .clone()
+        .or_else(|| default_agents_file(local_repo, &args.path))
+    {
+        return Some(AgentSource::File(path));
     }
     warn!("no agent profiles (--agents): TaskRuns are synced but no controller runs them");
-    Ok(None)
+    None
 }
 
 async fn run_connected(
@@ -278,7 +295,7 @@ async fn run_connected(
     credentials: Credentials,
     local_repo: Option<PathBuf>,
     source_identity: SourceIdentity,
-    agents: Option<AgentProfiles>,
+    agents: Option<AgentSource>,
     notes_ref: String,
 ) -> anyhow::Result<i32> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -327,14 +344,55 @@ async fn run_connected(
         None => None,
     };
     let mut source = source;
-    if let Err(e) = first_fetch(&mut source).await {
-        if args.until_done {
-            // The message `validate` gives for the same repository, and no endless retry.
-            eprintln!("Error: {e}");
-            return Ok(crate::sync::until_done::EXIT_SOURCE_ERROR);
-        }
+    if let Err(e) = first_fetch(&mut source).await
+        && args.until_done
+    {
+        // The message `validate` gives for the same repository, and no endless retry.
+        eprintln!("Error: {e}");
+        return Ok(crate::sync::until_done::EXIT_SOURCE_ERROR);
     }
     let mirror_path = source.mirror_path();
+    let revision_repo = local_repo.clone().unwrap_or_else(|| mirror_path.clone());
+    let mut _profiles_file_watch = None;
+    let agents = match agents {
+        None => None,
+        Some(AgentSource::File(path)) => {
+            let (live, watch) = agent_sources::watch_file(&path)?;
+            _profiles_file_watch = Some(watch);
+            Some(live)
+        }
+        Some(AgentSource::ConfigMap(name)) => {
+            let live = agent_sources::load_configmap(&client, &args.namespace, &name).await?;
+            tokio::spawn(agent_sources::follow_configmap(
+                client.clone(),
+                args.namespace.clone(),
+                name,
+                live.clone(),
+                shutdown_rx.clone(),
+            ));
+            Some(live)
+        }
+        Some(AgentSource::Repo(path)) => {
+            let Some(snapshot) = source.last_good() else {
+                bail!(
+                    "--agents-from-repo {path}: the first fetch failed, so there is no revision to read the agent profiles from"
+                );
+            };
+            let commit = snapshot.revision.commit.clone();
+            let (_, text) = agent_sources::read_at_revision(&revision_repo, &commit, &path)
+                .map_err(|e| anyhow::anyhow!("--agents-from-repo: {e}"))?;
+            let origin = format!("{path} at {}", snapshot.revision);
+            let live = LiveProfiles::new(AgentProfiles::parse(&text, &origin)?, origin);
+            tokio::spawn(agent_sources::follow_repo(
+                revision_repo.clone(),
+                path,
+                reports_rx.clone(),
+                live.clone(),
+                shutdown_rx.clone(),
+            ));
+            Some(live)
+        }
+    };
 
     let mut options = SyncOptions::new(args.namespace.clone());
     options.prune = args.prune;
@@ -384,6 +442,7 @@ async fn run_connected(
                 trigger: trigger.clone(),
                 metrics: metrics.clone(),
                 agent_names: agent_names.clone(),
+                profiles: agents.clone(),
                 follower,
             })?;
             let state = api_state(&args.api_args, parts)?;
@@ -443,9 +502,10 @@ async fn run_connected(
         shutdown_rx.clone(),
     ));
 
+    let live_profiles = agents.clone();
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
-        let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
+        let config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
         tokio::spawn(run_controller(
             client.clone(),
             config,
@@ -453,12 +513,13 @@ async fn run_connected(
             shutdown(shutdown_rx.clone()),
         ))
     });
-    let runner = match &agent_names {
-        Some(agents) if controller.is_some() => Runner::InProcess {
-            agents: agents.clone(),
+    let controller_wait = args.controller_wait;
+    let runner = move || match &live_profiles {
+        Some(profiles) => Runner::InProcess {
+            agents: profiles.names(),
         },
-        _ => Runner::Elsewhere {
-            wait: args.controller_wait,
+        None => Runner::Elsewhere {
+            wait: controller_wait,
         },
     };
 
@@ -488,7 +549,8 @@ async fn run_connected(
             let finished =
                 wait_until_done(store, state_rx, reports_rx, runner, shutdown_rx.clone()).await?;
             match finished {
-                Finished::Done(report, live) => {
+                Finished::Done(done) => {
+                    let (report, live) = *done;
                     print!("{}", status_table(&report, &live));
                     exit_code(&report, &live)
                 }
@@ -568,6 +630,8 @@ struct ApiWiring<'a> {
     trigger: crate::sync::trigger::SyncTrigger,
     metrics: Metrics,
     agent_names: Option<Vec<String>>,
+    /// The profiles in use: readiness reports a new version that is invalid.
+    profiles: Option<LiveProfiles>,
     /// With `--leader-elect`: a follower is ready without a sync of its own.
     follower: Option<crate::leader::Leadership>,
 }
@@ -596,6 +660,10 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
             }),
         )
         .with_store_synced("caches", &w.store);
+    let readiness = match w.profiles.clone() {
+        Some(profiles) => readiness.with("agents", Arc::new(move || profiles.problem().is_none())),
+        None => readiness,
+    };
     Ok(ApiParts {
         repo: w.args.repo.clone(),
         branch,

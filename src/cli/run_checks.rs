@@ -145,7 +145,7 @@ pub fn until_done_verdict(
 
 /// How `--until-done` ended.
 pub enum Finished {
-    Done(SyncReport, LiveTaskRuns),
+    Done(Box<(SyncReport, LiveTaskRuns)>),
     Stopped(Verdict),
     Interrupted,
 }
@@ -157,7 +157,7 @@ pub async fn wait_until_done(
     store: &reflector::Store<TaskRun>,
     mut state: watch::Receiver<Option<LoopState>>,
     reports: ReportReceiver,
-    runner: Runner,
+    runner: impl Fn() -> Runner,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Finished> {
     let mut applied_since: Option<(String, Instant)> = None;
@@ -186,9 +186,9 @@ pub async fn wait_until_done(
         } else {
             Duration::ZERO
         };
-        match until_done_verdict(&report, &live, &runner, waited) {
+        match until_done_verdict(&report, &live, &runner(), waited) {
             Verdict::Wait => {}
-            Verdict::Done => return Ok(Finished::Done(report, live)),
+            Verdict::Done => return Ok(Finished::Done(Box::new((report, live)))),
             stop => return Ok(Finished::Stopped(stop)),
         }
         tokio::select! {

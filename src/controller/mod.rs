@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod job_phase;
 pub mod metrics;
+pub mod profiles;
 pub mod reasons;
 pub mod reconcile;
 pub mod status;
@@ -73,7 +74,8 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
 pub struct ControllerConfig {
     /// Only TaskRuns (and children) in this namespace; `None` watches every namespace.
     pub namespace: Option<String>,
-    pub agents: AgentProfiles,
+    /// The profiles in use; their source may replace them while the controller runs.
+    pub agents: profiles::LiveProfiles,
     /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun).
     pub concurrency: u16,
     /// Trailing-edge debounce of reconcile triggers per TaskRun: bursts of Job updates become
@@ -87,6 +89,14 @@ pub struct ControllerConfig {
 
 impl ControllerConfig {
     pub fn new(namespace: Option<String>, agents: AgentProfiles) -> ControllerConfig {
+        Self::with_live_profiles(namespace, profiles::LiveProfiles::new(agents, "the start"))
+    }
+
+    /// A controller whose profiles follow their source (see [`profiles::LiveProfiles`]).
+    pub fn with_live_profiles(
+        namespace: Option<String>,
+        agents: profiles::LiveProfiles,
+    ) -> ControllerConfig {
         ControllerConfig {
             namespace,
             agents,

@@ -4,7 +4,7 @@
 //! Decisions are made by the pure modules (`children`, `job_phase`, `status`); this file only
 //! reads what they need and carries out what they return.
 
-use super::agents::{AgentProfiles, ResolvedProfile};
+use super::agents::ResolvedProfile;
 use super::backoff::Backoffs;
 use super::children::{
     self, build_config_map, build_job, is_controlled_by, owner_reference, spec_hash_of,
@@ -13,6 +13,7 @@ use super::error::Error;
 use super::events::{publish, related};
 use super::job_phase::{JobState, format_time, job_phase};
 use super::metrics::ControllerMetrics;
+use super::profiles::LiveProfiles;
 use super::reasons::{self, EventReason};
 use super::status::{Observation, Outcome, needs_write, task_run_status};
 use super::written::{WrittenStatuses, freshest};
@@ -41,7 +42,7 @@ pub const REQUEUE_AFTER_CREATE: Duration = Duration::from_secs(5);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub agents: AgentProfiles,
+    pub agents: LiveProfiles,
     pub recorder: Recorder,
     pub metrics: Arc<ControllerMetrics>,
     pub backoffs: Backoffs<ObjectRef<TaskRun>>,
@@ -55,7 +56,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        agents: AgentProfiles,
+        agents: LiveProfiles,
         metrics: Arc<ControllerMetrics>,
         backoffs: Backoffs<ObjectRef<TaskRun>>,
     ) -> Context {
@@ -139,7 +140,8 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     };
 
     let mut job_created = false;
-    let outcome = match ctx.agents.resolve(&tr.spec.agent_name) {
+    let agents = ctx.agents.current();
+    let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
         },

@@ -170,8 +170,8 @@ fn log_folder_errors(logged: &mut Vec<FolderError>, now: &[FolderError]) {
     for error in now {
         warn!(
             folder = %error.folder,
-            file = error.file.as_deref().unwrap_or("-"),
-            message = %error.message,
+            file = %error.file.as_deref().unwrap_or("-"),
+            error = %error.message,
             "task folder error: this task is kept as it is until the folder is fixed"
         );
     }
