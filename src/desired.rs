@@ -13,11 +13,16 @@ use std::sync::Arc;
 /// Which repository and path a sync reads: the identity behind the ownership label.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceIdentity {
-    /// The repository as it identifies the source: a URL without credentials, or the canonical
-    /// absolute path of a local repository (so `--repo .` and `--repo /abs/path` agree).
+    /// The repository as it identifies the source: a URL without credentials, or (see
+    /// [`SourceIdentity::normalised`]) what identifies it to a person, the same in every clone.
     pub repo: String,
     /// The path inside the repository that holds the task folders ("" for the root).
     pub path: String,
+    /// An explicit `--source-name`: the mark is derived from it alone.
+    pub name: Option<String>,
+    /// Repository strings whose marks (written before marks came from the normalised identity)
+    /// this source takes over as its own on its next sync.
+    pub legacy_repos: Vec<String>,
 }
 
 impl SourceIdentity {
@@ -26,13 +31,101 @@ impl SourceIdentity {
         Self {
             repo: redact_url(repo),
             path: path.trim_matches('/').to_string(),
+            name: None,
+            legacy_repos: vec![],
+        }
+    }
+
+    /// The identity of a repository as a person names it: `remote` is normalised (scheme,
+    /// credentials, user, port and `.git` dropped, see [`normalise_repo_url`]), so every clone
+    /// of one repository, a CI checkout included, has the same identity. `name` (from
+    /// `--source-name`) replaces repository and path in the mark.
+    pub fn normalised(remote: &str, path: &str, name: Option<&str>) -> Self {
+        Self {
+            repo: normalise_repo_url(remote),
+            path: path.trim_matches('/').to_string(),
+            name: name.map(str::to_string),
+            legacy_repos: vec![],
         }
     }
 
     /// The value of [`names::LABEL_SOURCE`] on every TaskRun this source creates.
     pub fn label_value(&self) -> String {
-        names::source_label_value(&self.repo, &self.path)
+        match &self.name {
+            Some(name) => names::source_label_value(&format!("name:{name}"), ""),
+            None => names::source_label_value(&self.repo, &self.path),
+        }
     }
+
+    /// How the source is shown to a person (and written to [`names::ANNOTATION_SOURCE`]).
+    pub fn display(&self) -> String {
+        match (&self.name, self.path.is_empty()) {
+            (Some(name), _) => format!("{name} (--source-name)"),
+            (None, true) => self.repo.clone(),
+            (None, false) => format!("{} (path {})", self.repo, self.path),
+        }
+    }
+
+    /// Whether `live` carries a mark this source wrote under an earlier identity: the mark of
+    /// one of [`Self::legacy_repos`], or of the repository its `source-url` annotation names when
+    /// that normalises to this source's repository. Such a TaskRun is this source's own: the
+    /// next sync rewrites the mark (same contextVersion, no Job), never prunes it.
+    pub fn owns_legacy_mark(&self, live: &TaskRun) -> bool {
+        let Some(label) = live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_SOURCE))
+        else {
+            return false;
+        };
+        let annotated = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::ANNOTATION_SOURCE_URL))
+            .filter(|url| self.name.is_none() && normalise_repo_url(url) == self.repo);
+        self.legacy_repos
+            .iter()
+            .chain(annotated)
+            .any(|repo| &names::source_label_value(repo, &self.path) == label)
+    }
+}
+
+/// What identifies a repository to a person, the same for every clone and transport:
+/// `https://user:token@GitHub.com/org/tasks.git/` → `github.com/org/tasks`,
+/// `git@github.com:org/tasks.git` and `ssh://git@github.com:22/org/tasks` likewise;
+/// `file:///srv/git/tasks.git` → `/srv/git/tasks`. Pure.
+pub fn normalise_repo_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let url = url
+        .strip_suffix(".git")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let (host, path) = if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme == "file" {
+            return rest.to_string();
+        }
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        (authority.to_string(), path.to_string())
+    } else if let Some((authority, path)) = url
+        .split_once(':')
+        .filter(|(host, _)| !host.contains('/') && host.len() > 1)
+    {
+        // scp-like `git@host:owner/repo`
+        (
+            authority.to_string(),
+            format!("/{}", path.trim_start_matches('/')),
+        )
+    } else {
+        return url.to_string();
+    };
+    let host = host.rsplit('@').next().unwrap_or(&host);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    format!("{}{path}", host.to_ascii_lowercase())
 }
 
 /// One TaskRun as this source wants it, ready to be server-side applied.
@@ -195,6 +288,7 @@ fn task_run(
         names::ANNOTATION_SOURCE_URL.to_string(),
         source.repo.clone(),
     );
+    annotations.insert(names::ANNOTATION_SOURCE.to_string(), source.display());
     annotations.insert(
         names::ANNOTATION_REVISION.to_string(),
         producing_revision.to_string(),
@@ -310,6 +404,70 @@ pub(crate) mod tests {
             .into_iter()
             .map(|d| (d.name.clone(), d.task_run.clone()))
             .collect()
+    }
+
+    #[test]
+    fn repository_urls_normalise_to_what_a_person_calls_the_repository() {
+        for (url, want) in [
+            ("https://github.com/org/tasks.git", "github.com/org/tasks"),
+            (
+                "https://user:tok@GitHub.com/org/tasks.git/",
+                "github.com/org/tasks",
+            ),
+            ("http://github.com/org/tasks", "github.com/org/tasks"),
+            ("git@github.com:org/tasks.git", "github.com/org/tasks"),
+            (
+                "ssh://git@github.com:22/org/tasks.git",
+                "github.com/org/tasks",
+            ),
+            (
+                "https://gitlab.example.com:8443/g/sub/tasks",
+                "gitlab.example.com/g/sub/tasks",
+            ),
+            ("file:///srv/git/tasks.git", "/srv/git/tasks"),
+            ("/srv/git/tasks.git", "/srv/git/tasks"),
+            ("/srv/git/tasks", "/srv/git/tasks"),
+        ] {
+            assert_eq!(normalise_repo_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn clones_share_a_mark_and_other_sources_and_names_do_not() {
+        let https = SourceIdentity::normalised("https://github.com/org/tasks.git", "tasks", None);
+        let ssh = SourceIdentity::normalised("git@github.com:org/tasks", "/tasks/", None);
+        assert_eq!(https.label_value(), ssh.label_value());
+        let other_path = SourceIdentity::normalised("git@github.com:org/tasks", "other", None);
+        assert_ne!(https.label_value(), other_path.label_value());
+        let named = SourceIdentity::normalised("git@github.com:org/tasks", "tasks", Some("prod"));
+        let named_elsewhere = SourceIdentity::normalised("/srv/mirror", "x", Some("prod"));
+        assert_eq!(named.label_value(), named_elsewhere.label_value());
+        assert_ne!(named.label_value(), https.label_value());
+        assert_eq!(https.display(), "github.com/org/tasks (path tasks)");
+    }
+
+    #[test]
+    fn a_mark_of_an_earlier_identity_is_recognised_as_this_sources() {
+        let snap = snapshot('1', vec![folder(1, "a")]);
+        // Written by a loop given `file:///srv/git/tasks` before identities were normalised.
+        let old = SourceIdentity::new("file:///srv/git/tasks", "tasks");
+        let live = desired_task_runs(&snap, &old, "default", &LiveTaskRuns::new());
+        let live = &live[0].task_run;
+        let clone = SourceIdentity::normalised("/srv/git/tasks.git", "tasks", None);
+        assert_ne!(clone.label_value(), old.label_value());
+        assert!(
+            clone.owns_legacy_mark(live),
+            "the annotation names the same repository"
+        );
+        let elsewhere = SourceIdentity::normalised("https://example.com/x", "tasks", None);
+        assert!(!elsewhere.owns_legacy_mark(live));
+        // A loop on a working tree: its old mark came from the working tree's path.
+        let working = SourceIdentity::new("/home/me/tasks", "tasks");
+        let live = desired_task_runs(&snap, &working, "default", &LiveTaskRuns::new());
+        let mut now = SourceIdentity::normalised("https://github.com/org/tasks", "tasks", None);
+        assert!(!now.owns_legacy_mark(&live[0].task_run));
+        now.legacy_repos.push("/home/me/tasks".into());
+        assert!(now.owns_legacy_mark(&live[0].task_run));
     }
 
     #[test]

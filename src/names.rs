@@ -26,6 +26,8 @@ pub const ANNOTATION_REVISION: &str = "orchestrator.io/revision";
 pub const ANNOTATION_CONTENT_DIGEST: &str = "orchestrator.io/content-digest";
 pub const ANNOTATION_SOURCE_PATH: &str = "orchestrator.io/source-path";
 pub const ANNOTATION_SOURCE_URL: &str = "orchestrator.io/source-url";
+/// The owning source as a person reads it (repository and path, or `--source-name`).
+pub const ANNOTATION_SOURCE: &str = "orchestrator.io/source-name";
 /// `orchestrator.io/prune: disabled` keeps a TaskRun when its folder leaves Git (like Flux's).
 pub const ANNOTATION_PRUNE: &str = "orchestrator.io/prune";
 pub const PRUNE_DISABLED: &str = "disabled";

@@ -628,7 +628,10 @@ async fn a_stale_cache_cannot_make_a_second_job() {
         let mut registry = prometheus_client::registry::Registry::default();
         Arc::new(Context::new(
             cluster.client.clone(),
-            cluster.agents.clone(),
+            orchestrator::controller::profiles::LiveProfiles::new(
+                cluster.agents.clone(),
+                "test agents",
+            ),
             Arc::new(orchestrator::controller::ControllerMetrics::register(
                 &mut registry,
             )),

@@ -200,17 +200,20 @@ fn kustomization_builds_and_every_object_parses() {
             );
         }
     }
-    // The agent profiles ConfigMap is mounted under the name kustomize generated.
+    // The agent profiles ConfigMap is watched under the name kustomize generated (no hash
+    // suffix: an edit needs no rollout).
     let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap();
+    let wanted = format!(
+        "--agents-configmap={}",
+        cm["metadata"]["name"].as_str().unwrap()
+    );
     assert!(
-        volumes
-            .iter()
-            .any(|v| v["configMap"]["name"] == cm["metadata"]["name"]),
-        "the Deployment does not mount the generated agents ConfigMap"
+        args.iter().any(|a| a.as_str() == Some(wanted.as_str())),
+        "the Deployment does not read the generated agents ConfigMap: {args:?}"
     );
 }
 

@@ -1,5 +1,7 @@
 //! Subcommands of the `orchestrator` binary, one file each.
 
+pub mod agent_check;
+pub mod agent_sources;
 pub mod api;
 pub mod apiserver;
 pub mod controller;
@@ -7,7 +9,9 @@ pub mod git_args;
 pub mod plan;
 pub mod plan_live;
 pub mod run;
+pub mod run_checks;
 pub mod source_args;
+pub mod source_identity;
 pub mod status;
 pub mod validate;
 pub mod wait;

@@ -43,10 +43,22 @@ pub struct PlanArgs {
     /// Never contact a cluster: print the TaskRuns the revision describes.
     #[arg(long)]
     pub offline: bool,
+    /// The source's name, as given to `orchestrator run --source-name` (default: the repository's
+    /// normalised origin URL and --path, the same in every clone).
+    #[arg(long, env = "ORCHESTRATOR_SOURCE_NAME")]
+    pub source_name: Option<String>,
+    #[command(flatten)]
+    pub agents: super::agent_check::AgentCheckArgs,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let snapshot = args.source.load()?;
+    let mut snapshot = args.source.load()?;
+    if let Some((profiles, origin)) = args
+        .agents
+        .load(args.source.repo.as_deref(), &args.source.path)?
+    {
+        super::agent_check::check_agent_names(&mut snapshot, &profiles.names(), &origin);
+    }
     if !args.offline {
         match super::plan_live::live_diff(&args, &snapshot) {
             Ok(Some(diff)) => {

@@ -18,6 +18,9 @@ pub struct NoteArgs {
     /// Branch whose head is read when REV is not given (default: HEAD / the remote's default).
     #[arg(long)]
     pub branch: Option<String>,
+    /// The environment whose note is read (as given to `run --environment`).
+    #[arg(long, default_value = crate::notes::DEFAULT_ENVIRONMENT, env = "ORCHESTRATOR_ENVIRONMENT")]
+    pub environment: String,
     #[command(flatten)]
     pub git: crate::cli::git_args::GitCredentialArgs,
 }
@@ -25,7 +28,10 @@ pub struct NoteArgs {
 impl NoteArgs {
     pub fn query(&self) -> anyhow::Result<NoteQuery> {
         let credentials = self.git.load()?;
+        let notes_ref =
+            crate::notes::notes_ref_for(&self.environment).map_err(anyhow::Error::msg)?;
         Ok(NoteQuery {
+            notes_ref,
             branch: self.branch.clone(),
             revision: self.revision.clone(),
             credentials,

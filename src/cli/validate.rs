@@ -8,10 +8,18 @@ use crate::source::SourceSnapshot;
 pub struct ValidateArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub agents: super::agent_check::AgentCheckArgs,
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let snapshot = args.source.load()?;
+    let mut snapshot = args.source.load()?;
+    if let Some((profiles, origin)) = args
+        .agents
+        .load(args.source.repo.as_deref(), &args.source.path)?
+    {
+        super::agent_check::check_agent_names(&mut snapshot, &profiles.names(), &origin);
+    }
     print!("{}", report(&snapshot));
     if snapshot.errors.is_empty() {
         Ok(())

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod job_phase;
 pub mod metrics;
+pub mod profiles;
 pub mod reasons;
 pub mod reconcile;
 pub mod status;
@@ -88,7 +89,8 @@ pub const DEFAULT_CONCURRENCY: u16 = 32;
 pub struct ControllerConfig {
     /// Only TaskRuns (and children) in this namespace; `None` watches every namespace.
     pub namespace: Option<String>,
-    pub agents: AgentProfiles,
+    /// The profiles in use; their source may replace them while the controller runs.
+    pub agents: profiles::LiveProfiles,
     /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun). kube-rs
     /// has no client-side rate limit (client-go's default is 5 QPS), so this is also the bound
     /// on the controller's requests in flight.
@@ -104,6 +106,14 @@ pub struct ControllerConfig {
 
 impl ControllerConfig {
     pub fn new(namespace: Option<String>, agents: AgentProfiles) -> ControllerConfig {
+        Self::with_live_profiles(namespace, profiles::LiveProfiles::new(agents, "the start"))
+    }
+
+    /// A controller whose profiles follow their source (see [`profiles::LiveProfiles`]).
+    pub fn with_live_profiles(
+        namespace: Option<String>,
+        agents: profiles::LiveProfiles,
+    ) -> ControllerConfig {
         ControllerConfig {
             namespace,
             agents,

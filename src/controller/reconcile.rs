@@ -6,7 +6,7 @@
 //! the steady state a reconcile makes no read request: a GET happens only when a create finds
 //! the object already there (409), which a cache that is behind the server can cause.
 
-use super::agents::{AgentProfiles, ResolvedProfile};
+use super::agents::ResolvedProfile;
 use super::backoff::Backoffs;
 use super::caches::Caches;
 use super::children::{
@@ -16,6 +16,7 @@ use super::error::Error;
 use super::events::{publish, related};
 use super::job_phase::{JobState, format_time, job_phase};
 use super::metrics::ControllerMetrics;
+use super::profiles::LiveProfiles;
 use super::reasons::EventReason;
 use super::status::{Decision, Observation, Outcome, decide};
 use super::written::{WrittenStatuses, freshest};
@@ -50,7 +51,7 @@ pub const RETRY_WHILE_UNREACHABLE: Duration = Duration::from_secs(2);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub agents: AgentProfiles,
+    pub agents: LiveProfiles,
     pub recorder: Recorder,
     pub metrics: Arc<ControllerMetrics>,
     pub backoffs: Backoffs<ObjectRef<TaskRun>>,
@@ -68,7 +69,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        agents: AgentProfiles,
+        agents: LiveProfiles,
         metrics: Arc<ControllerMetrics>,
         backoffs: Backoffs<ObjectRef<TaskRun>>,
         caches: Caches,
@@ -151,7 +152,8 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         Vec::new()
     };
 
-    let outcome = match ctx.agents.resolve(&tr.spec.agent_name) {
+    let agents = ctx.agents.current();
+    let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
         },

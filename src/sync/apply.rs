@@ -221,6 +221,7 @@ impl Syncer {
         let desired =
             desired_task_runs_reusing(snapshot, &self.source, &self.options.namespace, live, cache);
         plan(PlanInput {
+            legacy_owner: Some(&self.source),
             desired: &desired,
             live,
             folder_errors: &snapshot.errors,

@@ -89,6 +89,9 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                             UpdateReason::ContentChanged => "content changed",
                             UpdateReason::Drift => "drift: restores fields edited in the cluster",
                             UpdateReason::Adopt => "adopt: a TaskRun without a source mark",
+                            UpdateReason::Migrate => {
+                                "mark migrated from this source's earlier identity (no re-run)"
+                            }
                         }
                         .to_string(),
                     );
@@ -125,7 +128,11 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                 Action::Conflict { owner } => {
                     summary.other += 1;
                     entry.action = "conflict";
-                    entry.reason = Some(format!("carries another source's mark ({owner})"));
+                    entry.reason = Some(format!(
+                        "owned by another source ({owner}); to adopt it here, remove its mark: kubectl label taskrun {} {}-",
+                        step.name,
+                        crate::names::LABEL_SOURCE
+                    ));
                 }
                 Action::WaitForDeletion => {
                     summary.other += 1;
@@ -298,6 +305,7 @@ mod tests {
         });
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let p = plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live: &live,
             folder_errors: &snap.errors,

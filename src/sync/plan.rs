@@ -3,7 +3,7 @@
 //! controller's finalizer and other managers' fields never cause a write.
 
 use crate::crd::{MarkdownFile, TaskRun};
-use crate::desired::{DesiredTaskRun, LiveTaskRuns};
+use crate::desired::{DesiredTaskRun, LiveTaskRuns, SourceIdentity};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
@@ -23,6 +23,9 @@ pub struct PlanInput<'a> {
     pub prune: bool,
     /// What earlier plans found in place; those TaskRuns are not compared again.
     pub settled: Option<&'a Settled>,
+    /// This source, to recognise the marks it wrote under an earlier identity
+    /// ([`SourceIdentity::owns_legacy_mark`]): those TaskRuns are its own, their mark rewritten.
+    pub legacy_owner: Option<&'a SourceIdentity>,
 }
 
 /// The described TaskRuns a sync left as the revision wants them: by name, the desired TaskRun
@@ -120,6 +123,8 @@ pub enum UpdateReason {
     Drift,
     /// A TaskRun of the same name without any source mark: taken over by this source.
     Adopt,
+    /// This source's TaskRun under the mark of an earlier identity: the mark is rewritten.
+    Migrate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -189,7 +194,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
             Some(live) if input.settled.is_some_and(|s| s.holds(desired, live)) => {
                 Action::Unchanged
             }
-            Some(live) => action_for_described(live, desired, input.source_label),
+            Some(live) => action_for_described(live, desired, &input),
         };
         steps.push(PlanStep {
             name: desired.name.clone(),
@@ -207,7 +212,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
         .collect();
 
     for (name, live) in input.live {
-        if desired_names.contains(name.as_str()) || source_of(live) != Some(input.source_label) {
+        if desired_names.contains(name.as_str()) || !is_own(live, &input) {
             continue;
         }
         let action = if broken.contains(name) {
@@ -239,14 +244,29 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
     SyncPlan { steps }
 }
 
-fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: &str) -> Action {
-    match source_of(live) {
-        Some(owner) if owner != source_label => {
-            return Action::Conflict {
-                owner: owner.to_string(),
-            };
-        }
-        _ => {}
+/// Whether `live` carries this source's mark, now or under an earlier identity.
+fn is_own(live: &TaskRun, input: &PlanInput<'_>) -> bool {
+    source_of(live) == Some(input.source_label)
+        || input.legacy_owner.is_some_and(|s| s.owns_legacy_mark(live))
+}
+
+/// Who owns a TaskRun with another source's mark, as a person reads it: the source it names
+/// (annotation) and the mark itself.
+pub fn owner_of(live: &TaskRun) -> String {
+    let mark = source_of(live).unwrap_or_default();
+    match annotation(live, names::ANNOTATION_SOURCE)
+        .or_else(|| annotation(live, names::ANNOTATION_SOURCE_URL))
+    {
+        Some(source) => format!("{source}, mark {}={mark}", names::LABEL_SOURCE),
+        None => format!("mark {}={mark}", names::LABEL_SOURCE),
+    }
+}
+
+fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, input: &PlanInput<'_>) -> Action {
+    if source_of(live).is_some() && !is_own(live, input) {
+        return Action::Conflict {
+            owner: owner_of(live),
+        };
     }
     if live.metadata.deletion_timestamp.is_some() {
         return Action::WaitForDeletion;
@@ -259,6 +279,8 @@ fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: 
         UpdateReason::ContentChanged
     } else if source_of(live).is_none() {
         UpdateReason::Adopt
+    } else if source_of(live) != Some(input.source_label) {
+        UpdateReason::Migrate
     } else {
         UpdateReason::Drift
     };
@@ -370,6 +392,7 @@ mod tests {
     fn plan_of(snapshot: &SourceSnapshot, live: &LiveTaskRuns, prune: bool) -> SyncPlan {
         let desired = desired_task_runs(snapshot, &source(), "default", live);
         plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live,
             folder_errors: &snapshot.errors,
@@ -386,6 +409,7 @@ mod tests {
         live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let input = |desired, live, settled| PlanInput {
+            legacy_owner: None,
             desired,
             live,
             folder_errors: &[],
@@ -395,6 +419,7 @@ mod tests {
         };
         let label = source().label_value();
         let first = plan(PlanInput {
+            legacy_owner: None,
             source_label: &label,
             ..input(&desired, &live, None)
         });
@@ -432,6 +457,7 @@ mod tests {
         ];
         for (case, desired, live, want) in cases {
             let p = plan(PlanInput {
+                legacy_owner: None,
                 source_label: &label,
                 ..input(desired, live, Some(&settled))
             });
@@ -620,7 +646,9 @@ mod tests {
                 vec![(
                     "task-1",
                     Action::Conflict {
-                        owner: "src-other".into(),
+                        owner: "https://example.com/tasks.git (path tasks), mark \
+                                orchestrator.io/source=src-other"
+                            .into(),
                     },
                 )],
             ),

@@ -13,6 +13,12 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_TASK_FAILED: i32 = 1;
 /// The sync did not reach Synced (a broken folder, a conflict): the table lists the errors.
 pub const EXIT_OUT_OF_SYNC: i32 = 2;
+/// The revision could not be read on the first fetch (branch, path, URL): nothing was synced.
+/// The same code as a broken folder: the repository is not in a state that can be synced.
+pub const EXIT_SOURCE_ERROR: i32 = 2;
+/// Nothing would run the tasks: no agent profiles, a task's agent without a profile, or no
+/// controller picking the TaskRuns up.
+pub const EXIT_NOT_RUNNABLE: i32 = 4;
 
 /// Whether every task of the report has a TaskRun at the report's contextVersion: what a cache
 /// that trails the sync shows once it has caught up.
@@ -112,6 +118,7 @@ mod tests {
         let source = crate::desired::tests::source();
         let desired = desired_task_runs(&snap, &source, "default", live);
         let p = plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live,
             folder_errors: &[],
