@@ -152,6 +152,8 @@ fn reads_task_md_and_writes_the_first_line_of_the_answer_as_the_result() {
         args.lines().collect::<Vec<_>>(),
         [
             "-p",
+            "Carry out the task given on stdin in the current directory. Finish with a one-line \
+             summary of what you did.",
             "--output-format",
             "json",
             "--permission-mode",

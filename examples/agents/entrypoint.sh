@@ -72,9 +72,12 @@ if [ -n "${CODE_REPO_URL:-}" ]; then
   cd "$work"
 fi
 
-# The agent itself: the prompt on stdin, one JSON object with the answer on stdout.
+# The agent itself: the task on stdin (no argument length limit), a short instruction as the
+# prompt, one JSON object with the answer on stdout.
+instruction="${AGENT_INSTRUCTION:-Carry out the task given on stdin in the current directory. Finish with a one-line summary of what you did.}"
 set +e
-"$AGENT_CLI" -p --output-format json --permission-mode acceptEdits < "$prompt_file" > "$output"
+"$AGENT_CLI" -p "$instruction" --output-format json --permission-mode acceptEdits \
+  < "$prompt_file" > "$output"
 status=$?
 set -e
 cat "$output"
