@@ -330,3 +330,35 @@ fn commands_marked_here_run_in_a_sandbox() {
         assert_eq!(code, Some(0), "{out}");
     }
 }
+
+/// Every markdown file under docs/, recursively.
+fn docs_pages(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            docs_pages(&path, out);
+        } else if path.extension().is_some_and(|x| x == "md") {
+            out.push(path);
+        }
+    }
+}
+
+/// Focused pages: a docs/ page over 400 lines is split.
+const MAX_PAGE_LINES: usize = 400;
+
+#[test]
+fn every_docs_page_stays_short() {
+    let mut pages = Vec::new();
+    docs_pages(&root().join("docs"), &mut pages);
+    assert!(!pages.is_empty());
+    let long: Vec<String> = pages
+        .iter()
+        .map(|p| (p, std::fs::read_to_string(p).unwrap().lines().count()))
+        .filter(|(_, n)| *n >= MAX_PAGE_LINES)
+        .map(|(p, n)| format!("{}: {n} lines", p.display()))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "pages of {MAX_PAGE_LINES} lines or more: {long:?}"
+    );
+}
