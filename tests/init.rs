@@ -153,6 +153,15 @@ fn init_overwrites_nothing_and_names_the_file() {
     assert!(!dir.join("agents.yaml").exists(), "init wrote nothing");
     assert!(!dir.join(".git").exists(), "init created no repository");
 
+    // A file where the directory should be.
+    std::fs::write(sandbox.work().join("plain-file"), "x").unwrap();
+    let (out, code) = sandbox.sh("orchestrator init plain-file");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("plain-file is a file, not a directory"),
+        "{out}"
+    );
+
     // A second init over a finished one is refused as well.
     let (out, code) = sandbox.sh("orchestrator init fresh && orchestrator init fresh");
     assert_ne!(code, Some(0), "{out}");
