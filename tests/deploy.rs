@@ -768,3 +768,157 @@ fn rbac_follows_the_tasks_into_the_agent_namespace() {
         );
     }
 }
+
+/// Runs `bash -c line` with `env`; panics with the output unless it succeeds.
+fn sh_ok(line: &str, dir: &Path, env: &[(&str, &str)]) -> String {
+    let out = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "$ {line}\n{text}");
+    text
+}
+
+#[test]
+fn the_install_step_secret_reaches_the_shipped_profiles_env_on_the_embedded_cluster() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: kubectl is not available");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_orchestrator");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // 1. The documented install step, for real, against an embedded API server that keeps its
+    //    objects in state/.
+    let mut apiserver = Command::new(bin)
+        .args([
+            "apiserver",
+            "--port",
+            "0",
+            "--data-dir",
+            "state",
+            "--kubeconfig-out",
+            "kc",
+        ])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.join("kc").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no kubeconfig within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kc = dir.join("kc").display().to_string();
+    let keys = [
+        ("ANTHROPIC_API_KEY", "sk-ant-test-1"),
+        ("OPENAI_API_KEY", "sk-openai-test-2"),
+        ("AGENT_GIT_TOKEN", "ghp-test-3"),
+    ];
+    let mut env: Vec<(&str, &str)> = vec![("KUBECONFIG", &kc)];
+    env.extend(keys);
+    sh_ok("kubectl create namespace orchestrator", dir, &env);
+    let (_, step) = INSTALL_STEPS
+        .iter()
+        .find(|(i, _)| *i == Install::Base)
+        .unwrap();
+    sh_ok(step, dir, &env);
+    // SAFETY: kill(2) on the pid of the child started above, not yet reaped.
+    unsafe { libc::kill(apiserver.id() as i32, libc::SIGINT) };
+    apiserver.wait().unwrap();
+
+    // 2. Every shipped profile's env, run by a local shell agent that checks each value.
+    let shipped = AgentProfiles::load(&root().join("deploy/agents.yaml")).unwrap();
+    let mut checks = Vec::new();
+    let mut agents = serde_json::Map::new();
+    for (name, profile) in &shipped.agents {
+        let mut script = Vec::new();
+        for e in &profile.env {
+            let Some(r) = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+            else {
+                continue;
+            };
+            let want = match r.key.as_str() {
+                "anthropic-api-key" => keys[0].1,
+                "openai-api-key" => keys[1].1,
+                "git-token" => keys[2].1,
+                other => panic!("{name} reads key {other}, which the install step does not set"),
+            };
+            script.push(format!("test \"${}\" = {want}", e.name));
+            checks.push(format!("{name}: {}", e.name));
+        }
+        script.push(format!("echo {name}: every credential arrived"));
+        agents.insert(
+            name.clone(),
+            serde_json::json!({
+                "image": "local/shell",
+                "command": ["sh", "-c"],
+                "args": [script.join(" && ")],
+                "env": profile.env,
+            }),
+        );
+    }
+    assert!(!checks.is_empty(), "the shipped profiles read no Secret");
+    let profiles = serde_json::json!({"defaults": {"activeDeadlineSeconds": 30, "backoffLimit": 0}, "agents": agents});
+    std::fs::write(
+        dir.join("agents.yaml"),
+        serde_json::to_string(&profiles).unwrap(),
+    )
+    .unwrap();
+    sh_ok(&format!("{bin} init tasks"), dir, &[]);
+    // One task per shipped profile.
+    for (i, name) in shipped.agents.keys().enumerate() {
+        let folder = dir.join(format!("tasks/{}-{name}", i + 10));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("task.yaml"),
+            format!("serviceName: svc\nagentName: {name}\n"),
+        )
+        .unwrap();
+        std::fs::write(folder.join("prompt.md"), "# Check the credentials\n").unwrap();
+    }
+    std::fs::remove_dir_all(dir.join("tasks/1-hello")).unwrap();
+    let identity = [
+        ("GIT_AUTHOR_NAME", "t"),
+        ("GIT_AUTHOR_EMAIL", "t@example.com"),
+        ("GIT_COMMITTER_NAME", "t"),
+        ("GIT_COMMITTER_EMAIL", "t@example.com"),
+    ];
+    sh_ok(
+        "git -C tasks add -A && git -C tasks commit -qm 'one task per profile'",
+        dir,
+        &identity,
+    );
+    let out = sh_ok(
+        &format!(
+            "{bin} run --embedded --embedded-data-dir state -n orchestrator --repo tasks \
+             --agents agents.yaml --until-done"
+        ),
+        dir,
+        &[],
+    );
+    assert_eq!(
+        out.matches("Succeeded").count(),
+        shipped.agents.len(),
+        "every profile's agent got its credentials: {checks:?}\n{out}"
+    );
+}
