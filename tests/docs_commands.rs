@@ -72,12 +72,13 @@ const COMMANDS: &[(&str, Check)] = &[
             test: "the_quick_start_runs_as_written",
         },
     ),
-    // docs/agent-image.md: run with --dry-run=client to learn the objects they create.
+    // docs/agent-image.md and README.md: run against the embedded API server, and with
+    // --dry-run=client to learn the objects they create.
     (
         r#"kubectl -n orchestrator create secret generic agent-credentials --from-literal=anthropic-api-key="$ANTHROPIC_API_KEY" --from-literal=openai-api-key="$OPENAI_API_KEY" --from-literal=git-token="$AGENT_GIT_TOKEN""#,
         By {
             file: DEPLOY,
-            test: "every_object_an_agent_profile_needs_is_created_by_deploy_or_the_install_steps",
+            test: "the_install_step_secret_reaches_the_shipped_profiles_env_on_the_embedded_cluster",
         },
     ),
     (
