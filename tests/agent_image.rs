@@ -211,7 +211,8 @@ fn exit_codes_say_what_went_wrong() {
 #[test]
 fn the_result_fits_the_termination_message_limit() {
     let agent = Agent::new(&[("prompt.md", "# Fix it\n")]);
-    let long = "x".repeat(10_000);
+    // Large enough that the truncation always closes its pipe early (SIGPIPE for the writer).
+    let long = "x".repeat(100_000);
     let answer = format!(r#"{{"is_error":false,"result":"{long}"}}"#);
     let out = agent.run(&[KEY, ("STUB_ANSWER", &answer)]);
     assert_eq!(out.code, Some(0), "{}", out.log);

@@ -19,7 +19,8 @@ work="${AGENT_WORKDIR:-$HOME/work}"
 # Writes the result (the kubelet keeps at most 4096 bytes) and echoes it to the log.
 result() {
   local text
-  text="$(printf '%s' "$*" | tr '\n' ' ' | head -c 4000)"
+  # `|| true`: head stops reading at 4000 bytes, and the writer's SIGPIPE must not end the script.
+  text="$(printf '%s' "$*" | tr '\n' ' ' | head -c 4000 || true)"
   printf '%s\n' "$text" > "$result_file" || true
   printf 'result: %s\n' "$text"
 }
