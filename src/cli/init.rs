@@ -30,11 +30,10 @@ agents:
     args:
       - |
         echo "shell agent: task $TASK_ID ($TASK_SERVICE_NAME), context version $TASK_CONTEXT_VERSION"
-        for f in "$TASK_DIR"/*.md; do
-          echo "== $(basename "$f")"
-          cat "$f"
-        done
-        words=$(cat "$TASK_DIR"/*.md | wc -w)
+        # TASK.md, when orchestrator generates it, is the whole task in prompt order.
+        task=$(if [ -f "$TASK_DIR/TASK.md" ]; then cat "$TASK_DIR/TASK.md"; else cat "$TASK_DIR"/*.md; fi)
+        printf '%s\n' "$task"
+        words=$(printf '%s' "$task" | wc -w)
         result="read task $TASK_ID: $words words"
         echo "$result"
         # The result is the container's termination message (see docs/agent-image.md).
