@@ -181,10 +181,10 @@ async fn bench() -> anyhow::Result<()> {
         peak as f64 / 1024.0 / 150.0
     );
     for series in [
-        "controller_jobs_created_total",
-        "taskrun_total",
-        "controller_reconcile_duration_seconds_count",
-        "controller_reconcile_duration_seconds_sum",
+        "orchestrator_controller_jobs_created_total",
+        "orchestrator_taskrun_total",
+        "orchestrator_controller_reconcile_duration_seconds_count",
+        "orchestrator_controller_reconcile_duration_seconds_sum",
     ] {
         if let Some(line) = metrics
             .lines()
@@ -195,7 +195,7 @@ async fn bench() -> anyhow::Result<()> {
     }
     for line in metrics
         .lines()
-        .filter(|l| l.starts_with("controller_reconcile_errors_total{"))
+        .filter(|l| l.starts_with("orchestrator_controller_reconcile_errors_total{"))
     {
         println!("  {line}");
     }

@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a task repository to start from: agents.yaml with local shell agents, one example
+    /// task, a README of the folder rules and a first commit; overwrites nothing.
+    Init(orchestrator::cli::init::InitArgs),
     /// Print the TaskRun CustomResourceDefinition as YAML.
     Crd,
     /// Run the TaskRun controller alone (ConfigMaps, Jobs, status, events, /metrics).
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--git-ca-file {}: {}", ca.display(), e.message()))?;
     }
     match cli.command {
+        Command::Init(args) => orchestrator::cli::init::run(args),
         Command::Crd => {
             print!("{}", orchestrator::crd::task_run_crd_yaml());
             Ok(())

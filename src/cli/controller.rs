@@ -49,7 +49,8 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
             ensure_namespace(&client, ns).await?;
         }
     }
-    let mut registry = Registry::default();
+    // The same names as `orchestrator run` serves (`orchestrator_taskrun_total`).
+    let mut registry = Registry::with_prefix(crate::metrics::METRIC_PREFIX);
     let metrics = Arc::new(ControllerMetrics::register(&mut registry));
     let registry = Arc::new(registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

@@ -6,6 +6,7 @@ pub mod api;
 pub mod apiserver;
 pub mod controller;
 pub mod git_args;
+pub mod init;
 pub mod plan;
 pub mod plan_live;
 pub mod run;

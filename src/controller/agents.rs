@@ -30,6 +30,11 @@ pub struct AgentProfile {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Mount the service account's API token into the agent's Pod. Unset: the ServiceAccount
+    /// decides (deploy/'s `orchestrator-agent` mounts none); `true` only for an agent that
+    /// must call the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -151,6 +151,7 @@ pub fn build_job(tr: &TaskRun, profile: &ResolvedProfile<'_>, owner: &OwnerRefer
             spec: Some(PodSpec {
                 restart_policy: Some("Never".to_string()),
                 service_account_name: agent.service_account_name.clone(),
+                automount_service_account_token: agent.automount_service_account_token,
                 containers: vec![container],
                 volumes: Some(vec![Volume {
                     name: VOLUME_NAME.to_string(),
@@ -364,6 +365,27 @@ mod tests {
             Some(vec!["sh".into(), "-c".into()])
         );
         assert_eq!(pod.containers[0].image.as_deref(), Some("img:1"));
+    }
+
+    #[test]
+    fn the_api_token_is_mounted_only_when_the_profile_asks() {
+        let p = AgentProfiles::parse(
+            "agents:\n  quiet: {image: i}\n  operator: {image: i, automountServiceAccountToken: true}\n  no: {image: i, automountServiceAccountToken: false}\n",
+            "test",
+        )
+        .unwrap();
+        let tr = task_run("web", 42, 1);
+        let owner = owner_reference(&tr).unwrap();
+        for (agent, want) in [
+            ("quiet", None),
+            ("operator", Some(true)),
+            ("no", Some(false)),
+        ] {
+            let job = build_job(&tr, &p.resolve(agent).unwrap(), &owner);
+            let pod = job.spec.unwrap().template.spec.unwrap();
+            // Unset leaves it to the ServiceAccount (deploy/'s agent account mounts none).
+            assert_eq!(pod.automount_service_account_token, want, "{agent}");
+        }
     }
 
     #[test]
