@@ -545,32 +545,19 @@ fn deployment_flag(docs: &[Value], flag: &str) -> String {
         .replace("$(POD_NAMESPACE)", own)
 }
 
-/// The agent profiles as the Deployment reads them: the file named by --agents, from the
-/// ConfigMap mounted at its directory. (Where the profiles come from another way, teach this
-/// function that way, so the reference check keeps seeing the profiles the cluster runs.)
+/// The agent profiles as the Deployment reads them: key `agents.yaml` of the ConfigMap named by
+/// --agents-configmap. (Where the profiles come from another way, teach this function that way,
+/// so the reference check keeps seeing the profiles the cluster runs.)
 fn mounted_profiles(docs: &[Value]) -> AgentProfiles {
-    let agents = deployment_flag(docs, "--agents");
-    let (dir, file) = agents.rsplit_once('/').unwrap();
-    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-    let pod = &deployment["spec"]["template"]["spec"];
-    let mount = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["mountPath"] == dir)
-        .unwrap_or_else(|| panic!("nothing is mounted at {dir}"));
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap();
-    let cm_name = volume["configMap"]["name"].as_str().unwrap();
+    let cm_name = deployment_flag(docs, "--agents-configmap");
+    let file = "agents.yaml";
     let cm = docs
         .iter()
-        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name)
-        .unwrap_or_else(|| panic!("the mounted ConfigMap {cm_name} is not in deploy/"));
-    let text = cm["data"][file].as_str().unwrap();
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name.as_str())
+        .unwrap_or_else(|| panic!("the agents ConfigMap {cm_name} is not in deploy/"));
+    let text = cm["data"][file]
+        .as_str()
+        .unwrap_or_else(|| panic!("ConfigMap {cm_name} has no key {file}"));
     AgentProfiles::parse(text, &format!("ConfigMap {cm_name} key {file}")).unwrap()
 }
 
