@@ -210,6 +210,25 @@ pub async fn follow_repo(
     }
 }
 
+/// Where a problem with the agent profiles is listed among the note's errors.
+pub const NOTE_AT: &str = "agent-profiles";
+
+/// The report as the note shows it: a problem with the newest agent profiles is listed among
+/// its errors (at [`NOTE_AT`]), so that it is seen on the commit, not only in the log. The sync
+/// status is left as it is: the tasks were synced, and run with the last good profiles. Pure.
+pub fn note_profiles_problem(
+    mut report: crate::sync::report::SyncReport,
+    problem: Option<String>,
+) -> crate::sync::report::SyncReport {
+    if let Some(message) = problem {
+        report.apply_errors.push(crate::sync::report::ApplyError {
+            name: NOTE_AT.to_string(),
+            message,
+        });
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

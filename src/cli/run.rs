@@ -503,6 +503,7 @@ async fn run_connected(
     ));
 
     let live_profiles = agents.clone();
+    let notes_profiles = agents.clone();
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
         let config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
@@ -536,7 +537,10 @@ async fn run_connected(
             }
             Some(spawn_notes_writer(
                 config,
-                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx).map(move |r| {
+                    let problem = notes_profiles.as_ref().and_then(LiveProfiles::problem);
+                    agent_sources::note_profiles_problem(r, problem)
+                }),
                 Arc::new(store.clone()),
                 metrics.register_with(NotesMetrics::register),
             ))
