@@ -344,6 +344,25 @@ async fn a_configmap_edit_changes_the_profiles_without_a_restart() {
         eventually(Duration::from_secs(60), job_exists("web-3-v1")).await,
         "task 3's Job: the last good profiles stayed after the invalid edit"
     );
+    // `kubectl describe configmap` shows why the edit did not take.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = cluster.api();
+    let warned = eventually(Duration::from_secs(10), async || {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InvalidAgentProfiles")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("has no image"))
+            })
+    })
+    .await;
+    assert!(warned, "a Warning event on the ConfigMap");
     stop(&child);
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -310,6 +310,11 @@ async fn run_connected(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // Bound first, so a port in use fails `run` before any fetch or write.
+    let mut api_listener = match args.api {
+        true => Some(bind_api(args.api_args.addr).await?),
+        false => None,
+    };
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
     let (reports_tx, reports_rx) = report_channel();
@@ -446,7 +451,9 @@ async fn run_connected(
                 follower,
             })?;
             let state = api_state(&args.api_args, parts)?;
-            let listener = bind_api(args.api_args.addr).await?;
+            let listener = api_listener
+                .take()
+                .context("the API's listener was bound at start")?;
             let addr = listener.local_addr().unwrap_or(args.api_args.addr);
             println!("orchestrator run: serving the API on http://{addr}");
             Some(tokio::spawn(crate::api::serve_on(
