@@ -229,7 +229,7 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     let agents = agent_source(&args, local_repo.as_deref());
     if args.until_done && !args.no_controller && agents.is_none() {
         eprintln!(
-            "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE (or put agents.yaml in the task folder path), or pass --no-controller when a controller elsewhere runs them"
+            "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE, --agents-configmap NAME, or --agents-from-repo PATH (an agents.yaml committed to the repository is read only with that flag), or pass --no-controller when a controller elsewhere runs them"
         );
         return Ok(crate::sync::until_done::EXIT_NOT_RUNNABLE);
     }
