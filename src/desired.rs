@@ -284,10 +284,14 @@ fn task_run(
         .get_or_insert_with(BTreeMap::new)
         .insert(names::LABEL_SOURCE.to_string(), source_label.to_string());
     let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert(
-        names::ANNOTATION_SOURCE_URL.to_string(),
-        source.repo.clone(),
-    );
+    if source.name.is_none() {
+        // With --source-name the repository may be reached under several URLs, none of them
+        // the source's identity: plans from each would otherwise "restore" their own.
+        annotations.insert(
+            names::ANNOTATION_SOURCE_URL.to_string(),
+            source.repo.clone(),
+        );
+    }
     annotations.insert(names::ANNOTATION_SOURCE.to_string(), source.display());
     annotations.insert(
         names::ANNOTATION_REVISION.to_string(),

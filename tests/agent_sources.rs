@@ -195,6 +195,11 @@ async fn a_profiles_file_edited_while_the_loop_runs_takes_effect_and_an_invalid_
         .await,
         "task 2 ran with the last good profiles"
     );
+    let note = git(work, &["notes", "--ref=orchestrator", "show", &second]);
+    assert!(
+        note.contains("agent-profiles") && note.contains("has no image"),
+        "the note of the commit synced meanwhile names the problem: {note}"
+    );
 
     // A valid version with a new agent: a task for it runs without a restart.
     write(
@@ -339,6 +344,25 @@ async fn a_configmap_edit_changes_the_profiles_without_a_restart() {
         eventually(Duration::from_secs(60), job_exists("web-3-v1")).await,
         "task 3's Job: the last good profiles stayed after the invalid edit"
     );
+    // `kubectl describe configmap` shows why the edit did not take.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = cluster.api();
+    let warned = eventually(Duration::from_secs(10), async || {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("InvalidAgentProfiles")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("has no image"))
+            })
+    })
+    .await;
+    assert!(warned, "a Warning event on the ConfigMap");
     stop(&child);
     let out = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -379,4 +403,74 @@ fn profiles_committed_with_the_tasks_are_read_from_the_synced_revision() {
     );
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("task-1   1        Succeeded"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_profiles_commit_keeps_the_last_good_and_the_note_says_why() {
+    let repo = new_repo();
+    let work = repo.path();
+    write(
+        &work.join("tasks/agents.yaml"),
+        &profiles(&[("claude-code", "done")]),
+    );
+    let first = commit_all(work);
+    let child = tokio::process::Command::new(BIN)
+        .args([
+            "run",
+            "--embedded",
+            "--interval",
+            "1s",
+            "--path",
+            "tasks",
+            "--agents-from-repo",
+            "tasks/agents.yaml",
+            "--repo",
+        ])
+        .arg(work)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), async || status_exit(work, &first)
+            .await
+            == Some(0))
+        .await,
+        "task 1 ran with the committed profiles"
+    );
+    // One commit breaks the profiles and adds a task: the task runs with the last good ones.
+    write(&work.join("tasks/agents.yaml"), INVALID);
+    write_task(work, 2, "claude-code");
+    let second = commit_all(work);
+    assert!(
+        eventually(Duration::from_secs(60), async || status_exit(work, &second)
+            .await
+            == Some(0))
+        .await,
+        "task 2 ran with the last good profiles"
+    );
+    // The note of the next sync names the problem.
+    write_task(work, 3, "claude-code");
+    let third = commit_all(work);
+    assert!(
+        eventually(Duration::from_secs(60), async || status_exit(work, &third)
+            .await
+            == Some(0))
+        .await
+    );
+    let note = git(work, &["notes", "--ref=orchestrator", "show", &third]);
+    assert!(
+        note.contains("agent-profiles") && note.contains("has no image"),
+        "{note}"
+    );
+    stop(&child);
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("the new agent profiles are invalid").count(),
+        1,
+        "{stderr}"
+    );
 }

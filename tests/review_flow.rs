@@ -718,14 +718,14 @@ fn two_loops_on_one_repository_each_note_their_environment() {
     });
     assert_eq!(staging.status.code(), Some(0), "{}", text(&staging));
     assert_eq!(production.status.code(), Some(0), "{}", text(&production));
-    for env in ["staging", "production"] {
+    for (env, revision) in [("staging", "HEAD"), ("production", head.as_str())] {
         let out = orchestrator(&[
             "status",
             "--repo",
             work.to_str().unwrap(),
             "--environment",
             env,
-            &head,
+            revision,
         ]);
         assert_eq!(out.status.code(), Some(0), "{env}: {}", text(&out));
         assert!(text(&out).contains("Synced"), "{}", text(&out));
@@ -745,7 +745,7 @@ fn two_loops_on_one_repository_each_note_their_environment() {
         "staging",
         "--timeout",
         "5s",
-        &head,
+        "HEAD",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
@@ -791,4 +791,47 @@ fn a_broken_folder_is_named_in_the_log_once_not_on_every_sync() {
         lines.iter().any(|l| l.contains("folder=tasks/2-task")),
         "{out}"
     );
+}
+
+#[test]
+fn a_source_name_owns_the_task_runs_wherever_the_repository_lives() {
+    let up = Upstream::new();
+    let data = up.path("cluster");
+    let out = run_until_done(
+        &data,
+        &up.bare_url(),
+        &up.path("agents.yaml"),
+        &["--source-name", "tasks-prod"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A copy with no common URL: another repository to the mark, unless it has the same name.
+    let copy = up.path("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    git(&copy, &["init", "-q", "-b", "main"]);
+    write_task(&copy, 1, "claude-code", "first task");
+    write_task(&copy, 2, "claude-code", "second task");
+    commit_all(&copy, "copy");
+    let server = ApiServer::start(&data);
+    let plan_as = |extra: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--repo",
+            copy.to_str().unwrap(),
+            "--path",
+            "tasks",
+            "--kubeconfig",
+            server.kubeconfig(),
+        ];
+        args.extend(extra);
+        text(&orchestrator(&args))
+    };
+    let named = plan_as(&["--source-name", "tasks-prod"]);
+    assert!(
+        named.contains("0 to create, 0 to update, 0 to prune, 2 unchanged"),
+        "{named}"
+    );
+    let unnamed = plan_as(&[]);
+    assert!(unnamed.contains("task-1   conflict"), "{unnamed}");
+    assert!(unnamed.contains("tasks-prod (--source-name)"), "{unnamed}");
+    server.stop();
 }

@@ -5,7 +5,7 @@
 //! good profiles when a new version is invalid.
 
 use crate::controller::AgentProfiles;
-use crate::controller::profiles::LiveProfiles;
+use crate::controller::profiles::{LiveProfiles, Update};
 use crate::sync::report::ReportReceiver;
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -123,6 +123,7 @@ pub async fn follow_configmap(
     live: LiveProfiles,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let recorder = crate::controller::events::recorder(client.clone());
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let origin = format!("ConfigMap {namespace}/{name}");
@@ -134,11 +135,19 @@ pub async fn follow_configmap(
         };
         match event {
             Some(Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => {
-                match configmap_text(&cm) {
-                    Some(text) => {
-                        live.offer(text, &origin);
+                let rejected = match configmap_text(&cm) {
+                    Some(text) => match live.offer(text, &origin) {
+                        Update::Rejected(problem) => Some(problem),
+                        _ => None,
+                    },
+                    None => {
+                        let problem = format!("{origin} has no key {CONFIGMAP_KEY}");
+                        live.source_failed(problem.clone());
+                        Some(problem)
                     }
-                    None => live.source_failed(format!("{origin} has no key {CONFIGMAP_KEY}")),
+                };
+                if let Some(problem) = rejected {
+                    publish_rejection(&recorder, &cm, problem).await;
                 }
             }
             Some(Ok(watcher::Event::Delete(_))) => {
@@ -148,6 +157,30 @@ pub async fn follow_configmap(
             Some(Err(e)) => tracing::debug!(error = %e, "agent profiles ConfigMap watch"),
             None => return,
         }
+    }
+}
+
+/// The reason of the Warning event on a ConfigMap whose new profiles were not taken.
+pub const REASON_INVALID_PROFILES: &str = "InvalidAgentProfiles";
+
+/// A Warning event on the ConfigMap, so `kubectl describe configmap` shows why an edit did not
+/// take effect. A failed publish is logged only.
+async fn publish_rejection(
+    recorder: &kube::runtime::events::Recorder,
+    cm: &ConfigMap,
+    problem: String,
+) {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType};
+    let event = Event {
+        type_: EventType::Warning,
+        reason: REASON_INVALID_PROFILES.to_string(),
+        note: Some(problem.chars().take(1000).collect()),
+        action: "LoadAgentProfiles".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &cm.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish the invalid agent profiles event");
     }
 }
 
@@ -208,6 +241,25 @@ pub async fn follow_repo(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// Where a problem with the agent profiles is listed among the note's errors.
+pub const NOTE_AT: &str = "agent-profiles";
+
+/// The report as the note shows it: a problem with the newest agent profiles is listed among
+/// its errors (at [`NOTE_AT`]), so that it is seen on the commit, not only in the log. The sync
+/// status is left as it is: the tasks were synced, and run with the last good profiles. Pure.
+pub fn note_profiles_problem(
+    mut report: crate::sync::report::SyncReport,
+    problem: Option<String>,
+) -> crate::sync::report::SyncReport {
+    if let Some(message) = problem {
+        report.apply_errors.push(crate::sync::report::ApplyError {
+            name: NOTE_AT.to_string(),
+            message,
+        });
+    }
+    report
 }
 
 #[cfg(test)]

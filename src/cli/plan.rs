@@ -28,6 +28,9 @@ pub enum Output {
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 the plan was printed and every task folder is valid; 1 a folder error (the plan is still printed; the broken tasks are left out) or the repository cannot be read; 2 bad arguments."
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub source: SourceArgs,

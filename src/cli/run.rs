@@ -229,7 +229,7 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     let agents = agent_source(&args, local_repo.as_deref());
     if args.until_done && !args.no_controller && agents.is_none() {
         eprintln!(
-            "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE (or put agents.yaml in the task folder path), or pass --no-controller when a controller elsewhere runs them"
+            "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE, --agents-configmap NAME, or --agents-from-repo PATH (an agents.yaml committed to the repository is read only with that flag), or pass --no-controller when a controller elsewhere runs them"
         );
         return Ok(crate::sync::until_done::EXIT_NOT_RUNNABLE);
     }
@@ -310,6 +310,11 @@ async fn run_connected(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // Bound first, so a port in use fails `run` before any fetch or write.
+    let mut api_listener = match args.api {
+        true => Some(bind_api(args.api_args.addr).await?),
+        false => None,
+    };
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
     let (reports_tx, reports_rx) = report_channel();
@@ -447,7 +452,9 @@ async fn run_connected(
                 follower,
             })?;
             let state = api_state(&args.api_args, parts)?;
-            let listener = bind_api(args.api_args.addr).await?;
+            let listener = api_listener
+                .take()
+                .context("the API's listener was bound at start")?;
             let addr = listener.local_addr().unwrap_or(args.api_args.addr);
             println!("orchestrator run: serving the API on http://{addr}");
             Some(tokio::spawn(crate::api::serve_on(
@@ -504,6 +511,7 @@ async fn run_connected(
     ));
 
     let live_profiles = agents.clone();
+    let notes_profiles = agents.clone();
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
         let config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
@@ -537,7 +545,10 @@ async fn run_connected(
             }
             Some(spawn_notes_writer(
                 config,
-                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx).map(move |r| {
+                    let problem = notes_profiles.as_ref().and_then(LiveProfiles::problem);
+                    agent_sources::note_profiles_problem(r, problem)
+                }),
                 Arc::new(store.clone()),
                 metrics.register_with(NotesMetrics::register),
             ))

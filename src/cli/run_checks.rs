@@ -317,5 +317,22 @@ mod tests {
             "HEAD"
         );
         assert_eq!(branch_to_follow(None, None).unwrap(), "HEAD");
+        // A detached HEAD follows nothing by default: the error names both fixes.
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@e").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let commit = repo
+            .commit(Some("HEAD"), &sig, &sig, "m", &tree, &[])
+            .unwrap();
+        repo.set_head_detached(commit).unwrap();
+        let error = branch_to_follow(None, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("detached HEAD") && error.contains("--branch HEAD"),
+            "{error}"
+        );
     }
 }

@@ -5,6 +5,9 @@ use super::source_args::SourceArgs;
 use crate::source::SourceSnapshot;
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 every task folder is valid; 1 a folder error (an unknown agentName included) or the repository cannot be read; 2 bad arguments."
+)]
 pub struct ValidateArgs {
     #[command(flatten)]
     pub source: SourceArgs,
