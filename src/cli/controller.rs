@@ -24,8 +24,9 @@ pub struct ControllerArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_addr: SocketAddr,
-    /// Reconciles that may run at once.
-    #[arg(long, default_value_t = 16)]
+    /// Reconciles that may run at once (also the bound on requests in flight: kube-rs has no
+    /// client-side rate limit).
+    #[arg(long, default_value_t = crate::controller::DEFAULT_CONCURRENCY)]
     pub concurrency: u16,
     #[command(flatten)]
     pub cluster: ClusterArgs,

@@ -14,11 +14,11 @@ use super::children::{
 };
 use super::error::Error;
 use super::events::{publish, related};
-use super::job_phase::{JobState, format_time, job_phase};
+use super::job_phase::{format_time, job_phase};
 use super::metrics::ControllerMetrics;
 use super::profiles::LiveProfiles;
 use super::reasons::EventReason;
-use super::status::{Decision, Observation, Outcome, decide};
+use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
 use super::written::{WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
@@ -32,17 +32,14 @@ use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, instrument, warn};
 
 /// A TaskRun whose Job is still going is looked at again after this long even if nothing
 /// changes; Job events normally trigger a reconcile long before.
 pub const REQUEUE_ACTIVE: Duration = Duration::from_secs(300);
-/// After creating a Job the controller waits for the Job's first status before writing the
-/// TaskRun's; if no Job event arrives, it looks again after this long.
-pub const REQUEUE_AFTER_CREATE: Duration = Duration::from_secs(5);
 /// A reconcile that failed because the API server could not be reached is retried at least
 /// this often (its own backoff may say sooner), so work resumes within this long after the
 /// server is back.
@@ -64,6 +61,32 @@ pub struct Context {
     reported_outdated: Mutex<HashSet<String>>,
     /// Status writes the watch may not have delivered yet.
     written: WrittenStatuses,
+    /// Jobs this controller created that the Job cache may not show yet, by namespace/name.
+    created_jobs: CreatedJobs,
+}
+
+/// Jobs created a moment ago, until the cache shows them: a reconcile triggered by another
+/// child's event (the ConfigMap's) must not try to create the Job again. Entries older than a
+/// minute are dropped (the Job was deleted before the watch showed it).
+#[derive(Default)]
+struct CreatedJobs(Mutex<HashMap<String, (Instant, Arc<Job>)>>);
+
+impl CreatedJobs {
+    fn remember(&self, key: String, job: Arc<Job>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+        map.insert(key, (Instant::now(), job));
+    }
+
+    /// The Job created under `key`, or `None`; forgets it once the cache has caught up.
+    fn get(&self, key: &str, cached: bool) -> Option<Arc<Job>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cached {
+            map.remove(key);
+            return None;
+        }
+        map.get(key).map(|(_, job)| job.clone())
+    }
 }
 
 impl Context {
@@ -84,6 +107,7 @@ impl Context {
             outage: OutageLog::new("controller", RETRY_WHILE_UNREACHABLE),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
+            created_jobs: CreatedJobs::default(),
         }
     }
 }
@@ -146,6 +170,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let previous = freshest(tr.status.as_ref(), rv, pending_write.as_ref());
     let status_is_current = previous.is_some_and(|s| s.context_version == Some(version));
 
+    let now = k8s_openapi::jiff::Timestamp::now();
     let superseded = if may_own_other_versions(previous, tr.metadata.generation, version) {
         delete_other_versions(ctx, &ns, &owner.uid, &job_name, &config_map_name).await?
     } else {
@@ -160,21 +185,15 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         Ok(_) if status_is_current && finished(previous, &job_name) => Outcome::Finished,
         Ok(profile) => {
             ensure_config_map(tr, ctx, &ns, &owner).await?;
-            let (state, created) = ensure_job(tr, ctx, &ns, &profile, &owner).await?;
+            let (job, created) = ensure_job(tr, ctx, &ns, &profile, &owner).await?;
             Outcome::Job {
-                state,
+                state: job_phase(&job),
                 superseded,
                 created: created.then(|| format!("{} ({})", profile.name, profile.profile.image)),
+                young: created || is_young(&job, now),
             }
         }
     };
-    let deferred = matches!(
-        &outcome,
-        Outcome::Job {
-            created: Some(_),
-            ..
-        }
-    );
     let observation = Observation {
         generation: tr.metadata.generation,
         context_version: version,
@@ -182,12 +201,12 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         config_map_name,
         outcome,
     };
-    let now = format_time(k8s_openapi::jiff::Timestamp::now());
     let Decision {
         status,
         write,
         transition,
-    } = decide(previous, &observation, &now);
+        deferred,
+    } = decide(previous, &observation, &format_time(now));
     if write {
         let stored = write_status(api, &tr.name_any(), &status).await?;
         ctx.written.remember(
@@ -205,8 +224,9 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     }
     let phase = status.phase.unwrap_or_default();
     ctx.metrics.observe_phase(&owner.uid, phase);
-    Ok(if deferred && !write {
-        Action::requeue(REQUEUE_AFTER_CREATE)
+    Ok(if deferred {
+        // The Job's first status update normally comes first and triggers a reconcile.
+        Action::requeue(PENDING_GRACE)
     } else if phase.is_terminal() {
         Action::await_change()
     } else {
@@ -226,6 +246,13 @@ fn may_own_other_versions(
         Some(s) => s.context_version != Some(version),
         None => generation.unwrap_or(i64::MAX) > 1,
     }
+}
+
+/// The Job was created less than [`PENDING_GRACE`] before `now`.
+fn is_young(job: &Job, now: k8s_openapi::jiff::Timestamp) -> bool {
+    job.metadata.creation_timestamp.as_ref().is_some_and(|t| {
+        now.as_millisecond() - t.0.as_millisecond() < PENDING_GRACE.as_millis() as i64
+    })
 }
 
 /// The status already records a finished run of this very Job: nothing is (re)created, even if
@@ -353,20 +380,27 @@ async fn ensure_job(
     ns: &str,
     profile: &ResolvedProfile<'_>,
     owner: &OwnerReference,
-) -> Result<(JobState, bool), Error> {
+) -> Result<(Arc<Job>, bool), Error> {
     let desired = build_job(tr, profile, owner);
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let live = match ctx.caches.job(ns, &name) {
+    let key = format!("{ns}/{name}");
+    let cached = ctx.caches.job(ns, &name);
+    let live = match cached
+        .clone()
+        .or_else(|| ctx.created_jobs.get(&key, cached.is_some()))
+    {
         Some(live) => live,
         None => {
             let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
             let (job, created) = create_or_read(&api, "Job", &desired).await?;
+            let job = Arc::new(job);
             if created {
                 ctx.metrics.jobs_created.inc();
+                ctx.created_jobs.remember(key, job.clone());
                 info!(job = %name, agent = profile.name, "created Job");
-                return Ok((job_phase(&job), true));
+                return Ok((job, true));
             }
-            Arc::new(job)
+            job
         }
     };
     if !is_controlled_by(&live.metadata, &owner.uid) {
@@ -379,7 +413,7 @@ async fn ensure_job(
     if spec_hash_of(&live.metadata) != spec_hash_of(&desired.metadata) {
         report_outdated(tr, ctx, &live, profile).await;
     }
-    Ok((job_phase(&live), false))
+    Ok((live, false))
 }
 
 /// A Job's pod template cannot change, and rerunning a task behind the user's back is worse than

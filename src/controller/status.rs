@@ -27,11 +27,13 @@ pub enum Outcome {
     AgentNotFound { message: String },
     /// The current version's Job as last seen; `superseded` names older Jobs that were still
     /// running and have just been stopped for it; `created` is set when this reconcile created
-    /// the Job, to the agent it runs ("echo (local/shell)").
+    /// the Job, to the agent it runs ("echo (local/shell)"); `young` when the Job was created
+    /// less than [`PENDING_GRACE`] ago.
     Job {
         state: JobState,
         superseded: Vec<String>,
         created: Option<String>,
+        young: bool,
     },
     /// The Job finished earlier and is gone (ttlSecondsAfterFinished); the recorded outcome stands.
     Finished,
@@ -98,23 +100,30 @@ pub struct Decision {
     pub status: TaskRunStatus,
     pub write: bool,
     pub transition: Option<Transition>,
+    /// A Pending status is held back for [`PENDING_GRACE`]: look again then.
+    pub deferred: bool,
 }
 
-/// The one decision of a reconcile. A Job created a moment ago has no status yet: its first
-/// update (a Job event) triggers the next reconcile, which writes Pending or Running in one go;
-/// so the creating reconcile writes nothing unless it superseded an older Job, which the status
-/// must say at once.
+/// A Job younger than this that has not started is not reported as Pending yet: most start
+/// within it, and then the first status written is Running. One that takes longer is reported
+/// Pending when the grace is over (the reconcile looks again then).
+pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The one decision of a reconcile. A young Job that has not started gets no status yet (see
+/// [`PENDING_GRACE`]), so a run writes its status once per real transition: Running, then
+/// Succeeded or Failed; unless it superseded an older Job, which the status says at once.
 pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: &str) -> Decision {
     let status = task_run_status(previous, observation, now);
-    let (superseded, created) = match &observation.outcome {
+    let (superseded, created, young) = match &observation.outcome {
         Outcome::Job {
             superseded,
             created,
+            young,
             ..
-        } => (superseded.as_slice(), created.as_deref()),
-        _ => (&[][..], None),
+        } => (superseded.as_slice(), created.as_deref(), *young),
+        _ => (&[][..], None, false),
     };
-    let deferred = created.is_some() && superseded.is_empty();
+    let deferred = superseded.is_empty() && young && status.phase == Some(TaskPhase::Pending);
     let write = !deferred && needs_write(previous, &status);
     let job = &observation.job_name;
     let transition = if !superseded.is_empty() {
@@ -156,6 +165,7 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         status,
         write,
         transition,
+        deferred,
     }
 }
 
@@ -359,6 +369,7 @@ mod tests {
                 state: state(phase, reason, attempts),
                 superseded: vec![],
                 created: None,
+                young: false,
             },
         )
     }
@@ -457,6 +468,7 @@ mod tests {
                         state: state(Pending, REASON_PENDING, 0),
                         superseded: vec!["web-42-v1".into()],
                         created: Some("echo (local/shell)".into()),
+                        young: true,
                     },
                 ),
                 Pending,
@@ -505,6 +517,7 @@ mod tests {
                         state: state(Pending, REASON_PENDING, 0),
                         superseded: vec!["web-42-v1".into()],
                         created: Some("echo (local/shell)".into()),
+                        young: true,
                     },
                 ),
                 "Job web-42-v2 replaces superseded Job web-42-v1; waiting for it to start",
@@ -654,6 +667,18 @@ mod tests {
                     state: state(Pending, REASON_PENDING, 0),
                     superseded,
                     created: Some("echo (local/shell)".into()),
+                    young: true,
+                },
+            )
+        };
+        let young_pending = || {
+            obs(
+                1,
+                Outcome::Job {
+                    state: state(Pending, REASON_PENDING, 0),
+                    superseded: vec![],
+                    created: None,
+                    young: true,
                 },
             )
         };
@@ -680,6 +705,20 @@ mod tests {
                     EventReason::JobCreated,
                     "Created Job web-42-v1 running agent echo (local/shell)",
                 )),
+            ),
+            (
+                "a young Job not started, seen again: still no status",
+                None,
+                young_pending(),
+                false,
+                None,
+            ),
+            (
+                "a Job not started after the grace: Pending is written",
+                None,
+                job(1, Pending, REASON_PENDING, 0),
+                true,
+                None,
             ),
             (
                 "first status of the Job: a write, no event",
