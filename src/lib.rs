@@ -18,6 +18,7 @@ pub mod names;
 pub mod notes;
 pub mod progress;
 pub mod rbac;
+pub mod secret_source;
 pub mod source;
 pub mod sync;
 pub mod text_table;

@@ -187,7 +187,10 @@ async fn the_deployment_as_rendered_starts_ready_and_syncs_the_example_tasks() {
     println!("--- orchestrator output ---\n{output}");
     for (name, value) in &env {
         if (name.contains("TOKEN") || name.contains("SECRET")) && value.len() >= 4 {
-            assert!(!output.contains(value.as_str()), "{name} leaked into the log");
+            assert!(
+                !output.contains(value.as_str()),
+                "{name} leaked into the log"
+            );
         }
     }
 }

@@ -168,7 +168,10 @@ pub async fn apply_all(client: &kube::Client, docs: &[Value]) {
     for doc in docs {
         let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), doc["apiVersion"].as_str().unwrap().to_string()),
+            None => (
+                String::new(),
+                doc["apiVersion"].as_str().unwrap().to_string(),
+            ),
         };
         let kind = doc["kind"].as_str().unwrap();
         let gvk = GroupVersionKind::gvk(&group, &version, kind);
