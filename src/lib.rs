@@ -22,3 +22,4 @@ pub mod secret_source;
 pub mod source;
 pub mod sync;
 pub mod text_table;
+pub mod uninstall;
