@@ -41,6 +41,9 @@ enum Command {
     Status(orchestrator::cli::status::StatusArgs),
     /// Wait until a commit's note says Synced (and Healthy); the CI / pull-request check.
     Wait(orchestrator::cli::wait::WaitArgs),
+    /// Remove what deploy/ installed: stop the controller, release the TaskRuns, delete the
+    /// rest, the namespace and the CRD, leaving nothing Terminating.
+    Uninstall(orchestrator::cli::uninstall::UninstallArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,5 +85,6 @@ fn main() -> anyhow::Result<()> {
         Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
         Command::Status(args) => orchestrator::cli::status::run(args),
         Command::Wait(args) => orchestrator::cli::wait::run(args),
+        Command::Uninstall(args) => orchestrator::cli::uninstall::run(args),
     }
 }

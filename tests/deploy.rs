@@ -192,7 +192,13 @@ fn kustomization_builds_and_every_object_parses() {
     }
     for doc in &docs {
         check_document(doc).unwrap_or_else(|e| panic!("{}: {e}", doc["kind"]));
-        if doc["kind"] != "Namespace" && doc["kind"] != "CustomResourceDefinition" {
+        let cluster_scoped = [
+            "Namespace",
+            "CustomResourceDefinition",
+            "ClusterRole",
+            "ClusterRoleBinding",
+        ];
+        if !cluster_scoped.contains(&doc["kind"].as_str().unwrap_or_default()) {
             assert_eq!(
                 doc["metadata"]["namespace"], "orchestrator",
                 "{}",
@@ -280,33 +286,44 @@ fn container_args() -> Vec<String> {
 fn rbac_grants_exactly_what_the_code_calls() {
     use orchestrator::rbac::{Rules, crd_install_access, required_access, required_rules};
     let docs = manifests(&root().join("deploy"));
-    assert!(
-        !docs
-            .iter()
-            .any(|(_, d)| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
-        "deploy/ needs no cluster-wide rights"
-    );
-    let mut granted = Rules::new();
-    for (_, doc) in docs.iter().filter(|(_, d)| d["kind"] == "Role") {
-        let role: Role = serde_json::from_value(doc.clone()).unwrap();
-        for rule in role.rules.unwrap_or_default() {
-            for group in rule.api_groups.clone().unwrap_or_default() {
-                for resource in rule.resources.clone().unwrap_or_default() {
-                    let verbs = granted.entry((group.clone(), resource)).or_default();
-                    verbs.extend(rule.verbs.iter().cloned());
+    let granted_by = |kind: &str| {
+        let mut granted = Rules::new();
+        for (_, doc) in docs.iter().filter(|(_, d)| d["kind"] == kind) {
+            let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
+                serde_json::from_value(doc["rules"].clone()).unwrap();
+            for rule in rules {
+                for group in rule.api_groups.clone().unwrap_or_default() {
+                    for resource in rule.resources.clone().unwrap_or_default() {
+                        let verbs = granted.entry((group.clone(), resource)).or_default();
+                        verbs.extend(rule.verbs.iter().cloned());
+                    }
                 }
             }
         }
-    }
+        granted
+    };
     let (namespaced, cluster) = required_rules(&required_access());
-    assert!(
-        cluster.is_empty(),
-        "the in-cluster run needs cluster rights: {cluster:?}"
-    );
     assert_eq!(
-        granted, namespaced,
+        granted_by("Role"),
+        namespaced,
         "deploy/rbac.yaml must grant exactly the API calls declared next to the code (src/rbac.rs)"
     );
+    assert_eq!(
+        granted_by("ClusterRole"),
+        cluster,
+        "deploy/rbac.yaml's ClusterRole must grant exactly the cluster-scoped calls (the CRD check)"
+    );
+    // The one cluster-wide right is read-only and limited to the TaskRun CRD.
+    for (_, doc) in docs.iter().filter(|(_, d)| d["kind"] == "ClusterRole") {
+        for rule in doc["rules"].as_array().unwrap() {
+            assert_eq!(rule["verbs"], serde_json::json!(["get"]), "{rule}");
+            assert_eq!(
+                rule["resourceNames"],
+                serde_json::json!([orchestrator::crd::task_run_crd().metadata.name.unwrap()]),
+                "{rule}"
+            );
+        }
+    }
     // The CRD install is the one cluster-scoped call; the Deployment must skip it.
     let (_, crd_rules) = required_rules(&crd_install_access());
     assert!(!crd_rules.is_empty());

@@ -9,6 +9,7 @@ use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
 use crate::metrics::Metrics;
 use crate::notes::read::NoteQuery;
+use crate::secret_source::SecretSource;
 use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::sync::report::ReportReceiver;
@@ -67,23 +68,43 @@ impl ApiArgs {
     /// Sets the token, webhook secret and limits on `state` (the caller sets `known_agents`
     /// from the agent profiles it loaded).
     pub fn configure(&self, mut state: AppState) -> anyhow::Result<AppState> {
-        let token = load_secret(self.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
-            .context("loading the API token")?;
-        if token.is_none() {
-            warn!(
-                "no API token configured: write endpoints answer 401 (set --api-token-file or {TOKEN_ENV})"
-            );
+        let token =
+            load_secret(self.token_file.as_deref(), TOKEN_ENV).context("loading the API token")?;
+        let origin = secret_origin(self.token_file.as_deref(), "--api-token-file", TOKEN_ENV);
+        match token.absence() {
+            None => {}
+            // Unset: perhaps forgotten, so louder than a deliberately empty value.
+            Some(absence) if token == SecretSource::Unset && self.token_file.is_none() => warn!(
+                "no API token: {origin} {absence}, so the write endpoints are off (they answer \
+                 401); set --api-token-file or {TOKEN_ENV}"
+            ),
+            Some(absence) => info!(
+                "no API token: {origin} {absence}, so the write endpoints are off (they answer 401)"
+            ),
         }
-        state.token = token.as_deref().map(ApiToken::new);
-        let secret = load_secret(
-            self.webhook_secret_file.as_deref(),
-            std::env::var(WEBHOOK_SECRET_ENV).ok(),
-        )
-        .context("loading the webhook secret")?;
-        state.webhook_secret = secret.as_deref().map(WebhookSecret::new);
+        state.token = token.into_value().as_deref().map(ApiToken::new);
+        let secret = load_secret(self.webhook_secret_file.as_deref(), WEBHOOK_SECRET_ENV)
+            .context("loading the webhook secret")?;
+        if secret == SecretSource::Empty {
+            let origin = secret_origin(
+                self.webhook_secret_file.as_deref(),
+                "--webhook-secret-file",
+                WEBHOOK_SECRET_ENV,
+            );
+            info!("no webhook secret: {origin} is empty, so webhooks are off (they answer 403)");
+        }
+        state.webhook_secret = secret.into_value().as_deref().map(WebhookSecret::new);
         state.body_limit = self.body_limit;
         state.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
         Ok(state)
+    }
+}
+
+/// Where a secret was read from, for the one line that says it is missing.
+fn secret_origin(file: Option<&std::path::Path>, flag: &str, env: &str) -> String {
+    match file {
+        Some(path) => format!("the file {} ({flag})", path.display()),
+        None => env.to_string(),
     }
 }
 

@@ -14,5 +14,6 @@ pub mod run_checks;
 pub mod source_args;
 pub mod source_identity;
 pub mod status;
+pub mod uninstall;
 pub mod validate;
 pub mod wait;

@@ -21,7 +21,7 @@ use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::source::{GitSource, SourceConfig, watch_refs};
 use crate::sync::apply::{DEFAULT_CONCURRENCY, SyncOptions, Syncer};
-use crate::sync::crd_install::{CrdState, ensure_crd};
+use crate::sync::crd_install::{CrdCheck, CrdState, check_crd, ensure_crd};
 use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, run_sync_loop};
@@ -489,11 +489,7 @@ async fn run_connected(
         election = Some((handle, on_loss));
     }
 
-    if args.skip_crd_install {
-        info!("--skip-crd-install: not checking the TaskRun CRD");
-    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
-        println!("orchestrator run: installed the TaskRun CRD");
-    }
+    prepare_task_run_crd(client.clone(), args.skip_crd_install).await?;
 
     let sync_loop = tokio::spawn(run_sync_loop(
         source,
@@ -631,6 +627,23 @@ fn report_stop(verdict: &Verdict, controller_wait: Duration) {
         ),
         Verdict::Wait | Verdict::Done => {}
     }
+}
+
+/// The TaskRun CRD at start: installed, or upgraded when the cluster's is older; with
+/// `--skip-crd-install` only checked, and a missing or older one refuses the start.
+async fn prepare_task_run_crd(client: Client, skip_install: bool) -> anyhow::Result<()> {
+    if skip_install {
+        if check_crd(client).await? == CrdCheck::UpToDate {
+            info!("--skip-crd-install: the cluster's TaskRun CRD is up to date");
+        }
+        return Ok(());
+    }
+    match ensure_crd(client).await? {
+        CrdState::Installed => println!("orchestrator run: installed the TaskRun CRD"),
+        CrdState::Upgraded => println!("orchestrator run: upgraded the TaskRun CRD"),
+        CrdState::AlreadyInstalled => {}
+    }
+    Ok(())
 }
 
 struct ApiWiring<'a> {
