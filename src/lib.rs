@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod notes;
 pub mod progress;
+pub mod prompt;
 pub mod rbac;
 pub mod source;
 pub mod sync;

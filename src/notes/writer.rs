@@ -413,6 +413,8 @@ mod tests {
                 context_version: 3,
                 content_digest: String::new(),
                 source_path: String::new(),
+                suspend: false,
+                priority: 0,
                 markdown_files: vec![],
             },
         );
