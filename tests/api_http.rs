@@ -623,6 +623,8 @@ async fn older_revisions_are_read_from_their_git_note() {
             phase: Some(TaskPhase::Failed),
             job_name: Some("web-1-v1".into()),
             message: Some("exit 1".into()),
+            reason: Some("BackoffLimitExceeded".into()),
+            result: Some("tests failed".into()),
         }],
         errors: vec![],
     };

@@ -434,6 +434,7 @@ mod tests {
                 job_name: Some("web-42-v3".into()),
                 message: None,
                 context_version: Some(3),
+                ..TaskState::default()
             })
         );
     }
