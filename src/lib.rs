@@ -16,6 +16,7 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod notes;
+pub mod operate;
 pub mod progress;
 pub mod prompt;
 pub mod rbac;

@@ -38,6 +38,12 @@ enum Command {
     Status(orchestrator::cli::status::StatusArgs),
     /// Wait until a commit's note says Synced (and Healthy); the CI / pull-request check.
     Wait(orchestrator::cli::wait::WaitArgs),
+    /// Print the agent's output of a task from the Pod log API (TASK: a task id or TaskRun name).
+    Logs(orchestrator::cli::task_ops::LogsArgs),
+    /// Run a finished task again, same content, as a new attempt (annotates the TaskRun).
+    Retry(orchestrator::cli::task_ops::RetryArgs),
+    /// Stop a task's running Job now (annotates the TaskRun; phase Failed, reason Cancelled).
+    Cancel(orchestrator::cli::task_ops::CancelArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,5 +84,8 @@ fn main() -> anyhow::Result<()> {
         Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
         Command::Status(args) => orchestrator::cli::status::run(args),
         Command::Wait(args) => orchestrator::cli::wait::run(args),
+        Command::Logs(args) => orchestrator::cli::task_ops::run_logs(args),
+        Command::Retry(args) => orchestrator::cli::task_ops::run_retry(args),
+        Command::Cancel(args) => orchestrator::cli::task_ops::run_cancel(args),
     }
 }

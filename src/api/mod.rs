@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use error::BodyLimit;
-use routes::{context, health, status, tasks, webhook};
+use routes::{context, health, operations, status, tasks, webhook};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::submit_task, tasks::list_tasks))
         .routes(routes!(tasks::get_task))
         .routes(routes!(context::add_context))
+        .routes(routes!(operations::retry_task))
+        .routes(routes!(operations::cancel_task))
         .routes(routes!(status::get_status))
         .routes(routes!(status::badge))
         .routes(routes!(status::get_revision_status))

@@ -9,5 +9,6 @@ pub mod plan_live;
 pub mod run;
 pub mod source_args;
 pub mod status;
+pub mod task_ops;
 pub mod validate;
 pub mod wait;

@@ -342,6 +342,7 @@ async fn run_connected(
                 metrics: metrics.clone(),
                 agent_names,
                 follower,
+                client: client.clone(),
             })?;
             let state = api_state(&args.api_args, parts)?;
             let addr = args.api_args.addr;
@@ -511,6 +512,7 @@ struct ApiWiring<'a> {
     agent_names: Option<Vec<String>>,
     /// With `--leader-elect`: a follower is ready without a sync of its own.
     follower: Option<crate::leader::Leadership>,
+    client: Client,
 }
 
 /// What the API shares with this loop: the same repository and branch, the latest report, the
@@ -550,6 +552,7 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
         metrics: w.metrics,
         readiness,
         clone_dir: None,
+        client: Some(w.client),
     })
 }
 
