@@ -19,7 +19,9 @@ use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
 use crate::sync::trigger::sync_trigger;
-use crate::sync::until_done::{all_applied, all_terminal, exit_code, status_table};
+use crate::sync::until_done::{
+    FAILED_LOG_LINES, all_applied, all_terminal, exit_code, failed_task_runs, status_table,
+};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -445,6 +447,28 @@ async fn run_connected(
             match finished {
                 Some((report, live)) => {
                     print!("{}", status_table(&report, &live));
+                    for tr in failed_task_runs(&report, &live) {
+                        let name = tr.metadata.name.clone().unwrap_or_default();
+                        match crate::cli::task_ops::log_tail(
+                            &client,
+                            &args.namespace,
+                            tr,
+                            FAILED_LOG_LINES,
+                        )
+                        .await
+                        {
+                            Ok(tail) => {
+                                println!(
+                                    "\n--- {name} Failed: the last {FAILED_LOG_LINES} lines of its log ---"
+                                );
+                                print!("{tail}");
+                                if !tail.is_empty() && !tail.ends_with('\n') {
+                                    println!();
+                                }
+                            }
+                            Err(why) => println!("\n--- {name} Failed: no log to show ({why}) ---"),
+                        }
+                    }
                     exit_code(&report, &live)
                 }
                 None => 130,
