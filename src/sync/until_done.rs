@@ -213,7 +213,7 @@ mod tests {
         let header = table.lines().next().unwrap();
         assert!(header.contains("JOB       RESULT"), "{table}");
         assert!(
-            table.contains("opened PR #12: the login page, its tests…"),
+            table.contains("opened PR #12: the login page, its test…"),
             "{table}"
         );
         let failed: Vec<_> = failed_task_runs(&report, &live)
