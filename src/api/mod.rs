@@ -37,11 +37,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The API calls of the PM handler (a reflector on TaskRuns), for the RBAC check of deploy/.
+/// The API calls of the PM handler (a reflector on TaskRuns; retry and cancel read and annotate
+/// one), for the RBAC check of deploy/.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
     group: crate::names::GROUP,
     resource: "taskruns",
-    verbs: &["list", "watch"],
+    // get + patch: retry and cancel annotate a TaskRun.
+    verbs: &["get", "list", "watch", "patch"],
 }];
 
 /// The default address: loopback only, unless told otherwise.
