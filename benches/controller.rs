@@ -436,6 +436,8 @@ fn task_run(task_id: i64) -> TaskRun {
             context_version: 1,
             content_digest: String::new(),
             source_path: format!("tasks/{task_id}"),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![MarkdownFile {
                 filename: "prompt.md".into(),
                 content: format!("# Task {task_id}\n\n{}\n", "Do the thing. ".repeat(40)),

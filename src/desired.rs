@@ -201,6 +201,9 @@ impl DesiredTaskRun {
         self.digest == task.digest
             && self.context_version == version
             && self.task_run.spec.source_path == task.path
+            // Not in the digest: a commit that only suspends or re-prioritises still rebuilds.
+            && self.task_run.spec.suspend == task.suspend
+            && self.task_run.spec.priority == task.priority
             && meta.namespace.as_deref() == Some(namespace)
             && value_of(&meta.annotations, names::ANNOTATION_REVISION) == Some(revision)
             && value_of(&meta.labels, names::LABEL_SOURCE) == Some(source_label)
@@ -318,6 +321,8 @@ pub fn task_run_for(
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
             markdown_files: folder.markdown_files.to_vec(),
+            suspend: folder.suspend,
+            priority: folder.priority,
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
@@ -380,6 +385,8 @@ pub(crate) mod tests {
             path: format!("tasks/{task_id}-t"),
             service_name: "web".into(),
             agent_name: "claude".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![MarkdownFile {
                 filename: "prompt.md".into(),
                 content: content.into(),
@@ -664,6 +671,8 @@ mod task_run_for_tests {
             path: "tasks/42-login".into(),
             service_name: "web".into(),
             agent_name: "codex".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![MarkdownFile {
                 filename: "p.md".into(),
                 content: "x".into(),

@@ -44,6 +44,12 @@ enum Command {
     /// Remove what deploy/ installed: stop the controller, release the TaskRuns, delete the
     /// rest, the namespace and the CRD, leaving nothing Terminating.
     Uninstall(orchestrator::cli::uninstall::UninstallArgs),
+    /// Print the agent's output of a task from the Pod log API (TASK: a task id or TaskRun name).
+    Logs(orchestrator::cli::task_ops::LogsArgs),
+    /// Run a finished task again, same content, as a new attempt (annotates the TaskRun).
+    Retry(orchestrator::cli::task_ops::RetryArgs),
+    /// Stop a task's running Job now (annotates the TaskRun; phase Failed, reason Cancelled).
+    Cancel(orchestrator::cli::task_ops::CancelArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,5 +92,8 @@ fn main() -> anyhow::Result<()> {
         Command::Status(args) => orchestrator::cli::status::run(args),
         Command::Wait(args) => orchestrator::cli::wait::run(args),
         Command::Uninstall(args) => orchestrator::cli::uninstall::run(args),
+        Command::Logs(args) => orchestrator::cli::task_ops::run_logs(args),
+        Command::Retry(args) => orchestrator::cli::task_ops::run_retry(args),
+        Command::Cancel(args) => orchestrator::cli::task_ops::run_cancel(args),
     }
 }

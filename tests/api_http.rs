@@ -86,6 +86,8 @@ async fn a_task_that_exists_as_folder_or_taskrun_is_a_conflict() {
             context_version: 1,
             content_digest: String::new(),
             source_path: String::new(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     );
@@ -429,6 +431,8 @@ async fn reads_come_from_the_cache_and_the_latest_report() {
             context_version: 2,
             content_digest: "sha256:ab".into(),
             source_path: "tasks/1-web".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     );
@@ -619,6 +623,8 @@ async fn older_revisions_are_read_from_their_git_note() {
             phase: Some(TaskPhase::Failed),
             job_name: Some("web-1-v1".into()),
             message: Some("exit 1".into()),
+            reason: Some("BackoffLimitExceeded".into()),
+            result: Some("tests failed".into()),
         }],
         errors: vec![],
     };

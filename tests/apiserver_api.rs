@@ -335,6 +335,8 @@ fn task_run(name: &str, version: i64) -> TaskRun {
             context_version: version,
             content_digest: "sha256:00".into(),
             source_path: "tasks/7-x".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     )

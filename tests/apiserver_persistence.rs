@@ -35,6 +35,8 @@ async fn restart_keeps_objects_and_resource_versions_keep_increasing() {
             context_version: 3,
             content_digest: String::new(),
             source_path: String::new(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     );

@@ -106,6 +106,12 @@ async fn a_task_succeeds_with_its_files_mounted_and_says_so() {
         cm.data.as_ref().unwrap()["prompt.md"],
         "# Build the login page\n"
     );
+    // The whole task in reading order, for `cat "$TASK_DIR/TASK.md"`.
+    assert!(
+        cm.data.as_ref().unwrap()["TASK.md"].starts_with("# prompt.md\n\n# Build the login page\n"),
+        "{:?}",
+        cm.data
+    );
     let log_path = job.annotations()[names::ANNOTATION_LOG_PATH].clone();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(

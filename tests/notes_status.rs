@@ -48,6 +48,10 @@ fn states(phases: &[(i64, TaskPhase)]) -> BTreeMap<String, TaskState> {
                     job_name: Some(format!("svc-{id}-v1")),
                     message: None,
                     context_version: Some(1),
+                    reason: None,
+                    result: phase
+                        .is_terminal()
+                        .then(|| format!("log line\nresult of task {id}: {}", "x".repeat(60))),
                 },
             )
         })
@@ -178,6 +182,10 @@ fn status_exit_code_per_state_from_a_local_and_a_remote_repository() {
     assert_eq!(json["exitCode"], 6);
     assert_eq!(json["note"]["health"], "Progressing");
     assert_eq!(json["note"]["tasks"][1]["phase"], "Running");
+    // The whole result in JSON; the note (git notes show) has it as `result:` under the task.
+    let full = format!("log line\nresult of task 1: {}", "x".repeat(60));
+    assert_eq!(json["note"]["tasks"][0]["result"], full.as_str());
+    assert!(json["note"]["tasks"][1].get("result").is_none());
     let table = String::from_utf8_lossy(
         &orchestrator(
             dir.path(),
@@ -187,6 +195,13 @@ fn status_exit_code_per_state_from_a_local_and_a_remote_repository() {
     )
     .into_owned();
     assert!(table.contains("task-2   1        Running"), "{table}");
+    // The RESULT column: the result's last line, shortened.
+    assert!(table.contains("  RESULT  "), "{table}");
+    assert!(
+        table.contains("result of task 1: xxxxxxxxxxxxxxxxxxxxx…"),
+        "{table}"
+    );
+    assert!(!table.contains(&"x".repeat(30)), "{table}");
 
     // Errors: a missing repository and an unknown revision, each named.
     let out = orchestrator(

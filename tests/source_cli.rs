@@ -200,9 +200,10 @@ fn plan_prints_the_task_runs_of_a_revision() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["items"][0]["metadata"]["name"], "task-7");
     assert_eq!(list["items"][0]["metadata"]["namespace"], "agents");
+    // Reading order: prompt.md first.
     assert_eq!(
         list["items"][0]["spec"]["markdownFiles"][0]["filename"],
-        "acceptance.md"
+        "prompt.md"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("placeholder"));
 }

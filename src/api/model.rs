@@ -72,12 +72,37 @@ pub struct TaskSummary {
     pub source_path: String,
     /// Pending, Running, Succeeded or Failed; absent until the controller has seen it.
     pub phase: Option<String>,
+    /// Why it is in its phase: Queued, Suspended, ImagePullBackOff, Cancelled, …
+    pub reason: Option<String>,
     pub job_name: Option<String>,
+    /// The Pod of the latest attempt (`orchestrator logs` reads its log).
+    pub pod_name: Option<String>,
     pub message: Option<String>,
+    /// The agent's result: its termination message, at most 4 KiB.
+    pub result: Option<String>,
     pub attempts: i32,
+    /// Retries carried out for this content version.
+    pub retries: i32,
+    /// task.yaml's `suspend`.
+    pub suspend: bool,
+    /// task.yaml's `priority`.
+    pub priority: i32,
     pub last_updated: Option<String>,
-    /// The file names of the task's markdown, sorted.
+    /// The file names of the task's markdown, in reading order (prompt.md first).
     pub files: Vec<String>,
+}
+
+/// What `POST /api/v1/tasks/{id}/retry` and `/cancel` wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationData {
+    pub name: String,
+    pub namespace: String,
+    /// `orchestrator.io/retry` or `orchestrator.io/cancel`.
+    pub annotation: String,
+    pub value: String,
+    /// The content version the operation applies to; an operation never changes it.
+    pub context_version: i64,
 }
 
 impl TaskSummary {
@@ -94,9 +119,15 @@ impl TaskSummary {
             content_digest: spec.content_digest.clone(),
             source_path: spec.source_path.clone(),
             phase: status.phase.map(|p| p.as_str().to_string()),
+            reason: status.reason,
             job_name: status.job_name,
+            pod_name: status.pod_name,
             message: status.message,
+            result: status.result,
             attempts: status.attempts,
+            retries: status.retries,
+            suspend: spec.suspend,
+            priority: spec.priority,
             last_updated: status.last_updated,
             files: spec
                 .markdown_files

@@ -114,6 +114,8 @@ pub struct AppState {
     pub known_agents: Option<Arc<Vec<String>>>,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// The cluster, for operations on runs (retry, cancel); `None`: they answer 503.
+    pub client: Option<kube::Client>,
 }
 
 impl AppState {
@@ -142,6 +144,7 @@ impl AppState {
             known_agents: None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            client: None,
         }
     }
 }

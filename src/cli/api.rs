@@ -158,8 +158,10 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
     };
     let (store, store_writer) = reflector::store::<TaskRun>();
     let cluster_up = Arc::new(AtomicBool::new(false));
+    let mut cluster_client = None;
     match kube::Client::try_default().await {
         Ok(client) => {
+            cluster_client = Some(client.clone());
             let api = kube::Api::<TaskRun>::namespaced(client.clone(), &command.namespace);
             let stream = reflector(store_writer, watcher(api, watcher::Config::default()))
                 .default_backoff()
@@ -187,6 +189,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         metrics,
         readiness,
         clone_dir: command.clone_dir.clone(),
+        client: cluster_client,
     };
     serve_api(&command.api, parts, shutdown_signal()).await
 }
@@ -214,6 +217,8 @@ pub struct ApiParts {
     pub readiness: Readiness,
     /// Where the clone of a remote repository is kept (default: a temp dir named by the URL).
     pub clone_dir: Option<PathBuf>,
+    /// The cluster client, for retry and cancel.
+    pub client: Option<kube::Client>,
 }
 
 /// Serves the API with `args` over `parts` until `shutdown`. A repository the API cannot write
@@ -269,6 +274,7 @@ pub fn api_state(args: &ApiArgs, parts: ApiParts) -> anyhow::Result<AppState> {
         });
     }
     let mut state = AppState::new(writes, parts.task_runs);
+    state.client = parts.client;
     state.namespace = parts.namespace;
     state.known_agents = parts.known_agents.map(Arc::new);
     if let Some(reports) = parts.reports {

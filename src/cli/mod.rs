@@ -14,6 +14,7 @@ pub mod run_checks;
 pub mod source_args;
 pub mod source_identity;
 pub mod status;
+pub mod task_ops;
 pub mod uninstall;
 pub mod validate;
 pub mod wait;

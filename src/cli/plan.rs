@@ -198,6 +198,8 @@ mod tests {
                 path: "tasks/7-login".into(),
                 service_name: "web".into(),
                 agent_name: "codex".into(),
+                suspend: false,
+                priority: 0,
                 markdown_files: vec![MarkdownFile {
                     filename: "p.md".into(),
                     content: "x".into(),

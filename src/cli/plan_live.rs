@@ -44,7 +44,10 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
                 Err(e) => return Err(anyhow::Error::new(e)),
             };
             let plan = syncer.plan_against(snapshot, &live);
-            anyhow::Ok(plan_diff(snapshot, &plan, &namespace))
+            anyhow::Ok(crate::sync::diff::with_live_outcomes(
+                plan_diff(snapshot, &plan, &namespace),
+                &live,
+            ))
         };
         match tokio::time::timeout(LIVE_TIMEOUT, work).await {
             Ok(diff) => diff.map(Some),

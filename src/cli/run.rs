@@ -26,7 +26,7 @@ use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
 use crate::sync::run_loop::{LoopOutputs, LoopSettings, run_sync_loop};
 use crate::sync::trigger::sync_trigger;
-use crate::sync::until_done::{exit_code, status_table};
+use crate::sync::until_done::{FAILED_LOG_LINES, exit_code, failed_task_runs, status_table};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -450,6 +450,7 @@ async fn run_connected(
                 agent_names: agent_names.clone(),
                 profiles: agents.clone(),
                 follower,
+                client: client.clone(),
             })?;
             let state = api_state(&args.api_args, parts)?;
             let listener = api_listener
@@ -560,6 +561,28 @@ async fn run_connected(
                 Finished::Done(done) => {
                     let (report, live) = *done;
                     print!("{}", status_table(&report, &live));
+                    for tr in failed_task_runs(&report, &live) {
+                        let name = tr.metadata.name.clone().unwrap_or_default();
+                        match crate::cli::task_ops::log_tail(
+                            &client,
+                            &args.namespace,
+                            tr,
+                            FAILED_LOG_LINES,
+                        )
+                        .await
+                        {
+                            Ok(tail) => {
+                                println!(
+                                    "\n--- {name} Failed: the last {FAILED_LOG_LINES} lines of its log ---"
+                                );
+                                print!("{tail}");
+                                if !tail.is_empty() && !tail.ends_with('\n') {
+                                    println!();
+                                }
+                            }
+                            Err(why) => println!("\n--- {name} Failed: no log to show ({why}) ---"),
+                        }
+                    }
                     exit_code(&report, &live)
                 }
                 Finished::Stopped(verdict) => {
@@ -659,6 +682,7 @@ struct ApiWiring<'a> {
     profiles: Option<LiveProfiles>,
     /// With `--leader-elect`: a follower is ready without a sync of its own.
     follower: Option<crate::leader::Leadership>,
+    client: Client,
 }
 
 /// What the API shares with this loop: the same repository and branch, the latest report, the
@@ -702,6 +726,7 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
         metrics: w.metrics,
         readiness,
         clone_dir: None,
+        client: Some(w.client),
     })
 }
 

@@ -61,6 +61,9 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
+/// The RESULT column's width; `-o json` has the whole result.
+pub const RESULT_WIDTH: usize = 40;
+
 /// Prints the note and exits with the state's code (0 only for Synced and Healthy).
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let query = args.note.query()?;
@@ -106,7 +109,7 @@ pub fn render_table(lookup: &NoteLookup) -> String {
     if note.tasks.is_empty() {
         out.push_str("\nNo tasks at this revision.\n");
     } else {
-        let rows: Vec<[String; 6]> = note
+        let rows: Vec<[String; 7]> = note
             .tasks
             .iter()
             .map(|t| {
@@ -116,13 +119,16 @@ pub fn render_table(lookup: &NoteLookup) -> String {
                     t.context_version.to_string(),
                     t.phase.map_or("-".to_string(), |p| p.to_string()),
                     t.job_name.clone().unwrap_or_else(|| "-".to_string()),
+                    crate::text_table::short_cell(t.result.as_deref(), RESULT_WIDTH),
                     t.message.clone().unwrap_or_default(),
                 ]
             })
             .collect();
         out.push('\n');
         out.push_str(&table(
-            ["TASK", "TASKRUN", "VERSION", "PHASE", "JOB", "MESSAGE"],
+            [
+                "TASK", "TASKRUN", "VERSION", "PHASE", "JOB", "RESULT", "MESSAGE",
+            ],
             &rows,
         ));
     }
@@ -218,6 +224,8 @@ mod tests {
                     phase: Some(TaskPhase::Running),
                     job_name: Some("web-42-v2".into()),
                     message: None,
+                    reason: Some("Running".into()),
+                    result: None,
                 },
                 NoteTask {
                     task_id: 7,
@@ -228,6 +236,11 @@ mod tests {
                     phase: Some(TaskPhase::Succeeded),
                     job_name: Some("web-7-v1".into()),
                     message: Some("done".into()),
+                    reason: Some("Succeeded".into()),
+                    result: Some(format!(
+                        "{}\nopened PR #12 with the login page and its tests",
+                        "log"
+                    )),
                 },
             ],
             errors: vec![],
@@ -239,9 +252,9 @@ Synced at 2026-11-26T19:30:00Z
 Sync      Synced
 Health    Progressing
 
-TASK  TASKRUN  VERSION  PHASE      JOB        MESSAGE
-42    task-42  2        Running    web-42-v2
-7     task-7   1        Succeeded  web-7-v1   done
+TASK  TASKRUN  VERSION  PHASE      JOB        RESULT                                    MESSAGE
+42    task-42  2        Running    web-42-v2  -
+7     task-7   1        Succeeded  web-7-v1   opened PR #12 with the login page and i…  done
 
 Result    Synced, Progressing (exit 6)
 "

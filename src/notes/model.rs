@@ -82,6 +82,12 @@ pub struct NoteTask {
     pub job_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why the task is in its phase (status.reason), when the controller says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The agent's result (status.result, its termination message, at most 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 /// A sync error of the revision.
@@ -111,6 +117,10 @@ pub struct TaskState {
     pub message: Option<String>,
     /// The contextVersion the status describes, when the controller says.
     pub context_version: Option<i64>,
+    /// `status.reason`: Queued, Suspended, ImagePullBackOff, Cancelled, …
+    pub reason: Option<String>,
+    /// `status.result`: the agent's termination message.
+    pub result: Option<String>,
 }
 
 impl TaskState {
@@ -122,6 +132,8 @@ impl TaskState {
             job_name: status.job_name,
             message: status.message,
             context_version: status.context_version,
+            reason: status.reason,
+            result: status.result,
         }
     }
 }

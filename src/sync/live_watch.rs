@@ -137,6 +137,8 @@ mod tests {
             context_version: generation,
             content_digest: format!("sha256:{rv}"),
             source_path: format!("tasks/1-{name}"),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         };
         let mut tr = TaskRun::new(name, spec);

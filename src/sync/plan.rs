@@ -316,6 +316,8 @@ pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
     differs(l.content_digest != d.content_digest, "spec.contentDigest");
     differs(l.source_path != d.source_path, "spec.sourcePath");
     differs(l.markdown_files != d.markdown_files, "spec.markdownFiles");
+    differs(l.suspend != d.suspend, "spec.suspend");
+    differs(l.priority != d.priority, "spec.priority");
     differs(
         !contains_all(&live.metadata.labels, &desired.metadata.labels),
         "metadata.labels",

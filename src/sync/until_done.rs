@@ -61,6 +61,22 @@ fn phase_of(tr: Option<&TaskRun>) -> Option<TaskPhase> {
     tr.and_then(|tr| tr.status.as_ref()).and_then(|s| s.phase)
 }
 
+/// The RESULT column's width (the TaskRun's status.result has it whole).
+pub const RESULT_WIDTH: usize = 40;
+/// Lines of a Failed task's log printed after the table.
+pub const FAILED_LOG_LINES: i64 = 20;
+
+/// The TaskRuns of the report that Failed at the report's contextVersion, by task id: whose
+/// log tail `--until-done` prints after the table.
+pub fn failed_task_runs<'a>(report: &SyncReport, live: &'a LiveTaskRuns) -> Vec<&'a TaskRun> {
+    report
+        .tasks
+        .iter()
+        .filter_map(|t| live.get(&t.name))
+        .filter(|tr| phase_of(Some(tr)) == Some(TaskPhase::Failed))
+        .collect()
+}
+
 /// The table printed at the end: one row per task, then the sync's errors.
 pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
     let mut rows = vec![[
@@ -70,6 +86,7 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
         "PHASE".into(),
         "ATTEMPTS".into(),
         "JOB".into(),
+        "RESULT".into(),
         "MESSAGE".into(),
     ]];
     for task in &report.tasks {
@@ -82,6 +99,7 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
             status.phase.map_or("-".into(), |p| p.to_string()),
             status.attempts.to_string(),
             status.job_name.unwrap_or_else(|| "-".into()),
+            crate::text_table::short_cell(status.result.as_deref(), RESULT_WIDTH),
             status.message.unwrap_or_default().replace('\n', " "),
         ]);
     }
@@ -186,6 +204,33 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_each_result_shortened_and_failed_tasks_are_picked() {
+        let mut live = with_phases(&[
+            Some((TaskPhase::Succeeded, 1)),
+            Some((TaskPhase::Failed, 1)),
+        ]);
+        live.get_mut("task-1")
+            .unwrap()
+            .status
+            .as_mut()
+            .unwrap()
+            .result = Some("opened PR #12: the login page, its tests and the docs for it".into());
+        let report = synced(&live);
+        let table = status_table(&report, &live);
+        let header = table.lines().next().unwrap();
+        assert!(header.contains("JOB       RESULT"), "{table}");
+        assert!(
+            table.contains("opened PR #12: the login page, its test…"),
+            "{table}"
+        );
+        let failed: Vec<_> = failed_task_runs(&report, &live)
+            .iter()
+            .map(|tr| tr.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(failed, ["task-2"]);
+    }
+
+    #[test]
     fn applied_means_every_task_at_the_reports_version() {
         let live = with_phases(&[None, None]);
         let report = synced(&live);
@@ -225,9 +270,10 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("task-2   1        Succeeded  1         web-2-v1"),
+            table.contains("task-2   1        Succeeded  1         web-2-v1  -"),
             "{table}"
         );
+        assert!(failed_task_runs(&report, &live).is_empty());
         assert!(
             table.contains("folder error: tasks/3-x/task.yaml: agentName is missing"),
             "{table}"
