@@ -166,6 +166,35 @@ const COMMANDS: &[(&str, Check)] = &[
         r#"orchestrator run --embedded --path tasks --until-done --agents-from-repo agents.yaml --repo "file://$PWD""#,
         Here,
     ),
+    // docs/api.md: the API alone, in the background, and requests to it.
+    ("git clone -q --bare . ../tasks.git", Here),
+    (r#"echo "$(openssl rand -hex 32)" > api-token"#, Here),
+    (
+        r#"orchestrator api --repo ../tasks.git --path example-repo --api-token-file api-token --agents example-repo/agents.yaml --commit-author "PM Bot <pm@example.com>" &"#,
+        Here,
+    ),
+    (
+        "curl -s --retry 30 --retry-connrefused --retry-delay 1 http://127.0.0.1:8080/healthz",
+        Here,
+    ),
+    (
+        r##"curl -s --fail-with-body -X POST http://127.0.0.1:8080/api/v1/tasks -H "Authorization: Bearer $(cat api-token)" -H 'Content-Type: application/json' -d '{"id": 42, "serviceName": "web", "agentName": "claude-code",
+       "markdownFiles": [{"filename": "prompt.md", "content": "# Login page\nBuild it."}]}'"##,
+        Here,
+    ),
+    (
+        r#"curl -s --fail-with-body -X POST http://127.0.0.1:8080/api/v1/tasks/42/context -H "Authorization: Bearer $(cat api-token)" -H 'Content-Type: application/json' -d '{"additionalContext": "Use the form components of the design system."}'"#,
+        Here,
+    ),
+    // docs/controller.md: the controller alone, in the background, and its metrics.
+    (
+        "orchestrator controller --embedded --agents example-repo/agents.yaml -n tasks &",
+        Here,
+    ),
+    (
+        "curl -s --retry 30 --retry-connrefused --retry-delay 1 localhost:9464/metrics",
+        Here,
+    ),
     // README.md and docs/install.md, against the sandbox's API server; the agents' Secret is
     // checked by tests/deploy.rs, which also renders deploy/ (`kubectl apply -k` needs a real
     // cluster, so the docs show it as text).
@@ -206,19 +235,14 @@ fn check_of(text: &str) -> Option<Check> {
 fn accounting_problems(commands: &[DocCommand]) -> Vec<String> {
     let mut problems = Vec::new();
     for c in commands {
-        match check_of(&c.text) {
-            None => problems.push(format!(
+        if check_of(&c.text).is_none() {
+            problems.push(format!(
                 "{}:{}: `{}` is run by no test. Add it to COMMANDS in tests/docs_commands.rs, \
                  run here in the sandbox:\n    ({:?}, Here),\nor by a test that holds it \
                  verbatim:\n    ({:?}, By {{ file: \"<file>.rs\", test: \"<fn>\" }}),\nor show \
                  it in a ```text block with what to substitute",
                 c.file, c.line, c.text, c.text, c.text
-            )),
-            Some(ThisSuite) if c.text != "cargo test" => problems.push(format!(
-                "{}:{}: `{}` is marked ThisSuite, which only `cargo test` is: run it in a test",
-                c.file, c.line, c.text
-            )),
-            Some(_) => {}
+            ));
         }
     }
     let shown: BTreeSet<&str> = commands.iter().map(|c| c.text.as_str()).collect();
@@ -274,6 +298,11 @@ fn an_unlisted_or_stale_command_is_reported() {
 fn commands_run_by_other_tests_are_in_those_tests() {
     let mut problems = Vec::new();
     for (command, check) in COMMANDS {
+        if matches!(check, ThisSuite) && *command != "cargo test" {
+            problems.push(format!(
+                "`{command}` is marked ThisSuite, which only `cargo test` is: run it in a test"
+            ));
+        }
         if let InScript {
             script,
             test_file,

@@ -204,6 +204,8 @@ pub struct Sandbox {
     pub dir: tempfile::TempDir,
     /// `orchestrator apiserver` serving `repo/kubeconfig`, for [`Sandbox::for_doc_commands`].
     server: Option<std::process::Child>,
+    /// Process groups of the lines that ended in `&` (servers), killed on drop, and their logs.
+    background: std::cell::RefCell<Vec<(u32, PathBuf)>>,
 }
 
 impl Drop for Sandbox {
@@ -211,6 +213,11 @@ impl Drop for Sandbox {
         if let Some(mut server) = self.server.take() {
             let _ = server.kill();
             let _ = server.wait();
+        }
+        for (group, _) in self.background.borrow().iter() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
         }
     }
 }
@@ -235,7 +242,11 @@ impl Sandbox {
         let sig = git2::Signature::now("Docs Test", "docs@example.com").unwrap();
         repo.commit(Some("HEAD"), &sig, &sig, "example tasks", &tree, &[])
             .unwrap();
-        Sandbox { dir, server: None }
+        Sandbox {
+            dir,
+            server: None,
+            background: Default::default(),
+        }
     }
 
     /// The sandbox the docs' commands run in: [`Sandbox::with_example_repo`], plus, in the same
@@ -321,7 +332,10 @@ impl Sandbox {
     }
 
     /// Runs one command line with bash in `repo/`; output (stdout, then stderr) and exit code.
+    /// A line ending in `&` starts a server: it runs on in its own process group, its output
+    /// goes to a log that later failures show, and the sandbox kills it when dropped.
     pub fn sh(&self, line: &str) -> (String, Option<i32>) {
+        use std::os::unix::process::CommandExt;
         let mut command = std::process::Command::new("bash");
         command
             .args(["-o", "pipefail", "-c", line])
@@ -331,15 +345,35 @@ impl Sandbox {
         if self.server.is_some() {
             command.env("KUBECONFIG", self.repo().join("kubeconfig"));
         }
+        if line.trim_end().ends_with('&') {
+            let mut background = self.background.borrow_mut();
+            let log = self
+                .dir
+                .path()
+                .join(format!("background-{}.log", background.len()));
+            let file = std::fs::File::create(&log).unwrap();
+            let mut child = command
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .expect("bash runs");
+            background.push((child.id(), log));
+            let status = child.wait().expect("bash runs");
+            return (format!("$ {line}\n(in the background)"), status.code());
+        }
         let out = command.output().expect("bash runs");
-        (
-            format!(
-                "$ {line}\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            out.status.code(),
-        )
+        let mut text = format!(
+            "$ {line}\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (_, log) in self.background.borrow().iter() {
+            let server = std::fs::read_to_string(log).unwrap_or_default();
+            text.push_str(&format!("\n--- {}\n{server}", log.display()));
+        }
+        (text, out.status.code())
     }
 }
 
