@@ -202,6 +202,24 @@ fn commands_are_joined_and_stripped() {
 /// example-repo/, so `--repo . --path example-repo` works there as in a clone of this project.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// `orchestrator apiserver` serving `repo/kubeconfig`, for [`Sandbox::for_doc_commands`].
+    server: Option<std::process::Child>,
+    /// Process groups of the lines that ended in `&` (servers), killed on drop, and their logs.
+    background: std::cell::RefCell<Vec<(u32, PathBuf)>>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        for (group, _) in self.background.borrow().iter() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+    }
 }
 
 impl Sandbox {
@@ -224,7 +242,80 @@ impl Sandbox {
         let sig = git2::Signature::now("Docs Test", "docs@example.com").unwrap();
         repo.commit(Some("HEAD"), &sig, &sig, "example tasks", &tree, &[])
             .unwrap();
-        Sandbox { dir }
+        Sandbox {
+            dir,
+            server: None,
+            background: Default::default(),
+        }
+    }
+
+    /// The sandbox the docs' commands run in: [`Sandbox::with_example_repo`], plus, in the same
+    /// commit, example-repo's task folders under `tasks/` and its `agents.yaml` at the top; a
+    /// branch `pr-branch`; a remote `origin` (the repository itself, so `git fetch origin`
+    /// works offline); and `repo/kubeconfig` (also in `KUBECONFIG`) naming an embedded API
+    /// server, `orchestrator apiserver`, that lives as long as the sandbox.
+    pub fn for_doc_commands(binary: &Path) -> Sandbox {
+        let mut sandbox = Sandbox::with_example_repo(binary);
+        let repo_dir = sandbox.repo();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-repo");
+        for entry in std::fs::read_dir(&example).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                copy_dir(
+                    &path,
+                    &repo_dir.join("tasks").join(path.file_name().unwrap()),
+                );
+            }
+        }
+        std::fs::copy(example.join("agents.yaml"), repo_dir.join("agents.yaml")).unwrap();
+        let repo = git2::Repository::open(&repo_dir).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(
+                ["tasks", "agents.yaml"],
+                git2::IndexAddOption::DEFAULT,
+                None,
+            )
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let parent = repo.head().unwrap().peel_to_commit().unwrap();
+        let sig = git2::Signature::now("Docs Test", "docs@example.com").unwrap();
+        let commit = repo
+            .commit(
+                Some("HEAD"),
+                &sig,
+                &sig,
+                "tasks and agents",
+                &tree,
+                &[&parent],
+            )
+            .unwrap();
+        repo.branch("pr-branch", &repo.find_commit(commit).unwrap(), false)
+            .unwrap();
+        repo.remote("origin", repo_dir.to_str().unwrap()).unwrap();
+        std::fs::write(repo_dir.join(".git/info/exclude"), "kubeconfig\n").unwrap();
+
+        let kubeconfig = repo_dir.join("kubeconfig");
+        let server = std::process::Command::new(binary)
+            .args(["apiserver", "--port", "0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .current_dir(sandbox.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("orchestrator apiserver starts");
+        sandbox.server = Some(server);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !kubeconfig.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "orchestrator apiserver wrote no kubeconfig within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sandbox
     }
 
     pub fn repo(&self) -> PathBuf {
@@ -241,22 +332,48 @@ impl Sandbox {
     }
 
     /// Runs one command line with bash in `repo/`; output (stdout, then stderr) and exit code.
+    /// A line ending in `&` starts a server: it runs on in its own process group, its output
+    /// goes to a log that later failures show, and the sandbox kills it when dropped.
     pub fn sh(&self, line: &str) -> (String, Option<i32>) {
-        let out = std::process::Command::new("bash")
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new("bash");
+        command
             .args(["-o", "pipefail", "-c", line])
             .current_dir(self.repo())
             .env("PATH", self.path_env())
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("bash runs");
-        (
-            format!(
-                "$ {line}\n{}\n--- stderr\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            out.status.code(),
-        )
+            .env("RUST_LOG", "warn");
+        if self.server.is_some() {
+            command.env("KUBECONFIG", self.repo().join("kubeconfig"));
+        }
+        if line.trim_end().ends_with('&') {
+            let mut background = self.background.borrow_mut();
+            let log = self
+                .dir
+                .path()
+                .join(format!("background-{}.log", background.len()));
+            let file = std::fs::File::create(&log).unwrap();
+            let mut child = command
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+                .spawn()
+                .expect("bash runs");
+            background.push((child.id(), log));
+            let status = child.wait().expect("bash runs");
+            return (format!("$ {line}\n(in the background)"), status.code());
+        }
+        let out = command.output().expect("bash runs");
+        let mut text = format!(
+            "$ {line}\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (_, log) in self.background.borrow().iter() {
+            let server = std::fs::read_to_string(log).unwrap_or_default();
+            text.push_str(&format!("\n--- {}\n{server}", log.display()));
+        }
+        (text, out.status.code())
     }
 }
 
