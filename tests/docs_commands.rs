@@ -218,6 +218,25 @@ const COMMANDS: &[(&str, Check)] = &[
             test: "every_object_an_agent_profile_needs_is_created_by_deploy_or_the_install_steps",
         },
     ),
+    // docs/task-lifecycle.md
+    (
+        "orchestrator run --embedded --repo . --path example-repo --until-done --runner-log-dir logs --agents example-repo/agents.yaml",
+        Here,
+    ),
+    ("orchestrator status --repo . -o json", Here),
+    // docs/install.md, applied to the sandbox's API server (which stores Deployments, Services
+    // and RBAC objects), then uninstalled: last, because uninstall removes the CRD.
+    ("kubectl kustomize deploy", Here),
+    ("kubectl apply -k deploy/", Here),
+    (
+        "orchestrator crd | kubectl apply --server-side --field-manager=orchestrator-crd --force-conflicts -f -",
+        Here,
+    ),
+    (
+        "orchestrator uninstall --namespace orchestrator --keep-crd",
+        Here,
+    ),
+    ("orchestrator uninstall", Here),
 ];
 
 fn root() -> &'static Path {

@@ -230,6 +230,10 @@ impl Sandbox {
         let repo_dir = dir.path().join("repo");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         copy_dir(&root.join("example-repo"), &repo_dir.join("example-repo"));
+        // The install page renders and applies deploy/ (which includes ../crds) on the sandbox's
+        // API server; they are copied beside the tasks, not committed.
+        copy_dir(&root.join("deploy"), &repo_dir.join("deploy"));
+        copy_dir(&root.join("crds"), &repo_dir.join("crds"));
         let mut options = git2::RepositoryInitOptions::new();
         options.initial_head("main");
         let repo = git2::Repository::init_opts(&repo_dir, &options).unwrap();
