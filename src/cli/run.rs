@@ -199,6 +199,13 @@ async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
         .await
         .context("connecting to the cluster")?;
     println!("orchestrator run: talking to {}", connected.description);
+    if let Some(line) = connected.export_line() {
+        println!("orchestrator run: kubectl can reach it with:\n{line}");
+    }
+    if let Some(warning) = connected.missing_runner_warning().await {
+        warn!("{warning}");
+        eprintln!("orchestrator run: warning: {warning}");
+    }
     println!(
         "orchestrator run: syncing {} (branch {}, path {:?}) into namespace {:?}, every {:?}",
         source_identity.repo, args.branch, args.path, args.namespace, args.interval
