@@ -8,9 +8,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::Status;
 use kube::core::{ApiResource, GroupVersionKind};
-use orchestrator::crd::TaskRun;
 use serde_json::{Value, json};
 use support::cluster;
+use support::fixture::TaskRun;
 
 fn config_map(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
@@ -290,7 +290,7 @@ async fn lists_in_custom_resources_are_atomic_and_status_applies_are_marked() {
     c.install_task_run_crd().await;
     let api: Api<TaskRun> = c.api();
     let task_run = |files: Value| {
-        json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun", "metadata": {"name": "tr-ssa"},
+        json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun", "metadata": {"name": "tr-ssa"},
                "spec": {"taskId": 1, "serviceName": "s", "agentName": "a", "contextVersion": 1,
                         "markdownFiles": files}})
     };
@@ -331,7 +331,7 @@ async fn lists_in_custom_resources_are_atomic_and_status_applies_are_marked() {
             "tr-ssa",
             &PatchParams::apply("controller"),
             &Patch::Apply(
-                json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun",
+                json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun",
                                  "metadata": {"name": "tr-ssa"}, "status": {"phase": "Running"}}),
             ),
         )

@@ -6,10 +6,10 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::response::Status;
-use orchestrator::crd::{TaskRun, TaskRunSpec};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use support::fixture::{TaskRun, TaskRunSpec};
 use support::{cluster, wait_until};
 
 fn cm(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
@@ -679,7 +679,7 @@ async fn events_are_one_store_seen_through_both_apis() {
     let ev: Event = serde_json::from_value(json!({
         "metadata": {"name": "e1"},
         "eventTime": "2026-01-01T00:00:00.000000Z",
-        "reportingController": "orchestrator.io/controller", "reportingInstance": "test",
+        "reportingController": "example.com/controller", "reportingInstance": "test",
         "action": "Reconcile", "reason": "Started", "type": "Normal", "note": "job started",
         "regarding": {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "namespace": c.namespace},
     }))
