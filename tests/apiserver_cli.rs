@@ -7,7 +7,7 @@ mod sync_repo;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sync_repo::TaskRepo;
 
 const AGENTS: &str = r#"defaults:
@@ -45,21 +45,28 @@ impl Drop for Running {
     }
 }
 
-/// Reads `lines` until one satisfies `want`; every line read so far on failure.
+/// Reads lines of `from` until one satisfies `want`, for at most a minute (so that a missing
+/// line fails the test instead of hanging it); every line read so far on failure.
 fn read_until(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    want: impl Fn(&str) -> bool,
+    from: impl std::io::Read + Send + 'static,
+    want: impl Fn(&str) -> bool + Send + 'static,
 ) -> Result<String, String> {
-    let mut seen = String::new();
-    for line in lines {
-        let line = line.map_err(|e| e.to_string())?;
-        seen.push_str(&line);
-        seen.push('\n');
-        if want(&line) {
-            return Ok(line);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if want(&line) {
+                let _ = tx.send(Ok(line));
+                return;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
         }
-    }
-    Err(seen)
+        let _ = tx.send(Err(seen));
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| Err("nothing within 60 s".to_string()))
 }
 
 #[test]
@@ -120,10 +127,8 @@ fn apiserver_with_runner_in_one_process_runs_the_jobs_of_run_in_another() {
             .unwrap(),
     );
     let stdout = server.0.stdout.take().unwrap();
-    let export = read_until(&mut BufReader::new(stdout).lines(), |l| {
-        l.starts_with("export KUBECONFIG=")
-    })
-    .expect("the server prints the export line");
+    let export = read_until(stdout, |l| l.starts_with("export KUBECONFIG="))
+        .expect("the server prints the export line");
     let kubeconfig = export.trim_start_matches("export KUBECONFIG=").to_string();
 
     let out = orchestrator()
@@ -158,10 +163,8 @@ fn run_against_an_apiserver_without_a_runner_warns_that_no_jobs_will_run() {
             .unwrap(),
     );
     let stdout = server.0.stdout.take().unwrap();
-    let export = read_until(&mut BufReader::new(stdout).lines(), |l| {
-        l.starts_with("export KUBECONFIG=")
-    })
-    .expect("the server prints the export line");
+    let export = read_until(stdout, |l| l.starts_with("export KUBECONFIG="))
+        .expect("the server prints the export line");
     let kubeconfig = export.trim_start_matches("export KUBECONFIG=").to_string();
     let mut run = Running(
         orchestrator()
@@ -174,13 +177,34 @@ fn run_against_an_apiserver_without_a_runner_warns_that_no_jobs_will_run() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
     let stderr = run.0.stderr.take().unwrap();
-    let warning = read_until(&mut BufReader::new(stderr).lines(), |l| {
-        l.contains("no local Job runner attached")
-    });
+    let warning = read_until(stderr, |l| l.contains("no local Job runner attached"));
     assert!(warning.is_ok(), "no warning: {warning:?}");
-    assert!(started.elapsed() < Duration::from_secs(60));
     drop(run);
     drop(server);
+}
+
+#[test]
+fn controller_embedded_prints_the_export_line_of_the_kubeconfig_it_writes() {
+    let repo = repo_with_two_tasks();
+    let data = tempfile::tempdir().unwrap();
+    let mut controller = Running(
+        orchestrator()
+            .args(["controller", "--embedded", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--embedded-data-dir")
+            .arg(data.path())
+            .arg("--agents")
+            .arg(repo.path().join("agents.yaml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = controller.0.stdout.take().unwrap();
+    let export = read_until(stdout, |l| l.starts_with("export KUBECONFIG="))
+        .expect("the controller prints the export line");
+    let path = data.path().canonicalize().unwrap().join("kubeconfig");
+    assert_eq!(export, format!("export KUBECONFIG={}", path.display()));
+    assert!(path.is_file());
+    drop(controller);
 }
