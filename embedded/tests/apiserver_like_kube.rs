@@ -345,3 +345,77 @@ async fn send_initial_events_follows_the_servers_kubernetes_version() {
         assert!(refused(&e), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn a_job_whose_pod_cannot_be_created_stays_active_with_failed_create_events() {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use kube_envtest::runner::{JobRunner, RunnerConfig};
+    let c = cluster().await;
+    // The Job controller's part: kube-controller-manager on a real cluster, the local runner
+    // here (no kubelet is needed: the Pod is never created).
+    let logs = tempfile::tempdir().unwrap();
+    let runner = c.is_embedded().then(|| {
+        JobRunner::start(
+            c.client.clone(),
+            RunnerConfig {
+                namespace: Some(c.namespace.clone()),
+                ..RunnerConfig::new(logs.path())
+            },
+        )
+    });
+    let job: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "no-sa"},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 300, "template": {"spec": {
+            "restartPolicy": "Never", "serviceAccountName": "missing-sa",
+            "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}
+    }))
+    .unwrap();
+    let jobs: Api<Job> = c.api();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let events: Api<Event> = c.api();
+    let found = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    wait_until(Duration::from_secs(60), || {
+        let events = events.clone();
+        let found = found.clone();
+        async move {
+            let list = events
+                .list(&ListParams::default().fields("involvedObject.name=no-sa"))
+                .await
+                .unwrap();
+            let event = list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("FailedCreate") && e.type_.as_deref() == Some("Warning")
+            });
+            let seen = event.is_some();
+            *found.lock().unwrap() = event.and_then(|e| e.message);
+            seen
+        }
+    })
+    .await
+    .expect("a FailedCreate Warning event on the Job");
+    let message = found.lock().unwrap().clone().unwrap_or_default();
+    assert!(
+        message.contains(r#"serviceaccount "missing-sa" not found"#),
+        "{message}"
+    );
+    let pods: Api<Pod> = c.api();
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let status = jobs.get("no-sa").await.unwrap().status.unwrap_or_default();
+    assert!(
+        !status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.status == "True"),
+        "the Job waits for its deadline, it does not fail at once"
+    );
+    assert_eq!(status.failed, None);
+    if let Some(r) = runner {
+        r.shutdown().await;
+    }
+}
