@@ -65,10 +65,11 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
             "local Job runner: Jobs run as local processes, logs in {}",
             log_dir.display()
         );
-        Some(JobRunner::start(
-            server.client(),
-            RunnerConfig::new(&log_dir),
-        ))
+        let client = server.client();
+        // Announced before the kubeconfig line, so that a `run` started right after it sees
+        // the runner.
+        kube_envtest::runner::heartbeat::renew(&client).await;
+        Some(JobRunner::start(client, RunnerConfig::new(&log_dir)))
     } else {
         eprintln!("no local Job runner (--runner): Jobs created here will not run");
         None
