@@ -396,7 +396,15 @@ async fn run_process(
     })?;
     let name = job.metadata.name.as_deref().unwrap_or("job");
     let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
-    let pod = match PodMirror::create(a.client, job, a.log_path, log_len(&log)).await {
+    // The attempt's header line goes into the log once its Pod exists; the Pod's log starts
+    // right after it (a log reader never sees the runner's line).
+    let header = format!(
+        "--- local runner: Job {namespace}/{name}, attempt {}, {} ---\n",
+        a.number,
+        Timestamp::now()
+    );
+    let log_start = log_len(&log) + header.len() as u64;
+    let pod = match PodMirror::create(a.client, job, a.log_path, log_start).await {
         Ok(pod) => pod,
         Err(message) => {
             tracing::info!(job = %job_status.key, %message, "the Job's Pod cannot be created");
@@ -404,19 +412,11 @@ async fn run_process(
             return Ok(Ok(AttemptOutcome::NotCreated));
         }
     };
+    let _ = log.write_all(header.as_bytes());
     run.start_attempt(Timestamp::now(), false);
     if job_status.write(run).await? == Written::Gone {
         return Ok(Err(Stop::Gone));
     }
-    let _ = writeln!(
-        log,
-        "--- local runner: Job {namespace}/{name}, attempt {}, {} ---",
-        a.number,
-        Timestamp::now()
-    );
-    let log_start = log_len(&log);
-    pod.annotate(&[(ANNOTATION_POD_LOG_START, log_start.to_string())])
-        .await;
     let created = Timestamp::now();
     let run_dir = match tempfile::Builder::new()
         .prefix(&format!("kube-envtest-{name}-"))
