@@ -77,6 +77,16 @@ async fn foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
     api.create(&PostParams::default(), &dependent)
         .await
         .unwrap();
+    // A dependent that does not block: deleted too, but it does not hold the owner.
+    let loose = cm(
+        "loose",
+        json!({
+            "finalizers": ["example.com/hold"],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                                 "uid": uid, "blockOwnerDeletion": false}],
+        }),
+    );
+    api.create(&PostParams::default(), &loose).await.unwrap();
     api.delete("owner", &DeleteParams::foreground())
         .await
         .unwrap();
@@ -109,6 +119,18 @@ async fn foreground_deletion_keeps_the_owner_until_blocking_dependents_are_gone(
     })
     .await
     .expect("the owner goes once its blocking dependent is gone");
+    let loose = api
+        .get("loose")
+        .await
+        .expect("the non-blocking dependent still waits on its finalizer");
+    assert!(loose.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "loose",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
