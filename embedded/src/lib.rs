@@ -11,6 +11,8 @@ mod discovery;
 mod error;
 mod gc;
 mod handler;
+mod kinds;
+mod logs;
 mod merge_schema;
 mod meta;
 mod objects;
@@ -38,5 +40,5 @@ mod writes;
 mod testdata;
 
 pub use error::EmbeddedError;
-pub use server::{ApiServer, ApiServerConfig, RunningApiServer};
+pub use server::{ApiServer, ApiServerConfig, KubernetesVersion, RunningApiServer};
 pub use stats::RequestStats;

@@ -42,6 +42,9 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster)).await?;
     tracing::info!("using {}", connected.description);
+    if let Some(line) = connected.export_line() {
+        println!("{line}");
+    }
     let client = connected.client.clone();
     if connected.embedded.is_some() {
         // A fresh embedded server knows no TaskRuns yet; a real cluster gets the CRD from deploy/.

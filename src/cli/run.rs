@@ -240,6 +240,13 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
         .context("connecting to the cluster")?;
     println!("orchestrator run: talking to {}", connected.description);
     let branch = args.branch.as_deref().unwrap_or("HEAD");
+    if let Some(line) = connected.export_line() {
+        println!("orchestrator run: kubectl can reach it with:\n{line}");
+    }
+    if let Some(warning) = connected.missing_runner_warning().await {
+        warn!("{warning}");
+        eprintln!("orchestrator run: warning: {warning}");
+    }
     println!(
         "orchestrator run: syncing {} (branch {}{}) into namespace {:?}, every {:?}; notes on {notes_ref}",
         source_identity.display(),

@@ -107,7 +107,13 @@ pub struct Syncer {
     desired: DesiredCache,
     /// What the last sync left in place, not compared again until it moves.
     settled: Settled,
+    /// The largest resourceVersion this syncer's own writes produced: the next sync waits
+    /// (briefly) for its watch to reach it before planning.
+    last_write: u64,
 }
+
+/// How long a sync waits for its watch to show its own previous writes before it lists.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Above this many TaskRuns whose spec changed since the last sync, one full list is cheaper
 /// than reading each.
@@ -124,6 +130,7 @@ impl Syncer {
             watch: None,
             desired: DesiredCache::new(),
             settled: Settled::default(),
+            last_write: 0,
         }
     }
 
@@ -156,6 +163,16 @@ impl Syncer {
     /// After that the watch's metadata (or, while the watch may be behind, one metadata-only
     /// list) says which TaskRuns moved; only those are read again, one by one or, when many, by
     /// a full list. A no-op re-sync with a current watch makes no request.
+    /// Waits until this syncer's watch has seen the change at `rv` (a hand edit or delete made
+    /// through another client, say), so that the next sync plans against it; false after
+    /// `timeout`. The syncer's own writes are waited for by [`Self::sync`] itself.
+    pub async fn wait_until_seen(&self, rv: &str, timeout: Duration) -> bool {
+        let (Some(watch), Ok(rv)) = (&self.watch, rv.parse::<u64>()) else {
+            return false;
+        };
+        watch.wait_until_seen(rv, timeout).await
+    }
+
     async fn refresh_live(&mut self) -> Result<(), SyncError> {
         let list_failed = |source| SyncError::ListTaskRuns {
             namespace: self.options.namespace.clone(),
@@ -169,7 +186,9 @@ impl Syncer {
             self.known = Some(self.list_live().await?);
             return Ok(());
         };
-        let stale = match watch.current() {
+        // A watch that has not shown this syncer's last writes yet is not trusted: list.
+        let caught_up = watch.wait_until_seen(self.last_write, CATCH_UP).await;
+        let stale = match watch.current().filter(|_| caught_up) {
             Some(metas) => merge_metadata(
                 known,
                 &metas.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
@@ -260,6 +279,14 @@ impl Syncer {
                 known.remove(&step.name);
             }
             for tr in written {
+                if let Some(rv) = tr
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                {
+                    self.last_write = self.last_write.max(rv);
+                }
                 if let Some(name) = tr.metadata.name.clone() {
                     known.insert(name, tr);
                 }

@@ -6,8 +6,8 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube_envtest::{ApiServer, ApiServerConfig};
-use orchestrator::crd::{TaskRun, TaskRunSpec};
 use serde_json::json;
+use support::fixture::{TaskRun, TaskRunSpec};
 
 #[tokio::test]
 async fn restart_keeps_objects_and_resource_versions_keep_increasing() {
@@ -35,8 +35,6 @@ async fn restart_keeps_objects_and_resource_versions_keep_increasing() {
             context_version: 3,
             content_digest: String::new(),
             source_path: String::new(),
-            suspend: false,
-            priority: 0,
             markdown_files: vec![],
         },
     );
