@@ -219,6 +219,9 @@ pub struct Connected {
 pub struct EmbeddedCluster {
     pub server: RunningApiServer,
     pub runner: RunnerHandle,
+    /// The Job log directory when this process chose it (no `--runner-log-dir`, no data dir);
+    /// removed on shutdown.
+    pub scratch_logs: Option<crate::scratch::ScratchDir>,
 }
 
 /// How to start the embedded cluster when it is chosen.
@@ -241,12 +244,14 @@ impl EmbeddedSettings {
         }
     }
 
-    fn log_dir(&self) -> PathBuf {
+    /// The Job log directory, and the guard that removes it when this process chose it.
+    fn log_dir(&self) -> (PathBuf, Option<crate::scratch::ScratchDir>) {
         match (&self.log_dir, &self.data_dir) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(data)) => data.join("logs"),
+            (Some(dir), _) => (dir.clone(), None),
+            (None, Some(data)) => (data.join("logs"), None),
             (None, None) => {
-                std::env::temp_dir().join(format!("orchestrator-logs-{}", std::process::id()))
+                let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-logs");
+                (scratch.path().to_path_buf(), Some(scratch))
             }
         }
     }
@@ -284,7 +289,7 @@ async fn start_embedded(
     .await
     .map_err(ClusterError::StartEmbedded)?;
     let client = server.client();
-    let log_dir = settings.log_dir();
+    let (log_dir, scratch_logs) = settings.log_dir();
     std::fs::create_dir_all(&log_dir).map_err(|source| ClusterError::LogDir {
         path: log_dir.clone(),
         source,
@@ -307,16 +312,26 @@ async fn start_embedded(
     Ok(Connected {
         client,
         description,
-        embedded: Some(EmbeddedCluster { server, runner }),
+        embedded: Some(EmbeddedCluster {
+            server,
+            runner,
+            scratch_logs,
+        }),
     })
 }
 
 impl Connected {
     /// Stops the local runner (killing running Jobs' processes) and the embedded server.
     pub async fn shutdown(self) {
-        if let Some(EmbeddedCluster { server, runner }) = self.embedded {
+        if let Some(EmbeddedCluster {
+            server,
+            runner,
+            scratch_logs,
+        }) = self.embedded
+        {
             runner.shutdown().await;
             server.shutdown().await;
+            drop(scratch_logs);
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod apiserver;
 pub mod controller;
 pub mod git_args;
+pub mod output;
 pub mod plan;
 pub mod plan_live;
 pub mod run;

@@ -198,11 +198,14 @@ async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster))
         .await
         .context("connecting to the cluster")?;
-    println!("orchestrator run: talking to {}", connected.description);
-    println!(
+    crate::cli::output::println(&format!(
+        "orchestrator run: talking to {}",
+        connected.description
+    ))?;
+    crate::cli::output::println(&format!(
         "orchestrator run: syncing {} (branch {}, path {:?}) into namespace {:?}, every {:?}",
         source_identity.repo, args.branch, args.path, args.namespace, args.interval
-    );
+    ))?;
     let client = connected.client.clone();
     let result = run_connected(
         args,
@@ -266,9 +269,15 @@ async fn run_connected(
     let (state_tx, state_rx) = watch::channel(None);
     let (trigger, requests) = sync_trigger();
 
-    let mirror_dir = args.mirror_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("orchestrator-mirrors-{}", std::process::id()))
-    });
+    // A mirror of our own choosing is removed when this function returns (clean exit, Ctrl-C,
+    // SIGTERM); one named with --mirror-dir is the user's and is kept for the next run.
+    let (mirror_dir, _scratch_mirrors) = match &args.mirror_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-mirrors");
+            (scratch.path().to_path_buf(), Some(scratch))
+        }
+    };
     let source_url = local_repo
         .as_ref()
         .map_or(args.repo.clone(), |p| p.display().to_string());
@@ -345,7 +354,9 @@ async fn run_connected(
             })?;
             let state = api_state(&args.api_args, parts)?;
             let addr = args.api_args.addr;
-            println!("orchestrator run: serving the API on http://{addr}");
+            crate::cli::output::println(&format!(
+                "orchestrator run: serving the API on http://{addr}"
+            ))?;
             Some(tokio::spawn(crate::api::serve(
                 addr,
                 state,
@@ -357,15 +368,15 @@ async fn run_connected(
 
     let mut election = None;
     if let Some((config, mut leadership, handle)) = elected {
-        println!(
+        crate::cli::output::println(&format!(
             "orchestrator run: {} waits for the lease {}/{} before writing",
             config.identity, config.namespace, config.name
-        );
+        ))?;
         tokio::select! {
             _ = leadership.acquired() => {}
             _ = shutdown(shutdown_rx.clone()) => return Ok(0),
         }
-        println!("orchestrator run: {} leads", config.identity);
+        crate::cli::output::println(&format!("orchestrator run: {} leads", config.identity))?;
         let on_loss = tokio::spawn(async move {
             leadership.lost().await;
             // Exiting is the one way to be sure that no task of this process writes again.
@@ -381,7 +392,7 @@ async fn run_connected(
     if args.skip_crd_install {
         info!("--skip-crd-install: not checking the TaskRun CRD");
     } else if ensure_crd(client.clone()).await? == CrdState::Installed {
-        println!("orchestrator run: installed the TaskRun CRD");
+        crate::cli::output::println("orchestrator run: installed the TaskRun CRD")?;
     }
 
     let sync_loop = tokio::spawn(run_sync_loop(
@@ -443,7 +454,7 @@ async fn run_connected(
             .await?;
             match finished {
                 Some((report, live)) => {
-                    print!("{}", status_table(&report, &live));
+                    crate::cli::output::print(&status_table(&report, &live))?;
                     exit_code(&report, &live)
                 }
                 None => 130,

@@ -12,7 +12,7 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
     let snapshot = args.source.load()?;
-    print!("{}", report(&snapshot));
+    super::output::print(&report(&snapshot))?;
     if snapshot.errors.is_empty() {
         Ok(())
     } else {
