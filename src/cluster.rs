@@ -225,6 +225,9 @@ pub struct EmbeddedCluster {
     pub runner: RunnerHandle,
     /// The kubeconfig written for it (`--kubeconfig-out`, or next to the data dir).
     pub kubeconfig: Option<PathBuf>,
+    /// The Job log directory when this process chose it (no `--runner-log-dir`, no data dir);
+    /// removed on shutdown.
+    pub scratch_logs: Option<crate::scratch::ScratchDir>,
 }
 
 /// How to start the embedded cluster when it is chosen.
@@ -258,12 +261,14 @@ impl EmbeddedSettings {
             .or_else(|| self.data_dir.as_ref().map(|d| d.join("kubeconfig")))
     }
 
-    pub fn log_dir(&self) -> PathBuf {
+    /// The Job log directory, and the guard that removes it when this process chose it.
+    pub fn log_dir(&self) -> (PathBuf, Option<crate::scratch::ScratchDir>) {
         match (&self.log_dir, &self.data_dir) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(data)) => data.join("logs"),
+            (Some(dir), _) => (dir.clone(), None),
+            (None, Some(data)) => (data.join("logs"), None),
             (None, None) => {
-                std::env::temp_dir().join(format!("orchestrator-logs-{}", std::process::id()))
+                let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-logs");
+                (scratch.path().to_path_buf(), Some(scratch))
             }
         }
     }
@@ -301,7 +306,7 @@ async fn start_embedded(
     .await
     .map_err(ClusterError::StartEmbedded)?;
     let client = server.client();
-    let log_dir = settings.log_dir();
+    let (log_dir, scratch_logs) = settings.log_dir();
     std::fs::create_dir_all(&log_dir).map_err(|source| ClusterError::LogDir {
         path: log_dir.clone(),
         source,
@@ -337,6 +342,7 @@ async fn start_embedded(
             server,
             runner,
             kubeconfig,
+            scratch_logs,
         }),
     })
 }
@@ -377,9 +383,16 @@ impl Connected {
 
     /// Stops the local runner (killing running Jobs' processes) and the embedded server.
     pub async fn shutdown(self) {
-        if let Some(EmbeddedCluster { server, runner, .. }) = self.embedded {
+        if let Some(EmbeddedCluster {
+            server,
+            runner,
+            scratch_logs,
+            ..
+        }) = self.embedded
+        {
             runner.shutdown().await;
             server.shutdown().await;
+            drop(scratch_logs);
         }
     }
 }

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => orchestrator::cli::init::run(args),
         Command::Crd => {
-            print!("{}", orchestrator::crd::task_run_crd_yaml());
+            orchestrator::cli::output::print(&orchestrator::crd::task_run_crd_yaml())?;
             Ok(())
         }
         Command::Controller(args) => orchestrator::cli::controller::run(args),

@@ -26,7 +26,8 @@ mod resources;
 mod router;
 pub mod runner;
 mod schema;
-mod selector;
+/// Label and field selector parsing, public for property tests and fuzzing.
+pub mod selector;
 mod server;
 mod stats;
 mod status;

@@ -30,6 +30,10 @@ pub struct ApiServerConfig {
     /// follows it (`sendInitialEvents` on a watch needs 1.32, where the WatchList feature gate
     /// is on by default).
     pub kubernetes_version: KubernetesVersion,
+    /// A connection that has not finished its TLS handshake and first request's headers this
+    /// long after it opened, or the headers of a later request this long after it began, is
+    /// closed (kube-apiserver's `ReadHeaderTimeout` is 32 s).
+    pub header_read_timeout: Duration,
 }
 
 /// A Kubernetes minor release, such as 1.28.
@@ -86,6 +90,7 @@ impl Default for ApiServerConfig {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(5),
             kubernetes_version: KubernetesVersion::default(),
+            header_read_timeout: Duration::from_secs(32),
         }
     }
 }
@@ -151,6 +156,7 @@ impl ApiServer {
         // Flipped on shutdown: open connections (keep-alive, watches) close with the server, so
         // a client never keeps talking to a stopped server's state.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let header_timeout = config.header_read_timeout;
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -160,21 +166,40 @@ impl ApiServer {
                 let state = accept_state.clone();
                 let mut stop = stop_rx.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
+                    // A client that never finishes its handshake and first request's headers
+                    // (slow-loris) is dropped at the deadline; hyper's header-read timeout
+                    // covers each later request on the connection.
+                    let deadline = tokio::time::Instant::now() + header_timeout;
+                    let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await
+                    else {
                         return;
                     };
+                    let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let seen = first_request.clone();
                     let service = hyper::service::service_fn(move |req| {
+                        seen.store(true, std::sync::atomic::Ordering::Relaxed);
                         let state = state.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(handle_guarded(state, req).await)
                         }
                     });
-                    let builder =
+                    let mut builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let no_first_request = async {
+                        tokio::time::sleep_until(deadline).await;
+                        if first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::future::pending::<()>().await;
+                        }
+                    };
                     tokio::select! {
                         _ = conn => {}
                         _ = stop.wait_for(|stopped| *stopped) => {}
+                        _ = no_first_request => {}
                     }
                 });
             }

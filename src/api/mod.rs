@@ -136,8 +136,8 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let header_read_timeout = state.header_read_timeout;
+    crate::http_serve::serve(listener, router(state), header_read_timeout, shutdown)
         .await
         .map_err(ServeError::Serve)
 }

@@ -8,20 +8,39 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PmTaskRequest {
-    /// The task id: the numeric prefix of the new folder and the `task-<id>` TaskRun name.
+    /// The task id: the numeric prefix of the new folder and the `task-<id>` TaskRun name; at
+    /// most 18 digits.
+    #[schema(minimum = 0, maximum = 999_999_999_999_999_999_i64)]
     pub id: i64,
     /// A DNS-1123 label (lowercase letters, digits, '-').
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
     pub service_name: String,
-    /// One of the agent profiles the controller knows.
+    /// One of the agent profiles the controller knows (400 for another); a DNS-1123 label.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
     pub agent_name: String,
-    /// At least one; each becomes `<folder>/<filename>`.
+    /// At least one, each name once; each becomes `<folder>/<filename>`. Together at most the
+    /// folder limit of the sync (900 KiB).
+    #[schema(min_items = 1)]
     pub markdown_files: Vec<MarkdownFileRequest>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkdownFileRequest {
-    /// A plain file name ending in `.md`: letters, digits, '.', '_', '-'; no '/'.
+    /// A plain file name ending in `.md`: letters, digits, '.', '_', '-'; no '/', not hidden.
+    #[schema(
+        min_length = 4,
+        max_length = 253,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*\.md$"
+    )]
     pub filename: String,
     pub content: String,
 }
@@ -30,11 +49,13 @@ pub struct MarkdownFileRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddContextRequest {
-    /// The markdown to add as `context-v<N>.md`.
+    /// The markdown to add as `context-v<N>.md`; not empty or only whitespace.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub additional_context: String,
     /// N in `context-v<N>.md`; larger than every existing context file of the task. Omitted: the
     /// next number.
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295_i64)]
     pub version: Option<u32>,
 }
 
@@ -136,4 +157,45 @@ impl TaskSummary {
                 .collect(),
         }
     }
+}
+
+/// The documented shape of a 200 from `GET /api/v1/tasks` (an [`crate::api::ApiResponse`]).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TaskListAnswer {
+    pub success: bool,
+    pub message: String,
+    /// Every TaskRun of the namespace, sorted by task id.
+    pub data: Vec<TaskSummary>,
+}
+
+/// The documented shape of a 200 from `GET /api/v1/tasks/{id}`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TaskAnswer {
+    pub success: bool,
+    pub message: String,
+    pub data: TaskSummary,
+}
+
+/// The documented shape of a 201 from a write.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WrittenAnswer {
+    pub success: bool,
+    pub message: String,
+    pub data: WrittenData,
+}
+
+/// The documented shape of a 400: `data.field` names the field at fault; a body that is not the
+/// JSON the endpoint takes has no `data`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct FieldErrorAnswer {
+    pub success: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<FieldError>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct FieldError {
+    /// The JSON path of the field, e.g. `markdownFiles[0].filename`, or `id` for the path.
+    pub field: String,
 }

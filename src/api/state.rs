@@ -116,6 +116,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// The cluster, for operations on runs (retry, cancel); `None`: they answer 503.
     pub client: Option<kube::Client>,
+    /// A connection that sends no complete request headers this long is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl AppState {
@@ -145,6 +147,7 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             client: None,
+            header_read_timeout: crate::http_serve::DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

@@ -51,6 +51,10 @@ pub struct ApiArgs {
     /// Longest time a request may take, in seconds.
     #[arg(long = "api-request-timeout", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// A connection that has not sent a request's complete headers this many seconds after it
+    /// opened (or after the request began) is closed.
+    #[arg(long = "api-header-read-timeout", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
 }
 
 impl ApiArgs {
@@ -96,6 +100,7 @@ impl ApiArgs {
         state.webhook_secret = secret.into_value().as_deref().map(WebhookSecret::new);
         state.body_limit = self.body_limit;
         state.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        state.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs.max(1));
         Ok(state)
     }
 }

@@ -49,7 +49,7 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
     });
     server.write_kubeconfig(&kubeconfig)?;
     let runner = if args.runner {
-        let log_dir = EmbeddedSettings {
+        let (log_dir, scratch_logs) = EmbeddedSettings {
             data_dir: args.data_dir.clone(),
             log_dir: args.runner_log_dir.clone(),
             ..EmbeddedSettings::default()
@@ -69,7 +69,11 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         // Announced before the kubeconfig line, so that a `run` started right after it sees
         // the runner.
         kube_envtest::runner::heartbeat::renew(&client).await;
-        Some(JobRunner::start(client, RunnerConfig::new(&log_dir)))
+        // The scratch log directory (if this process chose it) lives as long as the runner.
+        Some((
+            JobRunner::start(client, RunnerConfig::new(&log_dir)),
+            scratch_logs,
+        ))
     } else {
         eprintln!("no local Job runner (--runner): Jobs created here will not run");
         None
@@ -81,7 +85,7 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
     );
     println!("{}", export_line(&kubeconfig));
     tokio::signal::ctrl_c().await?;
-    if let Some(runner) = runner {
+    if let Some((runner, _scratch_logs)) = runner {
         runner.shutdown().await;
     }
     server.shutdown().await;

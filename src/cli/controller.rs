@@ -78,7 +78,12 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
             }
         }),
     );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(crate::http_serve::serve(
+        listener,
+        app,
+        crate::http_serve::DEFAULT_HEADER_READ_TIMEOUT,
+        std::future::pending(),
+    ));
     let mut config = ControllerConfig::new(args.namespace, agents);
     config.concurrency = args.concurrency;
     run_controller(client, config, metrics, shutdown_signal()).await;

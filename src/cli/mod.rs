@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod controller;
 pub mod git_args;
 pub mod init;
+pub mod output;
 pub mod plan;
 pub mod plan_live;
 pub mod run;

@@ -65,7 +65,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     if !args.offline {
         match super::plan_live::live_diff(&args, &snapshot) {
             Ok(Some(diff)) => {
-                print!("{}", super::plan_live::render(&diff, args.output)?);
+                super::output::print(&super::plan_live::render(&diff, args.output)?)?;
                 if snapshot.errors.is_empty() {
                     return Ok(());
                 }
@@ -78,7 +78,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("note: no live diff ({e:#}); showing the offline plan"),
         }
     }
-    print!("{}", render(&snapshot, &args.namespace, args.output)?);
+    super::output::print(&render(&snapshot, &args.namespace, args.output)?)?;
     if args.output != Output::Table {
         eprintln!("note: {PLACEHOLDER_NOTE}");
         for error in &snapshot.errors {

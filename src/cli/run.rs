@@ -330,9 +330,15 @@ async fn run_connected(
     let (state_tx, state_rx) = watch::channel(None);
     let (trigger, requests) = sync_trigger();
 
-    let mirror_dir = args.mirror_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("orchestrator-mirrors-{}", std::process::id()))
-    });
+    // A mirror of our own choosing is removed when this function returns (clean exit, Ctrl-C,
+    // SIGTERM); one named with --mirror-dir is the user's and is kept for the next run.
+    let (mirror_dir, _scratch_mirrors) = match &args.mirror_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-mirrors");
+            (scratch.path().to_path_buf(), Some(scratch))
+        }
+    };
     let source_url = local_repo
         .as_ref()
         .map_or(args.repo.clone(), |p| p.display().to_string());
@@ -476,15 +482,15 @@ async fn run_connected(
 
     let mut election = None;
     if let Some((config, mut leadership, handle)) = elected {
-        println!(
+        crate::cli::output::println(&format!(
             "orchestrator run: {} waits for the lease {}/{} before writing",
             config.identity, config.namespace, config.name
-        );
+        ))?;
         tokio::select! {
             _ = leadership.acquired() => {}
             _ = shutdown(shutdown_rx.clone()) => return Ok(0),
         }
-        println!("orchestrator run: {} leads", config.identity);
+        crate::cli::output::println(&format!("orchestrator run: {} leads", config.identity))?;
         let on_loss = tokio::spawn(async move {
             leadership.lost().await;
             // Exiting is the one way to be sure that no task of this process writes again.

@@ -49,7 +49,8 @@ pub enum Output {
 /// The exit codes, as `--help` of `status` and `wait` prints them (the README has the table).
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 Synced and Healthy (wait --for synced: Synced), 1 error, 2 bad arguments, \
 3 no note yet, 4 OutOfSync, 5 sync Unknown, 6 Progressing, 7 Degraded (a task Failed), \
-8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit (wait only).";
+8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit, or skipped by the \
+sync in favour of a newer commit that has a note (wait only: it gives up at once).";
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXIT_CODES_HELP)]
@@ -71,8 +72,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         read_note(&query).with_context(|| format!("reading the note in {}", query.repo))?;
     let state = State::of(lookup.note.as_ref());
     match args.output {
-        Output::Table => print!("{}", render_table(&lookup)),
-        Output::Json => println!("{}", render_json(&lookup)),
+        Output::Table => super::output::print(&render_table(&lookup))?,
+        Output::Json => super::output::println(&render_json(&lookup))?,
     }
     exit_with(state.exit_code())
 }
@@ -201,6 +202,7 @@ mod tests {
             commit: git2::Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap(),
             revision: "main@sha1:0123456789abcdef0123456789abcdef01234567".into(),
             note,
+            skipped_for: None,
         }
     }
 

@@ -23,7 +23,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
     {
         super::agent_check::check_agent_names(&mut snapshot, &profiles.names(), &origin);
     }
-    print!("{}", report(&snapshot));
+    super::output::print(&report(&snapshot))?;
     if snapshot.errors.is_empty() {
         Ok(())
     } else {
