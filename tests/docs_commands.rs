@@ -224,6 +224,12 @@ const COMMANDS: &[(&str, Check)] = &[
         Here,
     ),
     ("orchestrator status --repo . -o json", Here),
+    // docs/operations.md
+    ("orchestrator status -o json", Here),
+    (
+        "orchestrator run --embedded --repo . --path tasks --until-done --agents agents.yaml",
+        Here,
+    ),
     // docs/install.md, applied to the sandbox's API server (which stores Deployments, Services
     // and RBAC objects), then uninstalled: last, because uninstall removes the CRD.
     ("kubectl kustomize deploy", Here),
