@@ -62,6 +62,11 @@ async fn the_deployment_as_rendered_starts_ready_and_syncs_the_example_tasks() {
     // The CRD from the rendered manifests: the Deployment runs with --skip-crd-install.
     let crd = find(&docs, "CustomResourceDefinition", None).clone();
     apply_all(&cluster.client, &[crd]).await;
+    // The agent profiles' ConfigMap, which the Deployment reads with --agents-configmap, in the
+    // namespace the test runs it in.
+    let mut agents = find(&docs, "ConfigMap", Some("orchestrator-agents")).clone();
+    agents["metadata"]["namespace"] = serde_json::Value::String(namespace.clone());
+    apply_all(&cluster.client, &[agents]).await;
 
     let deployment = find(&docs, "Deployment", Some("orchestrator"));
     let pod = &deployment["spec"]["template"]["spec"];
