@@ -115,9 +115,6 @@ fn the_example_agents_read_task_md_and_write_a_one_line_result() {
     repo.commit("the example repository");
     let scratch = tempfile::tempdir().unwrap();
     let logs = scratch.path().join("logs");
-    // The local runner passes its own environment on; until it sets TERMINATION_MESSAGE_PATH
-    // per Pod itself, point every agent at one scratch file rather than /dev/termination-log.
-    let result = scratch.path().join("termination-log");
     let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
         .args(["run", "--embedded", "--repo"])
         .arg(repo.path())
@@ -126,7 +123,6 @@ fn the_example_agents_read_task_md_and_write_a_one_line_result() {
         .arg("--agents")
         .arg(repo.path().join("example-repo/agents.yaml"))
         .env("RUST_LOG", "warn")
-        .env("TERMINATION_MESSAGE_PATH", &result)
         .output()
         .expect("orchestrator runs");
     let text = format!(
@@ -157,12 +153,13 @@ fn the_example_agents_read_task_md_and_write_a_one_line_result() {
         ),
         "{logged}"
     );
-    let line = std::fs::read_to_string(&result).unwrap();
+    // Each agent's one-line result is its termination message: the local runner points
+    // TERMINATION_MESSAGE_PATH at a file of the Pod's own and copies it into the Pod's
+    // terminated state (embedded/tests/runner_process.rs checks that); the table shows it.
     assert!(
         ["read task ", "summarised task ", "has "]
             .iter()
-            .any(|w| line.contains(w)),
-        "{line:?}"
+            .any(|w| text.contains(w)),
+        "no agent's result in the table:\n{text}"
     );
-    assert_eq!(line.lines().count(), 1, "{line:?}");
 }
