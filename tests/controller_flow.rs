@@ -697,3 +697,98 @@ async fn a_stale_cache_cannot_make_a_second_job() {
         "{events:?}"
     );
 }
+
+/// The API server goes away for six seconds and comes back on the same port with the same
+/// data (watches cannot resume: their history is gone, so they relist). The controller's
+/// watches retry at least every 2 s, so a TaskRun created after the restart has its Job within
+/// a few seconds (kube-runtime's default backoff had grown to 6.4 s by then).
+#[tokio::test]
+async fn the_controller_resumes_within_seconds_after_the_api_server_restarts() {
+    use kube_envtest::{ApiServer, ApiServerConfig};
+    use orchestrator::controller::{ControllerConfig, ControllerMetrics, run_controller};
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ApiServerConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..ApiServerConfig::default()
+    };
+    let server = ApiServer::start(config.clone()).await.unwrap();
+    let port = server.port();
+    let kube_config = server.config();
+    let client = server.client();
+    install_crd(&client).await;
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some(NS.into());
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let agents = orchestrator::controller::AgentProfiles::parse(AGENTS, "test agents").unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = std::sync::Arc::new(ControllerMetrics::register(&mut registry));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run_controller(
+        client.clone(),
+        ControllerConfig::new(Some(NS.into()), agents),
+        metrics,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let task_runs: kube::Api<orchestrator::crd::TaskRun> =
+        kube::Api::namespaced(client.clone(), NS);
+    let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+        kube::Api::namespaced(client.clone(), NS);
+    let job_within = |name: &'static str, limit: Duration| {
+        let jobs = jobs.clone();
+        async move {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < limit {
+                if jobs.get_opt(name).await.ok().flatten().is_some() {
+                    return Some(t0.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        }
+    };
+    task_runs
+        .create(&PostParams::default(), &task_run(1, 1, "echo", "# one\n"))
+        .await
+        .unwrap();
+    assert!(
+        job_within("web-1-v1", T).await.is_some(),
+        "the controller works"
+    );
+
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let restarted = ApiServer::start(ApiServerConfig { port, ..config })
+        .await
+        .unwrap();
+    // The same CA, token and port: the controller's client works again as it is.
+    let client = kube::Client::try_from(kube_config).unwrap();
+    let task_runs: kube::Api<orchestrator::crd::TaskRun> = kube::Api::namespaced(client, NS);
+    let t0 = std::time::Instant::now();
+    task_runs
+        .create(&PostParams::default(), &task_run(2, 1, "echo", "# two\n"))
+        .await
+        .unwrap();
+    let took = job_within("web-2-v1", Duration::from_secs(20)).await;
+    let bound = Duration::from_secs(4);
+    assert!(
+        took.is_some_and(|t| t <= bound),
+        "the Job of a TaskRun created after the restart came after {:?} (bound {bound:?}; {:?} since the restart)",
+        took,
+        t0.elapsed()
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    restarted.shutdown().await;
+}

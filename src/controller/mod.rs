@@ -27,6 +27,7 @@ pub use metrics::ControllerMetrics;
 
 use crate::crd::TaskRun;
 use crate::names::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::outage_log::OutageLog;
 use crate::watch_backoff::watch_backoff;
 use caches::{Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job, slim_pod};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -146,6 +147,7 @@ fn cached_watch<K>(
     config: watcher::Config,
     slim: fn(&mut K),
     mut writer: OwnedStoreWriter<K>,
+    outage: Arc<OutageLog>,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
@@ -158,12 +160,14 @@ where
 {
     watcher(api, config)
         .backoff(watch_backoff())
+        .inspect(move |result| note_watch_result(&outage, result.as_ref().err()))
         .modify(slim)
         .map_ok(move |event| {
             writer.apply(&event);
             event
         })
         .touched_objects()
+        .filter_map(|result| std::future::ready(result.ok().map(Ok)))
 }
 
 /// Keeps of a TaskRun what the reconcile reads: all but managedFields.
@@ -186,21 +190,44 @@ pub async fn run_controller(
     let (jobs, jobs_writer) = owned_store::<Job>();
     let (config_maps, config_maps_writer) = owned_store::<ConfigMap>();
     let (pods, pods_writer) = owned_store::<Pod>();
-    let job_events = cached_watch(api(&client, ns), children.clone(), slim_job, jobs_writer);
+    let outage = Arc::new(OutageLog::new(
+        "controller",
+        reconcile::RETRY_WHILE_UNREACHABLE.max(crate::watch_backoff::WATCH_BACKOFF_MAX),
+    ));
+    let job_events = cached_watch(
+        api(&client, ns),
+        children.clone(),
+        slim_job,
+        jobs_writer,
+        outage.clone(),
+    );
     let config_map_events = cached_watch(
         api(&client, ns),
         children.clone(),
         slim_config_map,
         config_maps_writer,
+        outage.clone(),
     );
-    let pod_events = cached_watch(api(&client, ns), children, slim_pod, pods_writer);
+    let pod_events = cached_watch(
+        api(&client, ns),
+        children,
+        slim_pod,
+        pods_writer,
+        outage.clone(),
+    );
     let (task_runs, task_runs_writer) = reflector::store::<TaskRun>();
+    let task_run_outage = outage.clone();
+    // Errors are logged once per outage where they arise and not passed on, so that
+    // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
+    // watch that failed retries with `watch_backoff`.
     let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
         .backoff(watch_backoff())
+        .inspect(move |result| note_watch_result(&task_run_outage, result.as_ref().err()))
         .modify(slim_task_run)
         .reflect(task_runs_writer)
-        .touched_objects();
-    let ctx = Arc::new(reconcile::Context::new(
+        .touched_objects()
+        .filter_map(|result| std::future::ready(result.ok().map(Ok)));
+    let mut ctx = reconcile::Context::new(
         client.clone(),
         config.agents.clone(),
         metrics,
@@ -210,7 +237,9 @@ pub async fn run_controller(
             config_maps,
             pods,
         },
-    ));
+    );
+    ctx.outage = outage;
+    let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
         agents = ?config.agents.names(),
@@ -218,15 +247,14 @@ pub async fn run_controller(
         "starting the TaskRun controller"
     );
     // Pods trigger nothing yet; their watch only keeps the cache current.
-    let pods_ctx = ctx.clone();
-    let pod_watch = tokio::spawn(pod_events.for_each(move |event| {
-        note_watch_result(&pods_ctx.outage, event.as_ref().err());
-        std::future::ready(())
-    }));
+    let pod_watch = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
     let watch_ctx = ctx.clone();
     Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
+        // The streams above retry on their own and pass no error on; should one come through,
+        // the pause is capped as theirs is.
+        .trigger_backoff(watch_backoff())
         .with_config(
             RuntimeConfig::default()
                 .concurrency(config.concurrency)
@@ -249,7 +277,8 @@ pub async fn run_controller(
 }
 
 /// A watch error that means the server is unreachable goes to the outage log (one line per
-/// outage); others (410 Gone before a relist, ...) are routine and logged at debug.
+/// outage); others (410 Gone before a relist, ...) are routine and logged at debug. Any event
+/// that arrived means the server is reachable.
 fn note_watch_result(outage: &crate::outage_log::OutageLog, error: Option<&watcher::Error>) {
     match error {
         Some(e) if crate::outage_log::is_watch_connection_error(e) => outage.failed(e),

@@ -54,8 +54,9 @@ pub struct Context {
     pub backoffs: Backoffs<ObjectRef<TaskRun>>,
     /// Jobs and ConfigMaps (and Pods) as the watches last saw them.
     pub caches: Caches,
-    /// One line per lost or regained API server connection, not one per failed request.
-    pub outage: OutageLog,
+    /// One line per lost or regained API server connection, not one per failed request; shared
+    /// with the watches.
+    pub outage: Arc<OutageLog>,
     /// Jobs (by uid) already reported as built from different content, so the warning is given
     /// once per Job rather than on every reconcile.
     reported_outdated: Mutex<HashSet<String>>,
@@ -104,7 +105,7 @@ impl Context {
             metrics,
             backoffs,
             caches,
-            outage: OutageLog::new("controller", RETRY_WHILE_UNREACHABLE),
+            outage: Arc::new(OutageLog::new("controller", RETRY_WHILE_UNREACHABLE)),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
             created_jobs: CreatedJobs::default(),
@@ -133,7 +134,6 @@ pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Er
     })
     .await?;
     ctx.backoffs.reset(&key);
-    ctx.outage.succeeded();
     timer.succeeded();
     Ok(action)
 }
