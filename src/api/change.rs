@@ -152,7 +152,17 @@ pub fn plan_context(
     }
     let latest = latest_context_version(entries);
     let version = match context.version {
-        None => latest + 1,
+        // A folder may already hold the largest version there is (an explicit `version` asked
+        // for it): no later context can be added after it.
+        None => latest
+            .checked_add(1)
+            .ok_or_else(|| ChangeRefused::ContextInvalid {
+                task_id: context.task_id,
+                problem: format!(
+                    "the task already has context-v{latest}.md, the largest context version there \
+                 can be; no later context can be added"
+                ),
+            })?,
         Some(v) if v > latest => v,
         Some(v) => {
             return Err(ChangeRefused::ContextVersionTaken {
@@ -354,6 +364,23 @@ mod tests {
                 }
                 (got, want) => panic!("{names:?} {version:?}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn no_context_after_the_largest_version_and_no_panic() {
+        let ctx = NewContext {
+            task_id: 7,
+            content: "more".into(),
+            version: None,
+        };
+        let largest = format!("context-v{}.md", u32::MAX);
+        let got = plan_context(&ctx, "7-web", &files(&["prompt.md", &largest]));
+        match got {
+            Err(ChangeRefused::ContextInvalid { problem, .. }) => {
+                assert!(problem.contains(&largest), "{problem}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 

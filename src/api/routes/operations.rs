@@ -72,6 +72,7 @@ fn answer(state: &AppState, done: Annotated, what: &str) -> Answer {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Requested; data is OperationData", body = ApiResponse),
+        (status = 400, description = "The id is not a task id, or a query parameter is malformed"),
         (status = 401, description = "Missing or wrong bearer token", body = ApiResponse),
         (status = 404, description = "No TaskRun for the task", body = ApiResponse),
         (status = 409, description = "Not finished, or Succeeded without force", body = ApiResponse),
@@ -109,6 +110,7 @@ pub async fn retry_task(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Requested; data is OperationData", body = ApiResponse),
+        (status = 400, description = "The id is not a task id, or a query parameter is malformed"),
         (status = 401, description = "Missing or wrong bearer token", body = ApiResponse),
         (status = 404, description = "No TaskRun for the task", body = ApiResponse),
         (status = 409, description = "Already finished", body = ApiResponse),
