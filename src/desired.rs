@@ -3,12 +3,18 @@
 //!
 //! The cluster is the only memory of versions: the live TaskRun carries `spec.contextVersion`
 //! and `spec.contentDigest`, so a restart of orchestrator or a lost local clone changes nothing.
+//!
+//! Markdown is held once, by the snapshot: a desired TaskRun shares the snapshot's files and
+//! builds its apply body only when it is written ([`DesiredTaskRun::apply_body`]), and what the
+//! sync keeps of a live TaskRun ([`LiveTaskRun`]) holds one fingerprint per file, not the file.
 
-use crate::crd::{TaskRun, TaskRunSpec};
+use crate::crd::{MarkdownFile, TaskRun, TaskRunSpec};
 use crate::names;
 use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Which repository and path a sync reads: the identity behind the ownership label.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,25 +41,132 @@ impl SourceIdentity {
     }
 }
 
-/// One TaskRun as this source wants it, ready to be server-side applied.
-#[derive(Clone, Debug, PartialEq)]
+/// One TaskRun as this source wants it. Holds no markdown of its own: `markdown_files` is the
+/// snapshot's, shared, and the apply body is built per write ([`Self::apply_body`]).
+#[derive(Clone, Debug)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
     pub name: String,
     pub digest: ContentDigest,
     pub context_version: i64,
-    /// Carries only the fields this source owns: the apply body.
-    pub task_run: TaskRun,
+    /// The apply body without its markdown: metadata and the other spec fields this source owns.
+    pub head: TaskRun,
+    /// The folder's markdown, sorted by file name: the snapshot's own `Arc`, never copied.
+    pub markdown_files: Arc<[MarkdownFile]>,
+    /// One fingerprint per markdown file, computed the first time a live TaskRun is compared.
+    fingerprints: OnceLock<Vec<FileFingerprint>>,
 }
 
-/// The live TaskRuns of one namespace by name.
+impl PartialEq for DesiredTaskRun {
+    /// The fingerprints are derived from `markdown_files` and are not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.task_id == other.task_id
+            && self.name == other.name
+            && self.digest == other.digest
+            && self.context_version == other.context_version
+            && self.head == other.head
+            && self.markdown_files == other.markdown_files
+    }
+}
+
+impl DesiredTaskRun {
+    /// The server-side apply body: every field this source owns, markdown included. Built for
+    /// one write and dropped after it, so that only the writes in flight hold a body.
+    pub fn apply_body(&self) -> TaskRun {
+        let mut body = self.head.clone();
+        body.spec.markdown_files = self.markdown_files.to_vec();
+        body
+    }
+
+    /// The fingerprints of [`Self::markdown_files`], as [`LiveTaskRun`] keeps the live files'.
+    pub fn fingerprints(&self) -> &[FileFingerprint] {
+        self.fingerprints.get_or_init(|| {
+            self.markdown_files
+                .iter()
+                .map(FileFingerprint::of)
+                .collect()
+        })
+    }
+}
+
+/// The live TaskRuns of one namespace by name, whole (status included), as a reflector cache
+/// holds them: what `--until-done` reads. The sync keeps [`KnownTaskRuns`] instead.
 pub type LiveTaskRuns = HashMap<String, TaskRun>;
+
+/// What the sync keeps of the live TaskRuns of one namespace, by name.
+pub type KnownTaskRuns = HashMap<String, LiveTaskRun>;
+
+/// What the sync needs of one live TaskRun to decide create, update, unchanged or prune: its
+/// metadata (without managedFields) and the spec fields this source owns, with each markdown
+/// file reduced to a fingerprint. Neither the markdown nor the status is kept: the sync holds
+/// each piece of markdown once, in the snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveTaskRun {
+    pub metadata: ObjectMeta,
+    pub spec: LiveSpec,
+}
+
+/// [`TaskRunSpec`] with [`FileFingerprint`]s in place of the markdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSpec {
+    pub task_id: i64,
+    pub service_name: String,
+    pub agent_name: String,
+    pub context_version: i64,
+    pub content_digest: String,
+    pub source_path: String,
+    /// In the live order.
+    pub markdown_files: Vec<FileFingerprint>,
+}
+
+/// A markdown file's name and the sha256 of its content: enough to tell whether the live file
+/// is the desired one, and which files an update adds, removes or modifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFingerprint {
+    pub filename: String,
+    pub sha256: [u8; 32],
+}
+
+impl FileFingerprint {
+    pub fn of(file: &MarkdownFile) -> Self {
+        Self {
+            filename: file.filename.clone(),
+            sha256: Sha256::digest(file.content.as_bytes()).into(),
+        }
+    }
+}
+
+impl From<TaskRun> for LiveTaskRun {
+    /// Keeps what the sync compares; the markdown, the status and managedFields are dropped.
+    fn from(task_run: TaskRun) -> Self {
+        let TaskRun {
+            mut metadata, spec, ..
+        } = task_run;
+        metadata.managed_fields = None;
+        Self {
+            metadata,
+            spec: LiveSpec {
+                task_id: spec.task_id,
+                service_name: spec.service_name,
+                agent_name: spec.agent_name,
+                context_version: spec.context_version,
+                content_digest: spec.content_digest,
+                source_path: spec.source_path,
+                markdown_files: spec
+                    .markdown_files
+                    .iter()
+                    .map(FileFingerprint::of)
+                    .collect(),
+            },
+        }
+    }
+}
 
 /// The contextVersion for content `digest` given the live TaskRun of the same name:
 /// no live TaskRun → 1; the same digest → the live version; another digest → live version + 1.
 /// Versions never go backwards: content that returns to an older digest still gets a new,
 /// larger version, because only the live TaskRun is consulted, never history.
-pub fn context_version(live: Option<&TaskRun>, digest: &ContentDigest) -> i64 {
+pub fn context_version(live: Option<&LiveTaskRun>, digest: &ContentDigest) -> i64 {
     match live {
         None => 1,
         Some(live) if live.spec.content_digest == digest.0 => live.spec.context_version.max(1),
@@ -64,7 +177,7 @@ pub fn context_version(live: Option<&TaskRun>, digest: &ContentDigest) -> i64 {
 /// The revision annotation: the revision that produced the current content version. It is kept
 /// while the content stays the same, so a commit that touches one task rewrites one TaskRun.
 pub fn producing_revision(
-    live: Option<&TaskRun>,
+    live: Option<&LiveTaskRun>,
     digest: &ContentDigest,
     current: &Revision,
 ) -> String {
@@ -74,7 +187,7 @@ pub fn producing_revision(
 }
 
 /// The live revision annotation, when the live content is `digest`'s.
-fn kept_revision<'a>(live: Option<&'a TaskRun>, digest: &ContentDigest) -> Option<&'a str> {
+fn kept_revision<'a>(live: Option<&'a LiveTaskRun>, digest: &ContentDigest) -> Option<&'a str> {
     live.filter(|live| live.spec.content_digest == digest.0)
         .and_then(|live| live.metadata.annotations.as_ref())
         .and_then(|a| a.get(names::ANNOTATION_REVISION))
@@ -83,7 +196,8 @@ fn kept_revision<'a>(live: Option<&'a TaskRun>, digest: &ContentDigest) -> Optio
 
 /// The desired TaskRuns of the previous call by task id, reused while everything one is made of
 /// (content digest, path, version, producing revision, namespace, source) is the same: a
-/// re-sync then builds apply bodies, markdown included, only for the tasks that changed.
+/// re-sync then builds desired TaskRuns only for the tasks that changed. The entries share the
+/// snapshot's markdown and hold no apply body.
 #[derive(Clone, Debug, Default)]
 pub struct DesiredCache {
     by_task: HashMap<i64, Arc<DesiredTaskRun>>,
@@ -104,10 +218,11 @@ impl DesiredTaskRun {
         namespace: &str,
         source_label: &str,
     ) -> bool {
-        let meta = &self.task_run.metadata;
+        let meta = &self.head.metadata;
         self.digest == task.digest
+            && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
             && self.context_version == version
-            && self.task_run.spec.source_path == task.path
+            && self.head.spec.source_path == task.path
             && meta.namespace.as_deref() == Some(namespace)
             && value_of(&meta.annotations, names::ANNOTATION_REVISION) == Some(revision)
             && value_of(&meta.labels, names::LABEL_SOURCE) == Some(source_label)
@@ -123,7 +238,7 @@ pub fn desired_task_runs(
     snapshot: &SourceSnapshot,
     source: &SourceIdentity,
     namespace: &str,
-    live: &LiveTaskRuns,
+    live: &KnownTaskRuns,
 ) -> Vec<Arc<DesiredTaskRun>> {
     desired_task_runs_reusing(snapshot, source, namespace, live, &mut DesiredCache::new())
 }
@@ -134,7 +249,7 @@ pub fn desired_task_runs_reusing(
     snapshot: &SourceSnapshot,
     source: &SourceIdentity,
     namespace: &str,
-    live: &LiveTaskRuns,
+    live: &KnownTaskRuns,
     cache: &mut DesiredCache,
 ) -> Vec<Arc<DesiredTaskRun>> {
     let source_label = source.label_value();
@@ -154,7 +269,7 @@ pub fn desired_task_runs_reusing(
                 }
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
-                    task_run: task_run(
+                    head: task_run_head(
                         task,
                         namespace,
                         version,
@@ -163,6 +278,8 @@ pub fn desired_task_runs_reusing(
                         source,
                         &source_label,
                     ),
+                    markdown_files: task.markdown_files.clone(),
+                    fingerprints: OnceLock::new(),
                     name,
                     digest: task.digest.clone(),
                     context_version: version,
@@ -176,7 +293,8 @@ pub fn desired_task_runs_reusing(
     desired
 }
 
-fn task_run(
+/// The apply body of `task` without its markdown.
+fn task_run_head(
     task: &TaskFolder,
     namespace: &str,
     version: i64,
@@ -185,7 +303,7 @@ fn task_run(
     source: &SourceIdentity,
     source_label: &str,
 ) -> TaskRun {
-    let mut task_run = task_run_for(task, version, current, namespace);
+    let mut task_run = task_run_head_for(task, version, current, namespace);
     let meta = &mut task_run.metadata;
     meta.labels
         .get_or_insert_with(BTreeMap::new)
@@ -210,6 +328,18 @@ pub fn task_run_for(
     revision: &Revision,
     namespace: &str,
 ) -> TaskRun {
+    let mut task_run = task_run_head_for(folder, version, revision, namespace);
+    task_run.spec.markdown_files = folder.markdown_files.to_vec();
+    task_run
+}
+
+/// [`task_run_for`] without the markdown.
+fn task_run_head_for(
+    folder: &TaskFolder,
+    version: i64,
+    revision: &Revision,
+    namespace: &str,
+) -> TaskRun {
     let mut task_run = TaskRun::new(
         &names::task_run_name(folder.task_id),
         TaskRunSpec {
@@ -219,7 +349,7 @@ pub fn task_run_for(
             context_version: version,
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
-            markdown_files: folder.markdown_files.to_vec(),
+            markdown_files: vec![],
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
@@ -304,18 +434,26 @@ pub(crate) mod tests {
         SourceIdentity::new("https://example.com/tasks.git", "tasks")
     }
 
-    /// The TaskRun a sync of `snapshot` over `live` would leave in the cluster.
-    pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> LiveTaskRuns {
+    /// What the sync would know of the cluster after a sync of `snapshot` over `live`.
+    pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> KnownTaskRuns {
+        task_runs_after(snapshot, live)
+            .into_iter()
+            .map(|(name, tr)| (name, tr.into()))
+            .collect()
+    }
+
+    /// The TaskRuns a sync of `snapshot` over `live` would leave in the cluster.
+    pub(crate) fn task_runs_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> LiveTaskRuns {
         desired_task_runs(snapshot, &source(), "default", live)
             .into_iter()
-            .map(|d| (d.name.clone(), d.task_run.clone()))
+            .map(|d| (d.name.clone(), d.apply_body()))
             .collect()
     }
 
     #[test]
     fn context_version_table() {
         let a = folder(1, "a");
-        let live_a3 = live_after(&snapshot('1', vec![a.clone()]), &LiveTaskRuns::new());
+        let live_a3 = live_after(&snapshot('1', vec![a.clone()]), &KnownTaskRuns::new());
         let mut at_3 = live_a3["task-1"].clone();
         at_3.spec.context_version = 3;
         let b = folder(1, "b");
@@ -332,7 +470,7 @@ pub(crate) mod tests {
     #[test]
     fn a_sequence_of_commits_never_moves_versions_backwards() {
         // a → b → a again (a force-push back) → restart (same live state) → a.
-        let mut live = LiveTaskRuns::new();
+        let mut live = KnownTaskRuns::new();
         let mut seen = vec![];
         for (rev, content) in [('1', "a"), ('2', "b"), ('3', "a"), ('3', "a"), ('4', "a")] {
             live = live_after(&snapshot(rev, vec![folder(1, content)]), &live);
@@ -345,11 +483,11 @@ pub(crate) mod tests {
     fn the_revision_annotation_names_the_commit_that_produced_the_content() {
         let first = live_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "x")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         // Commit 2 changes only task 2.
         let second = live_after(&snapshot('2', vec![folder(1, "a"), folder(2, "y")]), &first);
-        let rev = |live: &LiveTaskRuns, name: &str| {
+        let rev = |live: &KnownTaskRuns, name: &str| {
             live[name].metadata.annotations.as_ref().unwrap()[names::ANNOTATION_REVISION].clone()
         };
         assert_eq!(rev(&second, "task-1"), revision('1').to_string());
@@ -362,9 +500,9 @@ pub(crate) mod tests {
             &snapshot('1', vec![folder(42, "a")]),
             &source(),
             "team-a",
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
-        let tr = &desired[0].task_run;
+        let tr = &desired[0].apply_body();
         assert_eq!(tr.metadata.name.as_deref(), Some("task-42"));
         assert_eq!(tr.metadata.namespace.as_deref(), Some("team-a"));
         let labels = tr.metadata.labels.as_ref().unwrap();
@@ -380,12 +518,44 @@ pub(crate) mod tests {
         assert_eq!(tr.spec.content_digest, desired[0].digest.0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
+        assert_eq!(tr.spec.markdown_files[..], desired[0].markdown_files[..]);
+        assert!(
+            desired[0].head.spec.markdown_files.is_empty(),
+            "the desired TaskRun holds no copy of the markdown between writes"
+        );
+    }
+
+    #[test]
+    fn a_desired_task_run_shares_the_snapshots_markdown() {
+        let snap = snapshot('1', vec![folder(1, "a")]);
+        let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
+        assert!(Arc::ptr_eq(
+            &desired[0].markdown_files,
+            &snap.tasks[0].markdown_files
+        ));
+    }
+
+    #[test]
+    fn a_live_task_run_keeps_fingerprints_of_its_markdown_not_the_markdown() {
+        let snap = snapshot('1', vec![folder(1, "the markdown")]);
+        let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
+        let mut body = desired[0].apply_body();
+        body.metadata.managed_fields = Some(vec![Default::default()]);
+        body.status = Some(Default::default());
+        let live = LiveTaskRun::from(body);
+        assert_eq!(live.spec.markdown_files, desired[0].fingerprints());
+        assert_eq!(live.spec.markdown_files[0].filename, "prompt.md");
+        let sha256: [u8; 32] = Sha256::digest(b"the markdown").into();
+        assert_eq!(live.spec.markdown_files[0].sha256, sha256);
+        assert_eq!(live.metadata.managed_fields, None);
     }
 
     #[test]
     fn the_cache_reuses_a_desired_task_run_only_while_nothing_it_is_made_of_changed() {
-        let base = snapshot('1', vec![folder(1, "a")]);
-        let live = live_after(&base, &LiveTaskRuns::new());
+        // One folder read once: its markdown is one allocation, shared by every snapshot.
+        let a = folder(1, "a");
+        let base = snapshot('1', vec![a.clone()]);
+        let live = live_after(&base, &KnownTaskRuns::new());
         let renamed = {
             let mut s = snapshot('2', vec![folder(1, "a")]);
             s.tasks[0].path = "tasks/1-renamed".into();
@@ -401,18 +571,26 @@ pub(crate) mod tests {
         let cases: Vec<(
             &str,
             SourceSnapshot,
-            &LiveTaskRuns,
+            &KnownTaskRuns,
             &str,
             &SourceIdentity,
             bool,
         )> = vec![
             (
                 "a new commit, same content",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "default",
                 &ours,
                 true,
+            ),
+            (
+                "the same content read again into new memory",
+                snapshot('2', vec![folder(1, "a")]),
+                &live,
+                "default",
+                &ours,
+                false,
             ),
             (
                 "content changed",
@@ -425,7 +603,7 @@ pub(crate) mod tests {
             ("folder renamed", renamed, &live, "default", &ours, false),
             (
                 "live version moved",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &bumped,
                 "default",
                 &ours,
@@ -433,7 +611,7 @@ pub(crate) mod tests {
             ),
             (
                 "another namespace",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "team-b",
                 &ours,
@@ -441,7 +619,7 @@ pub(crate) mod tests {
             ),
             (
                 "another source",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "default",
                 &other_source,
@@ -454,7 +632,7 @@ pub(crate) mod tests {
                 &base,
                 &ours,
                 "default",
-                &LiveTaskRuns::new(),
+                &KnownTaskRuns::new(),
                 &mut cache,
             );
             let second = desired_task_runs_reusing(&snap, source, namespace, live, &mut cache);

@@ -3,7 +3,7 @@
 
 use super::plan::{Output, PlanArgs};
 use crate::cluster::{ClusterChoice, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
-use crate::desired::{LiveTaskRuns, SourceIdentity};
+use crate::desired::{KnownTaskRuns, SourceIdentity};
 use crate::source::SourceSnapshot;
 use crate::source::mirror::local_repo_path;
 use crate::sync::apply::{SyncError, SyncOptions, Syncer};
@@ -41,7 +41,7 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
                 Err(SyncError::ListTaskRuns {
                     source: kube::Error::Api(status),
                     ..
-                }) if status.code == 404 => LiveTaskRuns::new(),
+                }) if status.code == 404 => KnownTaskRuns::new(),
                 Err(e) => return Err(anyhow::Error::new(e)),
             };
             let plan = syncer.plan_against(snapshot, &live);

@@ -73,7 +73,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                     entry.files = step
                         .desired
                         .iter()
-                        .flat_map(|d| &d.task_run.spec.markdown_files)
+                        .flat_map(|d| d.markdown_files.iter())
                         .map(|f| FileChange {
                             filename: f.filename.clone(),
                             change: FileChangeKind::Added,
@@ -280,14 +280,14 @@ pub fn render_markdown(diff: &PlanDiff) -> String {
 mod tests {
     use super::*;
     use crate::desired::tests::{folder, live_after, snapshot, source};
-    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::desired::{KnownTaskRuns, desired_task_runs};
     use crate::sync::plan::{PlanInput, plan};
     use pretty_assertions::assert_eq;
 
     fn diff() -> PlanDiff {
         let live = live_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "b"), folder(3, "c")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         let mut snap = snapshot('2', vec![folder(1, "a"), folder(2, "b2"), folder(4, "d")]);
         snap.errors.push(FolderError {

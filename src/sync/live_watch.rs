@@ -6,7 +6,7 @@
 //! syncer lists instead, so a broken watch costs speed, never correctness.
 
 use crate::crd::TaskRun;
-use crate::desired::LiveTaskRuns;
+use crate::desired::KnownTaskRuns;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -39,8 +39,11 @@ impl LiveWatch {
         let (store, writer) = reflector::store();
         let current = Arc::new(AtomicBool::new(false));
         let flag = current.clone();
-        let events = reflector::reflector(writer, watcher(meta_api, watcher::Config::default()))
-            .default_backoff();
+        // managedFields are the largest part of a TaskRun's metadata and the sync never reads
+        // them: they are dropped before the store keeps the object.
+        let metas = watcher(meta_api, watcher::Config::default())
+            .modify(|meta| meta.metadata.managed_fields = None);
+        let events = reflector::reflector(writer, metas).default_backoff();
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
@@ -88,7 +91,7 @@ fn trusts<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
 /// writes and metadata edits do not bump the generation, a spec edit does) and takes the fresh
 /// metadata. Returns the names to read again: new, spec changed, or absent from `metas`
 /// (deleted, or created so recently that the watch has not shown it yet).
-pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<String> {
+pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<String> {
     let mut stale = Vec::new();
     let mut matched = 0;
     for meta in metas {
@@ -102,6 +105,7 @@ pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<St
                 matched += 1;
                 if tr.metadata.resource_version != meta.resource_version {
                     tr.metadata = (*meta).clone();
+                    tr.metadata.managed_fields = None;
                 }
             }
             Some(_) => {
@@ -128,8 +132,9 @@ pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<St
 mod tests {
     use super::*;
     use crate::crd::TaskRunSpec;
+    use crate::desired::LiveTaskRun;
 
-    fn live(name: &str, uid: &str, generation: i64, rv: &str) -> TaskRun {
+    fn live(name: &str, uid: &str, generation: i64, rv: &str) -> LiveTaskRun {
         let spec = TaskRunSpec {
             task_id: 1,
             service_name: "web".into(),
@@ -143,12 +148,12 @@ mod tests {
         tr.metadata.uid = Some(uid.into());
         tr.metadata.generation = Some(generation);
         tr.metadata.resource_version = Some(rv.into());
-        tr
+        tr.into()
     }
 
     #[test]
     fn merging_metadata_keeps_known_specs_and_names_what_to_read_again() {
-        let known_before: LiveTaskRuns = [
+        let known_before: KnownTaskRuns = [
             live("same", "u1", 1, "10"),
             live("status-moved", "u2", 1, "11"),
             live("spec-edited", "u3", 1, "12"),
@@ -183,7 +188,7 @@ mod tests {
         let mut tr = live("old-server", "u1", 1, "10");
         tr.metadata.generation = None;
         let meta = tr.metadata.clone();
-        let mut known = LiveTaskRuns::from([("old-server".to_string(), tr)]);
+        let mut known = KnownTaskRuns::from([("old-server".to_string(), tr)]);
         assert_eq!(merge_metadata(&mut known, &[&meta]), ["old-server"]);
     }
 

@@ -2,8 +2,7 @@
 //! out. Only the fields this source owns are compared, never whole objects, so status, the
 //! controller's finalizer and other managers' fields never cause a write.
 
-use crate::crd::{MarkdownFile, TaskRun};
-use crate::desired::{DesiredTaskRun, LiveTaskRuns};
+use crate::desired::{DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
@@ -14,7 +13,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInput<'a> {
     pub desired: &'a [Arc<DesiredTaskRun>],
-    pub live: &'a LiveTaskRuns,
+    pub live: &'a KnownTaskRuns,
     /// Broken folders of the revision; those with a task id keep their TaskRun.
     pub folder_errors: &'a [FolderError],
     /// This source's [`names::LABEL_SOURCE`] value.
@@ -38,7 +37,7 @@ pub struct Settled {
 impl Settled {
     /// The TaskRuns `plan` found unchanged or wrote successfully, as `live` (the cluster after
     /// the writes; a failed write is absent from it or at another resourceVersion) holds them.
-    pub fn after(plan: &SyncPlan, live: &LiveTaskRuns) -> Self {
+    pub fn after(plan: &SyncPlan, live: &KnownTaskRuns) -> Self {
         let by_name = plan
             .steps
             .iter()
@@ -57,7 +56,7 @@ impl Settled {
         Self { by_name }
     }
 
-    fn holds(&self, desired: &Arc<DesiredTaskRun>, live: &TaskRun) -> bool {
+    fn holds(&self, desired: &Arc<DesiredTaskRun>, live: &LiveTaskRun) -> bool {
         self.by_name
             .get(&desired.name)
             .is_some_and(|(settled, rv)| {
@@ -143,7 +142,8 @@ pub struct PlanStep {
     pub name: String,
     pub task_id: Option<i64>,
     pub action: Action,
-    /// The apply body, for the steps the revision describes.
+    /// The desired TaskRun (its apply body is built when it is written), for the steps the
+    /// revision describes.
     pub desired: Option<Arc<DesiredTaskRun>>,
 }
 
@@ -239,7 +239,11 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
     SyncPlan { steps }
 }
 
-fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: &str) -> Action {
+fn action_for_described(
+    live: &LiveTaskRun,
+    desired: &DesiredTaskRun,
+    source_label: &str,
+) -> Action {
     match source_of(live) {
         Some(owner) if owner != source_label => {
             return Action::Conflict {
@@ -251,7 +255,7 @@ fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: 
     if live.metadata.deletion_timestamp.is_some() {
         return Action::WaitForDeletion;
     }
-    let fields = drifted_fields(live, &desired.task_run);
+    let fields = drifted_fields(live, desired);
     if fields.is_empty() {
         return Action::Unchanged;
     }
@@ -267,17 +271,15 @@ fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, source_label: 
         to_version: desired.context_version,
         reason,
         fields,
-        files: file_changes(
-            &live.spec.markdown_files,
-            &desired.task_run.spec.markdown_files,
-        ),
+        files: file_changes(&live.spec.markdown_files, desired.fingerprints()),
     })
 }
 
 /// The fields this source owns whose live value differs from the desired one. Labels and
-/// annotations are compared key by key: other writers' keys are theirs.
-pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
-    let (l, d) = (&live.spec, &desired.spec);
+/// annotations are compared key by key: other writers' keys are theirs. Markdown is compared
+/// by fingerprint.
+pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'static str> {
+    let (l, d) = (&live.spec, &desired.head.spec);
     let mut fields = vec![];
     let mut differs = |changed: bool, field: &'static str| {
         if changed {
@@ -293,13 +295,17 @@ pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
     );
     differs(l.content_digest != d.content_digest, "spec.contentDigest");
     differs(l.source_path != d.source_path, "spec.sourcePath");
-    differs(l.markdown_files != d.markdown_files, "spec.markdownFiles");
     differs(
-        !contains_all(&live.metadata.labels, &desired.metadata.labels),
+        l.markdown_files != desired.fingerprints(),
+        "spec.markdownFiles",
+    );
+    let wanted = &desired.head.metadata;
+    differs(
+        !contains_all(&live.metadata.labels, &wanted.labels),
         "metadata.labels",
     );
     differs(
-        !contains_all(&live.metadata.annotations, &desired.metadata.annotations),
+        !contains_all(&live.metadata.annotations, &wanted.annotations),
         "metadata.annotations",
     );
     fields
@@ -316,14 +322,14 @@ fn contains_all(
 }
 
 /// Markdown files added, removed or modified, sorted by file name.
-pub fn file_changes(live: &[MarkdownFile], desired: &[MarkdownFile]) -> Vec<FileChange> {
-    let live: BTreeMap<&str, &str> = live
+pub fn file_changes(live: &[FileFingerprint], desired: &[FileFingerprint]) -> Vec<FileChange> {
+    let live: BTreeMap<&str, &[u8; 32]> = live
         .iter()
-        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .map(|f| (f.filename.as_str(), &f.sha256))
         .collect();
-    let desired: BTreeMap<&str, &str> = desired
+    let desired: BTreeMap<&str, &[u8; 32]> = desired
         .iter()
-        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .map(|f| (f.filename.as_str(), &f.sha256))
         .collect();
     let all: BTreeSet<&str> = live.keys().chain(desired.keys()).copied().collect();
     all.into_iter()
@@ -343,7 +349,7 @@ pub fn file_changes(live: &[MarkdownFile], desired: &[MarkdownFile]) -> Vec<File
 }
 
 /// The source mark on a live TaskRun.
-pub fn source_of(live: &TaskRun) -> Option<&str> {
+pub fn source_of(live: &LiveTaskRun) -> Option<&str> {
     live.metadata
         .labels
         .as_ref()
@@ -351,7 +357,7 @@ pub fn source_of(live: &TaskRun) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn annotation<'a>(live: &'a TaskRun, key: &str) -> Option<&'a str> {
+fn annotation<'a>(live: &'a LiveTaskRun, key: &str) -> Option<&'a str> {
     live.metadata
         .annotations
         .as_ref()
@@ -362,12 +368,13 @@ fn annotation<'a>(live: &'a TaskRun, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::MarkdownFile;
     use crate::desired::desired_task_runs;
     use crate::desired::tests::{folder, live_after, snapshot, source};
     use crate::source::snapshot::SourceSnapshot;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn plan_of(snapshot: &SourceSnapshot, live: &LiveTaskRuns, prune: bool) -> SyncPlan {
+    fn plan_of(snapshot: &SourceSnapshot, live: &KnownTaskRuns, prune: bool) -> SyncPlan {
         let desired = desired_task_runs(snapshot, &source(), "default", live);
         plan(PlanInput {
             desired: &desired,
@@ -382,7 +389,7 @@ mod tests {
     #[test]
     fn a_settled_task_run_is_compared_again_only_when_its_desired_or_its_resource_version_moved() {
         let snap = snapshot('1', vec![folder(1, "a")]);
-        let mut live = live_after(&snap, &LiveTaskRuns::new());
+        let mut live = live_after(&snap, &KnownTaskRuns::new());
         live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let input = |desired, live, settled| PlanInput {
@@ -449,7 +456,7 @@ mod tests {
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b"), folder(3, "c")]);
         let mut live = live_after(
             &snapshot('0', vec![folder(1, "a"), folder(2, "old")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         for tr in live.values_mut() {
             tr.metadata.resource_version = Some("1".into());
@@ -472,12 +479,16 @@ mod tests {
             .collect()
     }
 
-    fn live_of(tasks: &[(i64, &str)]) -> LiveTaskRuns {
+    fn live_of(tasks: &[(i64, &str)]) -> KnownTaskRuns {
         let tasks = tasks.iter().map(|(id, c)| folder(*id, c)).collect();
-        live_after(&snapshot('1', tasks), &LiveTaskRuns::new())
+        live_after(&snapshot('1', tasks), &KnownTaskRuns::new())
     }
 
-    fn edit(mut live: LiveTaskRuns, name: &str, f: impl FnOnce(&mut TaskRun)) -> LiveTaskRuns {
+    fn edit(
+        mut live: KnownTaskRuns,
+        name: &str,
+        f: impl FnOnce(&mut LiveTaskRun),
+    ) -> KnownTaskRuns {
         f(live.get_mut(name).unwrap());
         live
     }
@@ -486,7 +497,7 @@ mod tests {
     type Case = (
         &'static str,
         SourceSnapshot,
-        LiveTaskRuns,
+        KnownTaskRuns,
         bool,
         Vec<(&'static str, Action)>,
     );
@@ -519,7 +530,6 @@ mod tests {
             tr.metadata.deletion_timestamp = Some(Time(Default::default()));
         });
         let status_and_finalizer_only = edit(base.clone(), "task-1", |tr| {
-            tr.status = Some(Default::default());
             tr.metadata.finalizers = Some(vec![names::FINALIZER.into()]);
             tr.metadata
                 .labels
@@ -536,7 +546,7 @@ mod tests {
             (
                 "first sync creates everything",
                 snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
-                LiveTaskRuns::new(),
+                KnownTaskRuns::new(),
                 true,
                 vec![("task-1", Action::Create), ("task-2", Action::Create)],
             ),
@@ -669,7 +679,10 @@ mod tests {
     #[test]
     fn a_hand_edited_spec_is_restored_at_the_same_version() {
         let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
-            tr.spec.markdown_files[0].content = "edited by hand".into();
+            tr.spec.markdown_files[0] = FileFingerprint::of(&MarkdownFile {
+                filename: "prompt.md".into(),
+                content: "edited by hand".into(),
+            });
             tr.spec.agent_name = "someone-else".into();
         });
         let plan = plan_of(&snapshot('1', vec![folder(1, "a")]), &live, true);
@@ -679,7 +692,7 @@ mod tests {
         assert_eq!(update.reason, UpdateReason::Drift);
         assert_eq!((update.from_version, update.to_version), (1, 1));
         assert_eq!(update.fields, vec!["spec.agentName", "spec.markdownFiles"]);
-        let body = &plan.steps[0].desired.as_ref().unwrap().task_run;
+        let body = plan.steps[0].desired.as_ref().unwrap().apply_body();
         assert_eq!(body.spec.markdown_files[0].content, "a");
     }
 
