@@ -41,20 +41,38 @@ impl SourceIdentity {
     }
 }
 
-/// One TaskRun as this source wants it. Holds no markdown of its own: `markdown_files` is the
-/// snapshot's, shared, and the apply body is built per write ([`Self::apply_body`]).
+/// One TaskRun as this source wants it, as small as it can be held for every task: the fields
+/// this source owns, the snapshot's markdown (shared, never copied) and what every TaskRun of
+/// the sync shares ([`ApplyTarget`]). The apply body is built per write ([`Self::apply_body`]).
 #[derive(Clone, Debug)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
     pub name: String,
     pub digest: ContentDigest,
     pub context_version: i64,
-    /// The apply body without its markdown: metadata and the other spec fields this source owns.
-    pub head: TaskRun,
+    pub service_name: String,
+    pub agent_name: String,
+    /// The task folder's path inside the repository.
+    pub source_path: String,
+    /// The revision that produced this content version (the revision annotation); shared by
+    /// every task that revision produced.
+    pub producing_revision: Arc<str>,
+    /// Namespace and source: the same for every TaskRun of one sync.
+    pub target: Arc<ApplyTarget>,
     /// The folder's markdown, sorted by file name: the snapshot's own `Arc`, never copied.
     pub markdown_files: Arc<[MarkdownFile]>,
     /// One fingerprint per markdown file, computed the first time a live TaskRun is compared.
     fingerprints: OnceLock<Vec<FileFingerprint>>,
+}
+
+/// What every TaskRun of one sync shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyTarget {
+    pub namespace: String,
+    /// This source's [`names::LABEL_SOURCE`] value.
+    pub source_label: String,
+    /// The repository, without credentials ([`names::ANNOTATION_SOURCE_URL`]).
+    pub source_url: String,
 }
 
 impl PartialEq for DesiredTaskRun {
@@ -64,7 +82,11 @@ impl PartialEq for DesiredTaskRun {
             && self.name == other.name
             && self.digest == other.digest
             && self.context_version == other.context_version
-            && self.head == other.head
+            && self.service_name == other.service_name
+            && self.agent_name == other.agent_name
+            && self.source_path == other.source_path
+            && self.producing_revision == other.producing_revision
+            && self.target == other.target
             && self.markdown_files == other.markdown_files
     }
 }
@@ -73,9 +95,43 @@ impl DesiredTaskRun {
     /// The server-side apply body: every field this source owns, markdown included. Built for
     /// one write and dropped after it, so that only the writes in flight hold a body.
     pub fn apply_body(&self) -> TaskRun {
-        let mut body = self.head.clone();
-        body.spec.markdown_files = self.markdown_files.to_vec();
+        let mut body = TaskRun::new(
+            &self.name,
+            TaskRunSpec {
+                task_id: self.task_id,
+                service_name: self.service_name.clone(),
+                agent_name: self.agent_name.clone(),
+                context_version: self.context_version,
+                content_digest: self.digest.0.clone(),
+                source_path: self.source_path.clone(),
+                markdown_files: self.markdown_files.to_vec(),
+            },
+        );
+        body.metadata.namespace = Some(self.target.namespace.clone());
+        body.metadata.labels = Some(self.labels());
+        body.metadata.annotations = Some(self.annotations());
         body
+    }
+
+    /// The labels this source sets.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = task_labels(self.task_id, &self.service_name, self.context_version);
+        labels.insert(
+            names::LABEL_SOURCE.to_string(),
+            self.target.source_label.clone(),
+        );
+        labels
+    }
+
+    /// The annotations this source sets.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations =
+            task_annotations(&self.producing_revision, &self.digest, &self.source_path);
+        annotations.insert(
+            names::ANNOTATION_SOURCE_URL.to_string(),
+            self.target.source_url.clone(),
+        );
+        annotations
     }
 
     /// The fingerprints of [`Self::markdown_files`], as [`LiveTaskRun`] keeps the live files'.
@@ -97,7 +153,7 @@ pub type LiveTaskRuns = HashMap<String, TaskRun>;
 pub type KnownTaskRuns = HashMap<String, LiveTaskRun>;
 
 /// What the sync needs of one live TaskRun to decide create, update, unchanged or prune: its
-/// metadata (without managedFields) and the spec fields this source owns, with each markdown
+/// metadata as [`trim_metadata`] leaves it and the spec fields this source owns, with each markdown
 /// file reduced to a fingerprint. Neither the markdown nor the status is kept: the sync holds
 /// each piece of markdown once, in the snapshot.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,13 +192,64 @@ impl FileFingerprint {
     }
 }
 
+/// The labels the sync reads on a live TaskRun: those it sets.
+const READ_LABELS: [&str; 5] = [
+    names::LABEL_TASK_ID,
+    names::LABEL_SERVICE_NAME,
+    names::LABEL_CONTEXT_VERSION,
+    names::LABEL_MANAGED_BY,
+    names::LABEL_SOURCE,
+];
+
+/// The annotations the sync reads on a live TaskRun: those it sets, and the prune opt-out.
+const READ_ANNOTATIONS: [&str; 5] = [
+    names::ANNOTATION_REVISION,
+    names::ANNOTATION_CONTENT_DIGEST,
+    names::ANNOTATION_SOURCE_PATH,
+    names::ANNOTATION_SOURCE_URL,
+    names::ANNOTATION_PRUNE,
+];
+
+/// Reduces a live TaskRun's metadata to what the sync reads: name, uid, resourceVersion,
+/// generation, deletionTimestamp, and the labels and annotations of [`READ_LABELS`] and
+/// [`READ_ANNOTATIONS`]. Other writers' keys, managedFields, finalizers and owner references
+/// are never compared, so they are not kept for every TaskRun.
+pub fn trim_metadata(meta: &mut ObjectMeta) {
+    let ObjectMeta {
+        name,
+        uid,
+        resource_version,
+        generation,
+        deletion_timestamp,
+        labels,
+        annotations,
+        ..
+    } = std::mem::take(meta);
+    let keep = |map: Option<BTreeMap<String, String>>, keys: &[&str]| {
+        map.map(|mut map| {
+            map.retain(|k, _| keys.contains(&k.as_str()));
+            map
+        })
+    };
+    *meta = ObjectMeta {
+        name,
+        uid,
+        resource_version,
+        generation,
+        deletion_timestamp,
+        labels: keep(labels, &READ_LABELS),
+        annotations: keep(annotations, &READ_ANNOTATIONS),
+        ..ObjectMeta::default()
+    };
+}
+
 impl From<TaskRun> for LiveTaskRun {
-    /// Keeps what the sync compares; the markdown, the status and managedFields are dropped.
+    /// Keeps what the sync compares: [`trim_metadata`], and the spec without its markdown.
     fn from(task_run: TaskRun) -> Self {
         let TaskRun {
             mut metadata, spec, ..
         } = task_run;
-        metadata.managed_fields = None;
+        trim_metadata(&mut metadata);
         Self {
             metadata,
             spec: LiveSpec {
@@ -215,22 +322,15 @@ impl DesiredTaskRun {
         task: &TaskFolder,
         version: i64,
         revision: &str,
-        namespace: &str,
-        source_label: &str,
+        target: &ApplyTarget,
     ) -> bool {
-        let meta = &self.head.metadata;
         self.digest == task.digest
             && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
             && self.context_version == version
-            && self.head.spec.source_path == task.path
-            && meta.namespace.as_deref() == Some(namespace)
-            && value_of(&meta.annotations, names::ANNOTATION_REVISION) == Some(revision)
-            && value_of(&meta.labels, names::LABEL_SOURCE) == Some(source_label)
+            && self.source_path == task.path
+            && *self.producing_revision == *revision
+            && *self.target == *target
     }
-}
-
-fn value_of<'a>(map: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
-    map.as_ref().and_then(|m| m.get(key)).map(String::as_str)
 }
 
 /// Every TaskRun the snapshot describes, sorted by task id.
@@ -252,8 +352,14 @@ pub fn desired_task_runs_reusing(
     live: &KnownTaskRuns,
     cache: &mut DesiredCache,
 ) -> Vec<Arc<DesiredTaskRun>> {
-    let source_label = source.label_value();
-    let current = snapshot.revision.to_string();
+    let target = Arc::new(ApplyTarget {
+        namespace: namespace.to_string(),
+        source_label: source.label_value(),
+        source_url: source.repo.clone(),
+    });
+    let current: Arc<str> = snapshot.revision.to_string().into();
+    // Producing revisions kept from live TaskRuns, one allocation each.
+    let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
     let desired = snapshot
         .tasks
@@ -262,27 +368,27 @@ pub fn desired_task_runs_reusing(
             let name = names::task_run_name(task.task_id);
             let live = live.get(&name);
             let version = context_version(live, &task.digest);
-            let revision = kept_revision(live, &task.digest).unwrap_or(&current);
+            let revision = match kept_revision(live, &task.digest) {
+                Some(kept) if kept != &*current => revisions
+                    .entry(kept)
+                    .or_insert_with(|| Arc::from(kept))
+                    .clone(),
+                _ => current.clone(),
+            };
             let desired = match cache.by_task.get(&task.task_id) {
-                Some(d) if d.is_made_of(task, version, revision, namespace, &source_label) => {
-                    d.clone()
-                }
+                Some(d) if d.is_made_of(task, version, &revision, &target) => d.clone(),
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
-                    head: task_run_head(
-                        task,
-                        namespace,
-                        version,
-                        &snapshot.revision,
-                        revision,
-                        source,
-                        &source_label,
-                    ),
-                    markdown_files: task.markdown_files.clone(),
-                    fingerprints: OnceLock::new(),
                     name,
                     digest: task.digest.clone(),
                     context_version: version,
+                    service_name: task.service_name.clone(),
+                    agent_name: task.agent_name.clone(),
+                    source_path: task.path.clone(),
+                    producing_revision: revision,
+                    target: target.clone(),
+                    markdown_files: task.markdown_files.clone(),
+                    fingerprints: OnceLock::new(),
                 }),
             };
             next.insert(task.task_id, desired.clone());
@@ -293,48 +399,9 @@ pub fn desired_task_runs_reusing(
     desired
 }
 
-/// The apply body of `task` without its markdown.
-fn task_run_head(
-    task: &TaskFolder,
-    namespace: &str,
-    version: i64,
-    current: &Revision,
-    producing_revision: &str,
-    source: &SourceIdentity,
-    source_label: &str,
-) -> TaskRun {
-    let mut task_run = task_run_head_for(task, version, current, namespace);
-    let meta = &mut task_run.metadata;
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(names::LABEL_SOURCE.to_string(), source_label.to_string());
-    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    annotations.insert(
-        names::ANNOTATION_SOURCE_URL.to_string(),
-        source.repo.clone(),
-    );
-    annotations.insert(
-        names::ANNOTATION_REVISION.to_string(),
-        producing_revision.to_string(),
-    );
-    task_run
-}
-
 /// The TaskRun one task folder describes at content version `version`: spec from the folder,
 /// the sketch's labels, and annotations that trace it back to the revision, path and digest.
 pub fn task_run_for(
-    folder: &TaskFolder,
-    version: i64,
-    revision: &Revision,
-    namespace: &str,
-) -> TaskRun {
-    let mut task_run = task_run_head_for(folder, version, revision, namespace);
-    task_run.spec.markdown_files = folder.markdown_files.to_vec();
-    task_run
-}
-
-/// [`task_run_for`] without the markdown.
-fn task_run_head_for(
     folder: &TaskFolder,
     version: i64,
     revision: &Revision,
@@ -349,15 +416,26 @@ fn task_run_head_for(
             context_version: version,
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
-            markdown_files: vec![],
+            markdown_files: folder.markdown_files.to_vec(),
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
-    task_run.metadata.labels = Some(BTreeMap::from([
-        (names::LABEL_TASK_ID.to_string(), folder.task_id.to_string()),
+    task_run.metadata.labels = Some(task_labels(folder.task_id, &folder.service_name, version));
+    task_run.metadata.annotations = Some(task_annotations(
+        &revision.to_string(),
+        &folder.digest,
+        &folder.path,
+    ));
+    task_run
+}
+
+/// The sketch's labels of a task's TaskRun.
+fn task_labels(task_id: i64, service_name: &str, version: i64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::LABEL_TASK_ID.to_string(), task_id.to_string()),
         (
             names::LABEL_SERVICE_NAME.to_string(),
-            folder.service_name.clone(),
+            service_name.to_string(),
         ),
         (
             names::LABEL_CONTEXT_VERSION.to_string(),
@@ -367,19 +445,23 @@ fn task_run_head_for(
             names::LABEL_MANAGED_BY.to_string(),
             names::MANAGED_BY.to_string(),
         ),
-    ]));
-    task_run.metadata.annotations = Some(BTreeMap::from([
+    ])
+}
+
+/// The annotations that trace a TaskRun back to the revision, digest and path.
+fn task_annotations(
+    revision: &str,
+    digest: &ContentDigest,
+    path: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (names::ANNOTATION_REVISION.to_string(), revision.to_string()),
         (
             names::ANNOTATION_CONTENT_DIGEST.to_string(),
-            folder.digest.to_string(),
+            digest.to_string(),
         ),
-        (
-            names::ANNOTATION_SOURCE_PATH.to_string(),
-            folder.path.clone(),
-        ),
-    ]));
-    task_run
+        (names::ANNOTATION_SOURCE_PATH.to_string(), path.to_string()),
+    ])
 }
 
 /// `https://user:token@host/repo.git` → `https://host/repo.git`; anything else unchanged.
@@ -519,10 +601,6 @@ pub(crate) mod tests {
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
         assert_eq!(tr.spec.markdown_files[..], desired[0].markdown_files[..]);
-        assert!(
-            desired[0].head.spec.markdown_files.is_empty(),
-            "the desired TaskRun holds no copy of the markdown between writes"
-        );
     }
 
     #[test]

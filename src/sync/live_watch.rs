@@ -6,7 +6,7 @@
 //! syncer lists instead, so a broken watch costs speed, never correctness.
 
 use crate::crd::TaskRun;
-use crate::desired::KnownTaskRuns;
+use crate::desired::{KnownTaskRuns, trim_metadata};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -39,10 +39,10 @@ impl LiveWatch {
         let (store, writer) = reflector::store();
         let current = Arc::new(AtomicBool::new(false));
         let flag = current.clone();
-        // managedFields are the largest part of a TaskRun's metadata and the sync never reads
-        // them: they are dropped before the store keeps the object.
+        // The store keeps only what the sync reads (managedFields alone are most of a
+        // TaskRun's metadata).
         let metas = watcher(meta_api, watcher::Config::default())
-            .modify(|meta| meta.metadata.managed_fields = None);
+            .modify(|meta| trim_metadata(&mut meta.metadata));
         let events = reflector::reflector(writer, metas).default_backoff();
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
@@ -105,7 +105,7 @@ pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<S
                 matched += 1;
                 if tr.metadata.resource_version != meta.resource_version {
                     tr.metadata = (*meta).clone();
-                    tr.metadata.managed_fields = None;
+                    trim_metadata(&mut tr.metadata);
                 }
             }
             Some(_) => {
@@ -133,6 +133,7 @@ mod tests {
     use super::*;
     use crate::crd::TaskRunSpec;
     use crate::desired::LiveTaskRun;
+    use crate::names;
 
     fn live(name: &str, uid: &str, generation: i64, rv: &str) -> LiveTaskRun {
         let spec = TaskRunSpec {
@@ -164,7 +165,15 @@ mod tests {
         .map(|tr| (tr.metadata.name.clone().unwrap(), tr))
         .collect();
         let mut status_moved = live("status-moved", "u2", 1, "21").metadata;
-        status_moved.finalizers = Some(vec!["orchestrator.io/cleanup".into()]);
+        status_moved.annotations = Some(
+            [
+                (names::ANNOTATION_PRUNE, names::PRUNE_DISABLED),
+                ("someone-else.io/note", "not read by the sync"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        status_moved.finalizers = Some(vec![names::FINALIZER.into()]);
         let metas = [
             live("same", "u1", 1, "10").metadata,
             status_moved.clone(),
@@ -176,7 +185,21 @@ mod tests {
         let stale = merge_metadata(&mut known, &metas.iter().collect::<Vec<_>>());
         assert_eq!(stale, ["gone", "new", "recreated", "spec-edited"]);
         assert_eq!(known["same"], known_before["same"]);
-        assert_eq!(known["status-moved"].metadata, status_moved);
+        let mut kept = status_moved.clone();
+        trim_metadata(&mut kept);
+        assert_eq!(known["status-moved"].metadata, kept);
+        assert_eq!(
+            kept.annotations,
+            Some(
+                [(
+                    names::ANNOTATION_PRUNE.to_string(),
+                    names::PRUNE_DISABLED.to_string()
+                )]
+                .into()
+            ),
+            "the prune opt-out is kept, other writers' keys are not"
+        );
+        assert_eq!(kept.finalizers, None);
         assert_eq!(
             known["status-moved"].spec,
             known_before["status-moved"].spec

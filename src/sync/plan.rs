@@ -279,33 +279,32 @@ fn action_for_described(
 /// annotations are compared key by key: other writers' keys are theirs. Markdown is compared
 /// by fingerprint.
 pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'static str> {
-    let (l, d) = (&live.spec, &desired.head.spec);
+    let l = &live.spec;
     let mut fields = vec![];
     let mut differs = |changed: bool, field: &'static str| {
         if changed {
             fields.push(field);
         }
     };
-    differs(l.task_id != d.task_id, "spec.taskId");
-    differs(l.service_name != d.service_name, "spec.serviceName");
-    differs(l.agent_name != d.agent_name, "spec.agentName");
+    differs(l.task_id != desired.task_id, "spec.taskId");
+    differs(l.service_name != desired.service_name, "spec.serviceName");
+    differs(l.agent_name != desired.agent_name, "spec.agentName");
     differs(
-        l.context_version != d.context_version,
+        l.context_version != desired.context_version,
         "spec.contextVersion",
     );
-    differs(l.content_digest != d.content_digest, "spec.contentDigest");
-    differs(l.source_path != d.source_path, "spec.sourcePath");
+    differs(l.content_digest != desired.digest.0, "spec.contentDigest");
+    differs(l.source_path != desired.source_path, "spec.sourcePath");
     differs(
         l.markdown_files != desired.fingerprints(),
         "spec.markdownFiles",
     );
-    let wanted = &desired.head.metadata;
     differs(
-        !contains_all(&live.metadata.labels, &wanted.labels),
+        !contains_all(&live.metadata.labels, &desired.labels()),
         "metadata.labels",
     );
     differs(
-        !contains_all(&live.metadata.annotations, &wanted.annotations),
+        !contains_all(&live.metadata.annotations, &desired.annotations()),
         "metadata.annotations",
     );
     fields
@@ -313,9 +312,8 @@ pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'sta
 
 fn contains_all(
     live: &Option<BTreeMap<String, String>>,
-    wanted: &Option<BTreeMap<String, String>>,
+    wanted: &BTreeMap<String, String>,
 ) -> bool {
-    let Some(wanted) = wanted else { return true };
     let empty = BTreeMap::new();
     let live = live.as_ref().unwrap_or(&empty);
     wanted.iter().all(|(k, v)| live.get(k) == Some(v))

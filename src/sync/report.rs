@@ -117,7 +117,7 @@ impl SyncReport {
                 name: d.name.clone(),
                 context_version: d.context_version,
                 digest: d.digest.0.clone(),
-                path: d.head.spec.source_path.clone(),
+                path: d.source_path.clone(),
             })
             .collect();
         SyncReport {
