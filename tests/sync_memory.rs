@@ -266,6 +266,13 @@ async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
     let small = held_by_sync(client.clone(), &small_ns, TASKS, 512).await;
     let large_ns = namespace(&client).await;
     let large = held_by_sync(client.clone(), &large_ns, TASKS, 16 * 1024).await;
+    for ns in [&small_ns, &large_ns] {
+        // A real cluster keeps the test's namespaces otherwise; failing to delete is not the
+        // sync's fault.
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(ns, &kube::api::DeleteParams::background())
+            .await;
+    }
 
     // A second copy of every task's markdown would add `more_markdown`; a quarter of it leaves
     // room for allocator noise and nothing else.
