@@ -74,6 +74,8 @@ fn task_run(i: usize) -> TaskRun {
             context_version: 1,
             content_digest: format!("sha256:{i:064x}"),
             source_path: format!("tasks/{i}-bench"),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     )

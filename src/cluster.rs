@@ -30,6 +30,10 @@ pub struct ClusterArgs {
     /// directory under the system temp dir).
     #[arg(long, value_name = "DIR")]
     pub runner_log_dir: Option<PathBuf>,
+    /// Write a kubeconfig for the embedded API server here, for kubectl in another terminal
+    /// (default: <embedded data dir>/kubeconfig when --embedded-data-dir is given).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig_out: Option<PathBuf>,
 }
 
 /// Everything the choice depends on, gathered from the process's environment by
@@ -219,6 +223,11 @@ pub struct Connected {
 pub struct EmbeddedCluster {
     pub server: RunningApiServer,
     pub runner: RunnerHandle,
+    /// The kubeconfig written for it (`--kubeconfig-out`, or next to the data dir).
+    pub kubeconfig: Option<PathBuf>,
+    /// The Job log directory when this process chose it (no `--runner-log-dir`, no data dir);
+    /// removed on shutdown.
+    pub scratch_logs: Option<crate::scratch::ScratchDir>,
 }
 
 /// How to start the embedded cluster when it is chosen.
@@ -230,6 +239,9 @@ pub struct EmbeddedSettings {
     pub log_dir: Option<PathBuf>,
     /// Run Jobs as processes (`None`) or simulate them.
     pub simulated: Option<RunnerMode>,
+    /// Where to write the server's kubeconfig; default `<data_dir>/kubeconfig`, none without a
+    /// data dir.
+    pub kubeconfig_out: Option<PathBuf>,
 }
 
 impl EmbeddedSettings {
@@ -238,15 +250,25 @@ impl EmbeddedSettings {
             data_dir: args.embedded_data_dir.clone(),
             log_dir: args.runner_log_dir.clone(),
             simulated: None,
+            kubeconfig_out: args.kubeconfig_out.clone(),
         }
     }
 
-    fn log_dir(&self) -> PathBuf {
+    /// Where the kubeconfig goes, if anywhere.
+    pub fn kubeconfig_path(&self) -> Option<PathBuf> {
+        self.kubeconfig_out
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join("kubeconfig")))
+    }
+
+    /// The Job log directory, and the guard that removes it when this process chose it.
+    pub fn log_dir(&self) -> (PathBuf, Option<crate::scratch::ScratchDir>) {
         match (&self.log_dir, &self.data_dir) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(data)) => data.join("logs"),
+            (Some(dir), _) => (dir.clone(), None),
+            (None, Some(data)) => (data.join("logs"), None),
             (None, None) => {
-                std::env::temp_dir().join(format!("orchestrator-logs-{}", std::process::id()))
+                let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-logs");
+                (scratch.path().to_path_buf(), Some(scratch))
             }
         }
     }
@@ -284,7 +306,7 @@ async fn start_embedded(
     .await
     .map_err(ClusterError::StartEmbedded)?;
     let client = server.client();
-    let log_dir = settings.log_dir();
+    let (log_dir, scratch_logs) = settings.log_dir();
     std::fs::create_dir_all(&log_dir).map_err(|source| ClusterError::LogDir {
         path: log_dir.clone(),
         source,
@@ -294,6 +316,15 @@ async fn start_embedded(
         runner_config.mode = mode;
     }
     let runner = JobRunner::start(client.clone(), runner_config);
+    let kubeconfig = match settings.kubeconfig_path() {
+        Some(path) => {
+            server
+                .write_kubeconfig(&path)
+                .map_err(ClusterError::StartEmbedded)?;
+            Some(path)
+        }
+        None => None,
+    };
     let storage = match &settings.data_dir {
         Some(dir) => format!("objects in {}", dir.display()),
         None => "objects in memory".to_string(),
@@ -307,16 +338,61 @@ async fn start_embedded(
     Ok(Connected {
         client,
         description,
-        embedded: Some(EmbeddedCluster { server, runner }),
+        embedded: Some(EmbeddedCluster {
+            server,
+            runner,
+            kubeconfig,
+            scratch_logs,
+        }),
     })
 }
 
+/// The line that points kubectl at a kubeconfig, as kind and k3d print it.
+pub fn export_line(path: &Path) -> String {
+    let shown = path
+        .canonicalize()
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string();
+    format!("export KUBECONFIG={shown}")
+}
+
 impl Connected {
+    /// `export KUBECONFIG=…` for the embedded server's kubeconfig, when one was written.
+    pub fn export_line(&self) -> Option<String> {
+        let path = self.embedded.as_ref()?.kubeconfig.as_ref()?;
+        Some(export_line(path))
+    }
+
+    /// A warning when the server is an embedded one (kube-envtest) without a local Job runner
+    /// attached: Jobs would wait forever. `None` on any other cluster.
+    pub async fn missing_runner_warning(&self) -> Option<String> {
+        if self.embedded.is_some() {
+            return None;
+        }
+        match kube_envtest::runner::runner_attached(&self.client).await {
+            Some(false) => Some(
+                "this is an embedded API server with no local Job runner attached: no Jobs \
+                 will run; start the server with `orchestrator apiserver --runner`, or use \
+                 `orchestrator run --embedded`"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Stops the local runner (killing running Jobs' processes) and the embedded server.
     pub async fn shutdown(self) {
-        if let Some(EmbeddedCluster { server, runner }) = self.embedded {
+        if let Some(EmbeddedCluster {
+            server,
+            runner,
+            scratch_logs,
+            ..
+        }) = self.embedded
+        {
             runner.shutdown().await;
             server.shutdown().await;
+            drop(scratch_logs);
         }
     }
 }

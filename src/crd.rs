@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".spec.contextVersion"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -46,6 +47,12 @@ use serde::{Deserialize, Serialize};
         name = "Job",
         type_ = "string",
         json_path = ".status.jobName",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Result",
+        type_ = "string",
+        json_path = ".status.result",
         priority = "1"
     )
 )]
@@ -67,10 +74,30 @@ pub struct TaskRunSpec {
     /// The task folder's path inside the source repository.
     #[serde(default)]
     pub source_path: String,
-    /// Every `*.md` file of the folder, sorted by file name.
+    /// Every `*.md` file of the folder, in reading order: `prompt.md` first, then natural order
+    /// (`context-v2.md` before `context-v10.md`).
     #[serde(default)]
     pub markdown_files: Vec<MarkdownFile>,
+    /// `suspend: true` in task.yaml: the TaskRun stays, no Job runs (a running one is suspended).
+    /// A scheduling decision: it does not change contextVersion.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub suspend: bool,
+    /// `priority` in task.yaml: when an agent's Jobs are limited, higher starts first. Does not
+    /// change contextVersion.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// The largest `status.result` the kubelet keeps of a termination message.
+pub const MAX_RESULT_BYTES: usize = 4096;
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -115,8 +142,27 @@ impl std::fmt::Display for TaskPhase {
 pub struct TaskRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<TaskPhase>,
+    /// Why the task is in its phase, one word: Pending (Queued, Suspended, JobCreated,
+    /// FailedCreate, Unschedulable, ImagePullBackOff, ErrImagePull, CreateContainerConfigError),
+    /// Running, Succeeded, Failed (BackoffLimitExceeded, DeadlineExceeded, Cancelled,
+    /// Superseded, Failed). See docs/task-lifecycle.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// The Pod of the latest attempt: what `orchestrator logs` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// The agent's result: the termination message of its container (at most 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub result: Option<String>,
+    /// Retries asked for with `orchestrator.io/retry` and carried out, for this content version.
+    #[serde(default)]
+    pub retries: i32,
+    /// The `orchestrator.io/retry` token the latest retry carried out; another token asks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_name: Option<String>,
     /// Pods the Job has started for this content version (succeeded + failed + active).
@@ -158,6 +204,21 @@ pub struct TaskRunCondition {
 }
 
 /// The CRD generated from the Rust types.
+/// `tr` with the controller's finalizer added: what the sync applies when a controller runs.
+pub fn with_finalizer(tr: &TaskRun) -> TaskRun {
+    let mut tr = tr.clone();
+    add_finalizer(&mut tr);
+    tr
+}
+
+/// Adds the controller's finalizer to `tr` in place (the sync's apply body, not copied).
+pub fn add_finalizer(tr: &mut TaskRun) {
+    let finalizers = tr.metadata.finalizers.get_or_insert_with(Vec::new);
+    if !finalizers.iter().any(|f| f == crate::names::FINALIZER) {
+        finalizers.push(crate::names::FINALIZER.to_string());
+    }
+}
+
 pub fn task_run_crd() -> CustomResourceDefinition {
     TaskRun::crd()
 }

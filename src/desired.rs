@@ -19,11 +19,16 @@ use std::sync::{Arc, OnceLock};
 /// Which repository and path a sync reads: the identity behind the ownership label.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceIdentity {
-    /// The repository as it identifies the source: a URL without credentials, or the canonical
-    /// absolute path of a local repository (so `--repo .` and `--repo /abs/path` agree).
+    /// The repository as it identifies the source: a URL without credentials, or (see
+    /// [`SourceIdentity::normalised`]) what identifies it to a person, the same in every clone.
     pub repo: String,
     /// The path inside the repository that holds the task folders ("" for the root).
     pub path: String,
+    /// An explicit `--source-name`: the mark is derived from it alone.
+    pub name: Option<String>,
+    /// Repository strings whose marks (written before marks came from the normalised identity)
+    /// this source takes over as its own on its next sync.
+    pub legacy_repos: Vec<String>,
 }
 
 impl SourceIdentity {
@@ -32,13 +37,101 @@ impl SourceIdentity {
         Self {
             repo: redact_url(repo),
             path: path.trim_matches('/').to_string(),
+            name: None,
+            legacy_repos: vec![],
+        }
+    }
+
+    /// The identity of a repository as a person names it: `remote` is normalised (scheme,
+    /// credentials, user, port and `.git` dropped, see [`normalise_repo_url`]), so every clone
+    /// of one repository, a CI checkout included, has the same identity. `name` (from
+    /// `--source-name`) replaces repository and path in the mark.
+    pub fn normalised(remote: &str, path: &str, name: Option<&str>) -> Self {
+        Self {
+            repo: normalise_repo_url(remote),
+            path: path.trim_matches('/').to_string(),
+            name: name.map(str::to_string),
+            legacy_repos: vec![],
         }
     }
 
     /// The value of [`names::LABEL_SOURCE`] on every TaskRun this source creates.
     pub fn label_value(&self) -> String {
-        names::source_label_value(&self.repo, &self.path)
+        match &self.name {
+            Some(name) => names::source_label_value(&format!("name:{name}"), ""),
+            None => names::source_label_value(&self.repo, &self.path),
+        }
     }
+
+    /// How the source is shown to a person (and written to [`names::ANNOTATION_SOURCE`]).
+    pub fn display(&self) -> String {
+        match (&self.name, self.path.is_empty()) {
+            (Some(name), _) => format!("{name} (--source-name)"),
+            (None, true) => self.repo.clone(),
+            (None, false) => format!("{} (path {})", self.repo, self.path),
+        }
+    }
+
+    /// Whether `live` carries a mark this source wrote under an earlier identity: the mark of
+    /// one of [`Self::legacy_repos`], or of the repository its `source-url` annotation names when
+    /// that normalises to this source's repository. Such a TaskRun is this source's own: the
+    /// next sync rewrites the mark (same contextVersion, no Job), never prunes it.
+    pub fn owns_legacy_mark(&self, live: &LiveTaskRun) -> bool {
+        let Some(label) = live
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_SOURCE))
+        else {
+            return false;
+        };
+        let annotated = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::ANNOTATION_SOURCE_URL))
+            .filter(|url| self.name.is_none() && normalise_repo_url(url) == self.repo);
+        self.legacy_repos
+            .iter()
+            .chain(annotated)
+            .any(|repo| &names::source_label_value(repo, &self.path) == label)
+    }
+}
+
+/// What identifies a repository to a person, the same for every clone and transport:
+/// `https://user:token@GitHub.com/org/tasks.git/` → `github.com/org/tasks`,
+/// `git@github.com:org/tasks.git` and `ssh://git@github.com:22/org/tasks` likewise;
+/// `file:///srv/git/tasks.git` → `/srv/git/tasks`. Pure.
+pub fn normalise_repo_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    let url = url
+        .strip_suffix(".git")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let (host, path) = if let Some((scheme, rest)) = url.split_once("://") {
+        if scheme == "file" {
+            return rest.to_string();
+        }
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        (authority.to_string(), path.to_string())
+    } else if let Some((authority, path)) = url
+        .split_once(':')
+        .filter(|(host, _)| !host.contains('/') && host.len() > 1)
+    {
+        // scp-like `git@host:owner/repo`
+        (
+            authority.to_string(),
+            format!("/{}", path.trim_start_matches('/')),
+        )
+    } else {
+        return url.to_string();
+    };
+    let host = host.rsplit('@').next().unwrap_or(&host);
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    format!("{}{path}", host.to_ascii_lowercase())
 }
 
 /// One TaskRun as this source wants it, as small as it can be held for every task: the fields
@@ -54,6 +147,9 @@ pub struct DesiredTaskRun {
     pub agent_name: String,
     /// The task folder's path inside the repository.
     pub source_path: String,
+    /// task.yaml's `suspend` and `priority`: owned spec fields, not in the digest.
+    pub suspend: bool,
+    pub priority: i32,
     /// The revision that produced this content version (the revision annotation); shared by
     /// every task that revision produced.
     pub producing_revision: Arc<str>,
@@ -71,8 +167,11 @@ pub struct ApplyTarget {
     pub namespace: String,
     /// This source's [`names::LABEL_SOURCE`] value.
     pub source_label: String,
-    /// The repository, without credentials ([`names::ANNOTATION_SOURCE_URL`]).
-    pub source_url: String,
+    /// The repository, without credentials ([`names::ANNOTATION_SOURCE_URL`]); none with
+    /// `--source-name`, where the repository may be reached under several URLs.
+    pub source_url: Option<String>,
+    /// The source as a person reads it ([`names::ANNOTATION_SOURCE`]).
+    pub source_display: String,
 }
 
 impl PartialEq for DesiredTaskRun {
@@ -85,6 +184,8 @@ impl PartialEq for DesiredTaskRun {
             && self.service_name == other.service_name
             && self.agent_name == other.agent_name
             && self.source_path == other.source_path
+            && self.suspend == other.suspend
+            && self.priority == other.priority
             && self.producing_revision == other.producing_revision
             && self.target == other.target
             && self.markdown_files == other.markdown_files
@@ -104,6 +205,8 @@ impl DesiredTaskRun {
                 context_version: self.context_version,
                 content_digest: self.digest.0.clone(),
                 source_path: self.source_path.clone(),
+                suspend: self.suspend,
+                priority: self.priority,
                 markdown_files: self.markdown_files.to_vec(),
             },
         );
@@ -127,9 +230,12 @@ impl DesiredTaskRun {
     pub fn annotations(&self) -> BTreeMap<String, String> {
         let mut annotations =
             task_annotations(&self.producing_revision, &self.digest, &self.source_path);
+        if let Some(url) = &self.target.source_url {
+            annotations.insert(names::ANNOTATION_SOURCE_URL.to_string(), url.clone());
+        }
         annotations.insert(
-            names::ANNOTATION_SOURCE_URL.to_string(),
-            self.target.source_url.clone(),
+            names::ANNOTATION_SOURCE.to_string(),
+            self.target.source_display.clone(),
         );
         annotations
     }
@@ -171,6 +277,8 @@ pub struct LiveSpec {
     pub context_version: i64,
     pub content_digest: String,
     pub source_path: String,
+    pub suspend: bool,
+    pub priority: i32,
     /// In the live order.
     pub markdown_files: Vec<FileFingerprint>,
 }
@@ -201,12 +309,14 @@ const READ_LABELS: [&str; 5] = [
     names::LABEL_SOURCE,
 ];
 
-/// The annotations the sync reads on a live TaskRun: those it sets, and the prune opt-out.
-const READ_ANNOTATIONS: [&str; 5] = [
+/// The annotations the sync reads on a live TaskRun: those it sets (the source ones also name
+/// the owner in a conflict and recognise an earlier mark), and the prune opt-out.
+const READ_ANNOTATIONS: [&str; 6] = [
     names::ANNOTATION_REVISION,
     names::ANNOTATION_CONTENT_DIGEST,
     names::ANNOTATION_SOURCE_PATH,
     names::ANNOTATION_SOURCE_URL,
+    names::ANNOTATION_SOURCE,
     names::ANNOTATION_PRUNE,
 ];
 
@@ -259,6 +369,8 @@ impl From<TaskRun> for LiveTaskRun {
                 context_version: spec.context_version,
                 content_digest: spec.content_digest,
                 source_path: spec.source_path,
+                suspend: spec.suspend,
+                priority: spec.priority,
                 markdown_files: spec
                     .markdown_files
                     .iter()
@@ -328,6 +440,9 @@ impl DesiredTaskRun {
             && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
             && self.context_version == version
             && self.source_path == task.path
+            // Not in the digest: a commit that only suspends or re-prioritises still rebuilds.
+            && self.suspend == task.suspend
+            && self.priority == task.priority
             && *self.producing_revision == *revision
             && *self.target == *target
     }
@@ -355,7 +470,10 @@ pub fn desired_task_runs_reusing(
     let target = Arc::new(ApplyTarget {
         namespace: namespace.to_string(),
         source_label: source.label_value(),
-        source_url: source.repo.clone(),
+        // With --source-name the repository may be reached under several URLs, none of them
+        // the source's identity: plans from each would otherwise "restore" their own.
+        source_url: source.name.is_none().then(|| source.repo.clone()),
+        source_display: source.display(),
     });
     let current: Arc<str> = snapshot.revision.to_string().into();
     // Producing revisions kept from live TaskRuns, one allocation each.
@@ -385,6 +503,8 @@ pub fn desired_task_runs_reusing(
                     service_name: task.service_name.clone(),
                     agent_name: task.agent_name.clone(),
                     source_path: task.path.clone(),
+                    suspend: task.suspend,
+                    priority: task.priority,
                     producing_revision: revision,
                     target: target.clone(),
                     markdown_files: task.markdown_files.clone(),
@@ -417,6 +537,8 @@ pub fn task_run_for(
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
             markdown_files: folder.markdown_files.to_vec(),
+            suspend: folder.suspend,
+            priority: folder.priority,
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
@@ -494,6 +616,8 @@ pub(crate) mod tests {
             path: format!("tasks/{task_id}-t"),
             service_name: "web".into(),
             agent_name: "claude".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![MarkdownFile {
                 filename: "prompt.md".into(),
                 content: content.into(),
@@ -530,6 +654,71 @@ pub(crate) mod tests {
             .into_iter()
             .map(|d| (d.name.clone(), d.apply_body()))
             .collect()
+    }
+
+    #[test]
+    fn repository_urls_normalise_to_what_a_person_calls_the_repository() {
+        for (url, want) in [
+            ("https://github.com/org/tasks.git", "github.com/org/tasks"),
+            (
+                "https://user:tok@GitHub.com/org/tasks.git/",
+                "github.com/org/tasks",
+            ),
+            ("http://github.com/org/tasks", "github.com/org/tasks"),
+            ("git@github.com:org/tasks.git", "github.com/org/tasks"),
+            (
+                "ssh://git@github.com:22/org/tasks.git",
+                "github.com/org/tasks",
+            ),
+            (
+                "https://gitlab.example.com:8443/g/sub/tasks",
+                "gitlab.example.com/g/sub/tasks",
+            ),
+            ("file:///srv/git/tasks.git", "/srv/git/tasks"),
+            ("/srv/git/tasks.git", "/srv/git/tasks"),
+            ("/srv/git/tasks", "/srv/git/tasks"),
+        ] {
+            assert_eq!(normalise_repo_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn clones_share_a_mark_and_other_sources_and_names_do_not() {
+        let https = SourceIdentity::normalised("https://github.com/org/tasks.git", "tasks", None);
+        let ssh = SourceIdentity::normalised("git@github.com:org/tasks", "/tasks/", None);
+        assert_eq!(https.label_value(), ssh.label_value());
+        let other_path = SourceIdentity::normalised("git@github.com:org/tasks", "other", None);
+        assert_ne!(https.label_value(), other_path.label_value());
+        let named = SourceIdentity::normalised("git@github.com:org/tasks", "tasks", Some("prod"));
+        let named_elsewhere = SourceIdentity::normalised("/srv/mirror", "x", Some("prod"));
+        assert_eq!(named.label_value(), named_elsewhere.label_value());
+        assert_ne!(named.label_value(), https.label_value());
+        assert_eq!(https.display(), "github.com/org/tasks (path tasks)");
+    }
+
+    #[test]
+    fn a_mark_of_an_earlier_identity_is_recognised_as_this_sources() {
+        let snap = snapshot('1', vec![folder(1, "a")]);
+        // Written by a loop given `file:///srv/git/tasks` before identities were normalised.
+        let old = SourceIdentity::new("file:///srv/git/tasks", "tasks");
+        let live = desired_task_runs(&snap, &old, "default", &KnownTaskRuns::new());
+        let live = &LiveTaskRun::from(live[0].apply_body());
+        let clone = SourceIdentity::normalised("/srv/git/tasks.git", "tasks", None);
+        assert_ne!(clone.label_value(), old.label_value());
+        assert!(
+            clone.owns_legacy_mark(live),
+            "the annotation names the same repository"
+        );
+        let elsewhere = SourceIdentity::normalised("https://example.com/x", "tasks", None);
+        assert!(!elsewhere.owns_legacy_mark(live));
+        // A loop on a working tree: its old mark came from the working tree's path.
+        let working = SourceIdentity::new("/home/me/tasks", "tasks");
+        let live = desired_task_runs(&snap, &working, "default", &KnownTaskRuns::new());
+        let live = LiveTaskRun::from(live[0].apply_body());
+        let mut now = SourceIdentity::normalised("https://github.com/org/tasks", "tasks", None);
+        assert!(!now.owns_legacy_mark(&live));
+        now.legacy_repos.push("/home/me/tasks".into());
+        assert!(now.owns_legacy_mark(&live));
     }
 
     #[test]
@@ -758,6 +947,8 @@ mod task_run_for_tests {
             path: "tasks/42-login".into(),
             service_name: "web".into(),
             agent_name: "codex".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![MarkdownFile {
                 filename: "p.md".into(),
                 content: "x".into(),

@@ -19,6 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a task repository to start from: agents.yaml with local shell agents, one example
+    /// task, a README of the folder rules and a first commit; overwrites nothing.
+    Init(orchestrator::cli::init::InitArgs),
     /// Print the TaskRun CustomResourceDefinition as YAML.
     Crd,
     /// Run the TaskRun controller alone (ConfigMaps, Jobs, status, events, /metrics).
@@ -38,12 +41,23 @@ enum Command {
     Status(orchestrator::cli::status::StatusArgs),
     /// Wait until a commit's note says Synced (and Healthy); the CI / pull-request check.
     Wait(orchestrator::cli::wait::WaitArgs),
+    /// Remove what deploy/ installed: stop the controller, release the TaskRuns, delete the
+    /// rest, the namespace and the CRD, leaving nothing Terminating.
+    Uninstall(orchestrator::cli::uninstall::UninstallArgs),
+    /// Print the agent's output of a task from the Pod log API (TASK: a task id or TaskRun name).
+    Logs(orchestrator::cli::task_ops::LogsArgs),
+    /// Run a finished task again, same content, as a new attempt (annotates the TaskRun).
+    Retry(orchestrator::cli::task_ops::RetryArgs),
+    /// Stop a task's running Job now (annotates the TaskRun; phase Failed, reason Cancelled).
+    Cancel(orchestrator::cli::task_ops::CancelArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // kube-client logs every failed request at ERROR; the outage logs say it once.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube_client::client::builder=off".into()),
         )
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal: log files, CI output and `kubectl logs` get
@@ -66,8 +80,9 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--git-ca-file {}: {}", ca.display(), e.message()))?;
     }
     match cli.command {
+        Command::Init(args) => orchestrator::cli::init::run(args),
         Command::Crd => {
-            print!("{}", orchestrator::crd::task_run_crd_yaml());
+            orchestrator::cli::output::print(&orchestrator::crd::task_run_crd_yaml())?;
             Ok(())
         }
         Command::Controller(args) => orchestrator::cli::controller::run(args),
@@ -78,5 +93,9 @@ fn main() -> anyhow::Result<()> {
         Command::Apiserver(args) => orchestrator::cli::apiserver::run(args),
         Command::Status(args) => orchestrator::cli::status::run(args),
         Command::Wait(args) => orchestrator::cli::wait::run(args),
+        Command::Uninstall(args) => orchestrator::cli::uninstall::run(args),
+        Command::Logs(args) => orchestrator::cli::task_ops::run_logs(args),
+        Command::Retry(args) => orchestrator::cli::task_ops::run_retry(args),
+        Command::Cancel(args) => orchestrator::cli::task_ops::run_cancel(args),
     }
 }

@@ -16,6 +16,8 @@ pub const FINALIZER: &str = "taskruns.orchestrator.io/finalizer";
 pub const LABEL_TASK_ID: &str = "task-id";
 pub const LABEL_SERVICE_NAME: &str = "service-name";
 pub const LABEL_CONTEXT_VERSION: &str = "context-version";
+/// On a Job and its Pods: which attempt of the content version it runs (1, 2 after a retry, …).
+pub const LABEL_ATTEMPT: &str = "orchestrator.io/attempt";
 /// The ownership mark of one source (repository + path), hashed into a label value.
 pub const LABEL_SOURCE: &str = "orchestrator.io/source";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -26,6 +28,8 @@ pub const ANNOTATION_REVISION: &str = "orchestrator.io/revision";
 pub const ANNOTATION_CONTENT_DIGEST: &str = "orchestrator.io/content-digest";
 pub const ANNOTATION_SOURCE_PATH: &str = "orchestrator.io/source-path";
 pub const ANNOTATION_SOURCE_URL: &str = "orchestrator.io/source-url";
+/// The owning source as a person reads it (repository and path, or `--source-name`).
+pub const ANNOTATION_SOURCE: &str = "orchestrator.io/source-name";
 /// `orchestrator.io/prune: disabled` keeps a TaskRun when its folder leaves Git (like Flux's).
 pub const ANNOTATION_PRUNE: &str = "orchestrator.io/prune";
 pub const PRUNE_DISABLED: &str = "disabled";
@@ -44,6 +48,17 @@ pub fn task_run_name(task_id: i64) -> String {
 /// `<service>-<taskId>-v<version>`, at most 63 characters (a Job's name becomes a pod label).
 pub fn job_name(service: &str, task_id: i64, version: i64) -> String {
     fit_label(&format!("{service}-{task_id}-v{version}"))
+}
+
+/// The Job of attempt `attempt` of one content version: the first is [`job_name`], a retry
+/// appends `-r<attempt>` (`web-42-v3-r2`). A long name is cut to 63 characters with a hash of
+/// the whole, so every attempt keeps a distinct, valid name.
+pub fn attempt_job_name(service: &str, task_id: i64, version: i64, attempt: u32) -> String {
+    if attempt <= 1 {
+        job_name(service, task_id, version)
+    } else {
+        fit_label(&format!("{service}-{task_id}-v{version}-r{attempt}"))
+    }
 }
 
 /// `<service>-<taskId>-v<version>-files`, at most 63 characters like the Job's.
@@ -97,6 +112,32 @@ mod tests {
         assert_eq!(task_run_name(42), "task-42");
         assert_eq!(job_name("web", 42, 3), "web-42-v3");
         assert_eq!(config_map_name("web", 42, 3), "web-42-v3-files");
+    }
+
+    #[test]
+    fn attempt_job_names_stay_valid_and_distinct() {
+        let long = "a".repeat(60);
+        // (service, attempt, expected or None for "cut to 63 with a hash")
+        let cases: &[(&str, u32, Option<&str>)] = &[
+            ("web", 0, Some("web-42-v3")),
+            ("web", 1, Some("web-42-v3")),
+            ("web", 2, Some("web-42-v3-r2")),
+            ("web", 123, Some("web-42-v3-r123")),
+            (&long, 2, None),
+            (&long, 3, None),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (service, attempt, want) in cases {
+            let name = attempt_job_name(service, 42, 3, *attempt);
+            assert!(is_dns1123_label(&name), "{name}");
+            match want {
+                Some(w) => assert_eq!(&name, w),
+                None => assert_eq!(name.len(), MAX_LABEL_LEN, "{name}"),
+            }
+            if *attempt != 0 {
+                assert!(seen.insert(name.clone()), "duplicate {name}");
+            }
+        }
     }
 
     #[test]

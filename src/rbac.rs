@@ -17,7 +17,8 @@ pub struct ApiAccess {
 pub const CLUSTER_SCOPED: &[&str] = &["customresourcedefinitions"];
 
 /// Every module's declared API calls when orchestrator runs in a cluster as deploy/ runs it:
-/// `run --leader-elect --skip-crd-install` with the controller, the notes writer and the API.
+/// `run --leader-elect --skip-crd-install` with the controller, the notes writer and the API
+/// (and the read-only check of the CRD that `--skip-crd-install` makes).
 pub fn required_access() -> Vec<ApiAccess> {
     [
         crate::sync::apply::API_ACCESS,
@@ -25,6 +26,7 @@ pub fn required_access() -> Vec<ApiAccess> {
         crate::api::API_ACCESS,
         crate::cli::run::API_ACCESS,
         crate::leader::API_ACCESS,
+        crate::sync::crd_install::CHECK_ACCESS,
     ]
     .concat()
 }

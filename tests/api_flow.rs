@@ -201,7 +201,8 @@ async fn submit_then_add_context_runs_version_one_then_two() {
     .await;
     assert_eq!(task["contextVersion"], json!(1));
     assert_eq!(task["sourcePath"], json!("tasks/42-web"));
-    assert_eq!(task["files"], json!(["acceptance.md", "prompt.md"]));
+    // In reading order: prompt.md first.
+    assert_eq!(task["files"], json!(["prompt.md", "acceptance.md"]));
     let v1_jobs = eventually("the v1 Job", async || {
         let jobs = jobs_of(&client, 42).await;
         (!jobs.is_empty()).then_some(jobs)
@@ -226,7 +227,7 @@ async fn submit_then_add_context_runs_version_one_then_two() {
     .await;
     assert_eq!(
         task["files"],
-        json!(["acceptance.md", "context-v2.md", "prompt.md"])
+        json!(["prompt.md", "acceptance.md", "context-v2.md"])
     );
     eventually("a new Job for version 2", async || {
         let jobs = jobs_of(&client, 42).await;

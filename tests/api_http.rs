@@ -86,6 +86,8 @@ async fn a_task_that_exists_as_folder_or_taskrun_is_a_conflict() {
             context_version: 1,
             content_digest: String::new(),
             source_path: String::new(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     );
@@ -429,6 +431,8 @@ async fn reads_come_from_the_cache_and_the_latest_report() {
             context_version: 2,
             content_digest: "sha256:ab".into(),
             source_path: "tasks/1-web".into(),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         },
     );
@@ -619,6 +623,8 @@ async fn older_revisions_are_read_from_their_git_note() {
             phase: Some(TaskPhase::Failed),
             job_name: Some("web-1-v1".into()),
             message: Some("exit 1".into()),
+            reason: Some("BackoffLimitExceeded".into()),
+            result: Some("tests failed".into()),
         }],
         errors: vec![],
     };
@@ -713,4 +719,70 @@ async fn a_commit_pushed_by_someone_else_is_seen_before_refusing() {
     let files = files_at(&api.origin, &api.origin_tip(), "tasks/50-api");
     assert_eq!(files["context-v2.md"], "Per user.\n");
     assert!(files_at(&api.origin, &api.origin_tip(), "tasks/10-web").contains_key("prompt.md"));
+}
+
+/// What schemathesis found (issue 16): the document said `data` was an object where the list is
+/// an array, left out the 400 for an id that does not fit, and left out the rules the server
+/// enforces; and a service named "0" was written to task.yaml as the number 0.
+#[tokio::test]
+async fn the_openapi_document_says_what_the_server_does() {
+    let api = start(Layout::Local, |_| {}).await;
+    let http = Http::new();
+    let doc = http.get(&api.url("/api/v1/openapi.json")).await.json();
+    let schemas = &doc["components"]["schemas"];
+    let response_schema = |path: &str, method: &str, code: &str| {
+        let r = &doc["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"]
+            ["$ref"];
+        let name = r
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} {code}: {r}"));
+        schemas[name.trim_start_matches("#/components/schemas/")].clone()
+    };
+
+    let list = http.get(&api.url("/api/v1/tasks")).await;
+    assert!(list.json()["data"].is_array());
+    assert_eq!(
+        response_schema("/api/v1/tasks", "get", "200")["properties"]["data"]["type"],
+        "array"
+    );
+
+    let too_big = http
+        .get(&api.url("/api/v1/tasks/9223372036854775808"))
+        .await;
+    assert_eq!(too_big.status, 400);
+    assert_eq!(too_big.json()["data"]["field"], "id");
+    assert_eq!(http.get(&api.url("/api/v1/tasks/+5")).await.status, 400);
+    let bad_request = response_schema("/api/v1/tasks/{id}", "get", "400");
+    assert!(
+        bad_request["properties"]["data"].is_object(),
+        "{bad_request}"
+    );
+
+    let task = &schemas["PmTaskRequest"]["properties"];
+    assert_eq!(task["serviceName"]["minLength"], 1);
+    assert_eq!(task["serviceName"]["maxLength"], 63);
+    assert!(task["agentName"]["pattern"].is_string());
+    assert_eq!(task["markdownFiles"]["minItems"], 1);
+    assert_eq!(task["id"]["minimum"], 0);
+    let file = &schemas["MarkdownFileRequest"]["properties"]["filename"];
+    assert!(
+        file["pattern"].as_str().unwrap().ends_with(r"\.md$"),
+        "{file}"
+    );
+    let context = &schemas["AddContextRequest"]["properties"];
+    assert_eq!(context["additionalContext"]["minLength"], 1);
+    assert_eq!(context["version"]["minimum"], 1);
+    assert_eq!(context["version"]["maximum"], u32::MAX);
+
+    // Labels that YAML would read as a number or a boolean still make a valid task.
+    let mut body = task_body(77);
+    body["serviceName"] = serde_json::json!("0");
+    body["agentName"] = serde_json::json!("codex");
+    let reply = http.post(&api.url("/api/v1/tasks"), &body).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let commit = reply.json()["data"]["commit"].as_str().unwrap().to_string();
+    assert_eq!(
+        files_at(&api.origin, &commit, "tasks/77-0")["task.yaml"],
+        "serviceName: \"0\"\nagentName: codex\n"
+    );
 }

@@ -48,6 +48,10 @@ fn states(phases: &[(i64, TaskPhase)]) -> BTreeMap<String, TaskState> {
                     job_name: Some(format!("svc-{id}-v1")),
                     message: None,
                     context_version: Some(1),
+                    reason: None,
+                    result: phase
+                        .is_terminal()
+                        .then(|| format!("log line\nresult of task {id}: {}", "x".repeat(60))),
                 },
             )
         })
@@ -178,6 +182,10 @@ fn status_exit_code_per_state_from_a_local_and_a_remote_repository() {
     assert_eq!(json["exitCode"], 6);
     assert_eq!(json["note"]["health"], "Progressing");
     assert_eq!(json["note"]["tasks"][1]["phase"], "Running");
+    // The whole result in JSON; the note (git notes show) has it as `result:` under the task.
+    let full = format!("log line\nresult of task 1: {}", "x".repeat(60));
+    assert_eq!(json["note"]["tasks"][0]["result"], full.as_str());
+    assert!(json["note"]["tasks"][1].get("result").is_none());
     let table = String::from_utf8_lossy(
         &orchestrator(
             dir.path(),
@@ -187,6 +195,13 @@ fn status_exit_code_per_state_from_a_local_and_a_remote_repository() {
     )
     .into_owned();
     assert!(table.contains("task-2   1        Running"), "{table}");
+    // The RESULT column: the result's last line, shortened.
+    assert!(table.contains("  RESULT  "), "{table}");
+    assert!(
+        table.contains("result of task 1: xxxxxxxxxxxxxxxxxxxxx…"),
+        "{table}"
+    );
+    assert!(!table.contains(&"x".repeat(30)), "{table}");
 
     // Errors: a missing repository and an unknown revision, each named.
     let out = orchestrator(
@@ -323,4 +338,70 @@ fn wait_reaches_gives_up_or_times_out_with_the_right_exit_code() {
         &["wait", "--repo", repo_arg, "--timeout", "soon"],
     );
     assert_eq!(code(&out), 2, "{}", text(&out));
+}
+
+#[test]
+fn wait_gives_up_at_once_on_a_commit_the_sync_skipped_for_a_newer_one() {
+    use TaskPhase::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, _first, _) = remote_with_clones(dir.path(), 0);
+    let remote_path = dir.path().join("remote.git");
+    let url = format!("file://{}", remote_path.display());
+    let wait = |repo: &str, rev: Oid, timeout: &str| {
+        let rev = rev.to_string();
+        let args = [
+            "wait",
+            "--repo",
+            repo,
+            "--interval",
+            "50ms",
+            "--timeout",
+            timeout,
+            &rev,
+        ];
+        let start = Instant::now();
+        let out = orchestrator(dir.path(), &args);
+        (out, start.elapsed())
+    };
+
+    // Two commits came faster than a sync: the sync took the second; the first has no note.
+    let skipped = commit(&remote, &[("a.md", "a")], "skipped");
+    let newer = commit(&remote, &[("b.md", "b")], "synced");
+    // Not noted yet: nothing says the sync went past it, so it still waits.
+    let (out, _) = wait(remote_path.to_str().unwrap(), skipped, "200ms");
+    assert_eq!(code(&out), 3, "{}", text(&out));
+
+    annotate(&remote, newer, SyncStatus::Synced, &[(1, Running)], None);
+    for repo in [remote_path.to_str().unwrap(), url.as_str()] {
+        let (out, took) = wait(repo, skipped, "15s");
+        assert_eq!(code(&out), 9, "via {repo}: {}", text(&out));
+        assert!(
+            took < Duration::from_secs(5),
+            "at once, not after 15 s: {took:?}"
+        );
+        assert!(text(&out).contains("skipped"), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("main@sha1:{newer}")),
+            "names the commit to wait for instead: {}",
+            text(&out)
+        );
+    }
+
+    // A noted commit on another branch is not newer on this one: keep waiting.
+    let later = commit(&remote, &[("c.md", "c")], "later");
+    let sig = git2::Signature::now("dev", "dev@example.com").unwrap();
+    let base = remote.find_commit(later).unwrap();
+    let side = remote
+        .commit(
+            Some("refs/heads/side"),
+            &sig,
+            &sig,
+            "side",
+            &base.tree().unwrap(),
+            &[&base],
+        )
+        .unwrap();
+    annotate(&remote, side, SyncStatus::Synced, &[(1, Running)], None);
+    let (out, _) = wait(remote_path.to_str().unwrap(), later, "200ms");
+    assert_eq!(code(&out), 3, "{}", text(&out));
 }

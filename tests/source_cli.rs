@@ -6,10 +6,16 @@ mod source_support;
 use source_support::{TestRepo, YAML_WEB};
 use std::process::{Command, Output};
 
+/// Runs the binary offline: no `KUBECONFIG`, no in-cluster config and a `HOME` without
+/// `~/.kube/config`, so `plan` prints the offline plan also when the suite runs against a real
+/// cluster.
 fn orchestrator(args: &[&str], dir: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_orchestrator"))
         .args(args)
         .current_dir(dir)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir)
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
         .output()
@@ -200,9 +206,10 @@ fn plan_prints_the_task_runs_of_a_revision() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["items"][0]["metadata"]["name"], "task-7");
     assert_eq!(list["items"][0]["metadata"]["namespace"], "agents");
+    // Reading order: prompt.md first.
     assert_eq!(
         list["items"][0]["spec"]["markdownFiles"][0]["filename"],
-        "acceptance.md"
+        "prompt.md"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("placeholder"));
 }

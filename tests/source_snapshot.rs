@@ -59,9 +59,10 @@ fn every_revision_has_its_own_snapshot() {
         .collect();
     assert_eq!(
         files,
+        // Reading order: prompt.md first.
         vec![
-            ("acceptance.md", "Tests pass"),
-            ("prompt.md", "Build the login page")
+            ("prompt.md", "Build the login page"),
+            ("acceptance.md", "Tests pass")
         ]
     );
     assert_eq!(cache.stats(), (0, 2));
@@ -165,9 +166,9 @@ fn broken_folders_are_reported_beside_good_ones() {
         errors(&s),
         vec![
             "tasks/10-bad-service/task.yaml: serviceName \"Web_App\" is not a valid DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters) and it becomes part of Kubernetes names and labels: use e.g. \"web-app\"".to_string(),
-            "tasks/2-unknown-key/task.yaml: unknown key \"owner\": only serviceName and agentName are allowed: remove or rename it".into(),
+            "tasks/2-unknown-key/task.yaml: unknown key \"owner\": only serviceName, agentName, suspend and priority are allowed: remove or rename it".into(),
             "tasks/3-symlink/secrets.md: is a symbolic link; symlinks are never followed: replace it with a regular file".into(),
-            format!("tasks/4-big/dump.md: the task's markdown totals 2.0 MiB ({size} bytes), over the 900 KiB limit that keeps its ConfigMap under Kubernetes' 1 MiB object limit; this is its largest file (2.0 MiB): shrink it or split the task"),
+            format!("tasks/4-big/dump.md: the task's markdown totals 2.0 MiB ({size} bytes), over the 450 KiB limit that keeps its ConfigMap (every file plus the generated TASK.md) under Kubernetes' 1 MiB object limit; this is its largest file (2.0 MiB): shrink it or split the task"),
             "tasks/5-nested/images: nested folders are not allowed in a task folder: move its *.md files up into the task folder, or move it out of the tasks path".into(),
             "tasks/6-dup-a: task id 6 is also used by tasks/6-dup-b: give each task folder its own id".into(),
             "tasks/6-dup-b: task id 6 is also used by tasks/6-dup-a: give each task folder its own id".into(),
@@ -270,7 +271,7 @@ fn many_folders_are_read_in_parallel_with_the_same_result() {
     let mut cache = DigestCache::new();
     let s = snapshot(&repo, commit, &mut cache);
     assert_eq!(s.tasks.len(), 150);
-    assert_eq!(s.tasks[42].markdown_files[1].content, "task 42");
+    assert_eq!(s.tasks[42].markdown_files[0].content, "task 42");
     let plain = read_folder_snapshot(repo.path(), "tasks").unwrap();
     assert_eq!(plain.tasks, s.tasks);
     let warm = snapshot(&repo, commit, &mut cache);

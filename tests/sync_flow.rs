@@ -279,11 +279,25 @@ async fn hand_edits_and_hand_deletes_are_healed_by_the_next_sync() {
         )
         .await
         .unwrap();
-    flow.api()
+    let deleted = flow
+        .api()
         .delete("task-2", &DeleteParams::default())
         .await
         .unwrap();
     // The controller's finalizer is not in play here: no controller runs in this test.
+    // The promise: a sync heals every change its watch has seen. A watch event arrives a few
+    // milliseconds after the write's response (on a real server too), so wait until the
+    // syncer's watch has shown the delete, rather than for a guessed time.
+    let gone_at = deleted
+        .left()
+        .and_then(|tr| tr.metadata.resource_version)
+        .expect("the deleted TaskRun, with the deletion's resourceVersion");
+    assert!(
+        flow.syncer
+            .wait_until_seen(&gone_at, std::time::Duration::from_secs(10))
+            .await,
+        "the syncer's watch shows the delete"
+    );
 
     let outcome = flow.sync().await;
     assert_eq!(

@@ -151,6 +151,8 @@ fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
                 path: format!("tasks/{id}-task"),
                 service_name: "web".into(),
                 agent_name: "claude-code".into(),
+                suspend: false,
+                priority: 0,
                 markdown_files: files.into(),
                 digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize()))),
             }

@@ -73,6 +73,14 @@ fn until_done_exits_1_when_a_task_fails_and_2_when_a_folder_is_broken() {
     let (out, code) = run_until_done(&repo);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("task-2   1        Failed"), "{out}");
+    // After the table, the failed task's log tail, or (on the embedded server, which does not
+    // serve pods/log yet) why there is none.
+    assert!(
+        out.contains("\n--- task-2 Failed: the last 20 lines of its log ---\ncannot do task 2")
+            || out.contains("\n--- task-2 Failed: no log to show ("),
+        "{out}"
+    );
+    assert!(!out.contains("--- task-1 Failed"), "{out}");
 
     let repo = TaskRepo::new();
     std::fs::write(repo.path().join("agents.yaml"), AGENTS).unwrap();
@@ -84,4 +92,74 @@ fn until_done_exits_1_when_a_task_fails_and_2_when_a_folder_is_broken() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("task-1   1        Succeeded"), "{out}");
     assert!(out.contains("folder error: tasks/2-task"), "{out}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_example_agents_read_task_md_and_write_a_one_line_result() {
+    let repo = TaskRepo::new();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("example-repo");
+    copy_dir(&example, &repo.path().join("example-repo"));
+    repo.commit("the example repository");
+    let scratch = tempfile::tempdir().unwrap();
+    let logs = scratch.path().join("logs");
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["run", "--embedded", "--repo"])
+        .arg(repo.path())
+        .args(["--path", "example-repo", "--until-done", "--runner-log-dir"])
+        .arg(&logs)
+        .arg("--agents")
+        .arg(repo.path().join("example-repo/agents.yaml"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("orchestrator runs");
+    let text = format!(
+        "{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for id in 101..=106 {
+        assert!(text.contains(&format!("task-{id}")), "{text}");
+    }
+    // claude-code prints the headings of TASK.md: prompt.md first, each file under its name.
+    fn read_all(dir: &std::path::Path, into: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                read_all(&path, into);
+            } else {
+                into.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut logged = String::new();
+    read_all(&logs, &mut logged);
+    assert!(
+        logged.contains(
+            "# prompt.md\n# Fix rounding of multi-currency invoice totals\n# acceptance.md\n# Acceptance\n# context.md\n# Context\n"
+        ),
+        "{logged}"
+    );
+    // Each agent's one-line result is its termination message: the local runner points
+    // TERMINATION_MESSAGE_PATH at a file of the Pod's own and copies it into the Pod's
+    // terminated state (embedded/tests/runner_process.rs checks that); the table shows it.
+    assert!(
+        ["read task ", "summarised task ", "has "]
+            .iter()
+            .any(|w| text.contains(w)),
+        "no agent's result in the table:\n{text}"
+    );
 }

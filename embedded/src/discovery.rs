@@ -3,18 +3,16 @@
 
 use super::registry::Registry;
 use super::resources::ResourceInfo;
+use super::server::KubernetesVersion;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// The Kubernetes version the embedded server reports.
-pub const MAJOR: &str = "1";
-pub const MINOR: &str = "33";
-
-pub fn version() -> Value {
+/// The `/version` document for the emulated Kubernetes version.
+pub fn version(v: KubernetesVersion) -> Value {
     json!({
-        "major": MAJOR,
-        "minor": MINOR,
-        "gitVersion": format!("v{MAJOR}.{MINOR}.0-orchestrator-embedded"),
+        "major": v.major.to_string(),
+        "minor": v.minor.to_string(),
+        "gitVersion": format!("v{}.{}.0-kube-envtest", v.major, v.minor),
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2025-01-01T00:00:00Z",

@@ -48,10 +48,25 @@ fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn blocking_owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter(|r| r["blockOwnerDeletion"].as_bool() == Some(true))
+                .filter_map(|r| r["uid"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What the collector should do now. Pure over the store's state.
 pub fn plan(inner: &Inner) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut referenced: HashSet<String> = HashSet::new();
+    // Owners that a dependent with `blockOwnerDeletion: true` refers to: only these hold a
+    // foreground deletion.
+    let mut blocked: HashSet<String> = HashSet::new();
     let mut owners_state: HashMap<String, Option<Arc<Value>>> = HashMap::new();
     for (key, obj) in inner.all_objects() {
         let uids = owner_uids(obj);
@@ -59,6 +74,7 @@ pub fn plan(inner: &Inner) -> Vec<Action> {
             continue;
         }
         referenced.extend(uids.iter().cloned());
+        blocked.extend(blocking_owner_uids(obj));
         let mut dropped = Vec::new();
         let (mut live, mut orphaning, mut foreground, mut absent) = (0, 0, 0, 0);
         for uid in &uids {
@@ -109,8 +125,8 @@ pub fn plan(inner: &Inner) -> Vec<Action> {
         }
         let uid = str_at(obj, "/metadata/uid").unwrap_or("");
         let finalizers = meta::finalizers(obj);
-        for f in [FOREGROUND, ORPHAN] {
-            if finalizers.iter().any(|x| x == f) && !referenced.contains(uid) {
+        for (f, held_by) in [(FOREGROUND, &blocked), (ORPHAN, &referenced)] {
+            if finalizers.iter().any(|x| x == f) && !held_by.contains(uid) {
                 actions.push(Action::DropFinalizer {
                     key: key.clone(),
                     obj: obj_key(obj),

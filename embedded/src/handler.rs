@@ -33,6 +33,7 @@ pub struct ServerState {
     pub token: String,
     pub address: String,
     pub bookmark_interval: Duration,
+    pub kubernetes_version: super::server::KubernetesVersion,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -138,7 +139,7 @@ fn discovery_response(state: &ServerState, r: Route) -> Response<Body> {
     let inner = state.store.lock();
     let reg = &inner.registry;
     let doc = match r {
-        Route::Version => Some(discovery::version()),
+        Route::Version => Some(discovery::version(state.kubernetes_version)),
         Route::Health => {
             return Response::builder()
                 .header(header::CONTENT_TYPE, "text/plain")
@@ -212,6 +213,20 @@ async fn resource_request(
         };
         (view.clone(), storage.unwrap_or(view))
     };
+    if rp.subresource.as_deref() == Some("log") && info.storage_key() == "pods" {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource (pods/log)",
+            ));
+        }
+        state.stats.record("get", Some("pods/log"));
+        return super::logs::pod_log(
+            state,
+            rp.namespace.as_deref().unwrap_or(""),
+            rp.name.as_deref().unwrap_or(""),
+            &query,
+        );
+    }
     let status = match rp.subresource.as_deref() {
         None => false,
         Some("status") if info.status_subresource => true,

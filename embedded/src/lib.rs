@@ -11,6 +11,8 @@ mod discovery;
 mod error;
 mod gc;
 mod handler;
+mod kinds;
+mod logs;
 mod merge_schema;
 mod meta;
 mod objects;
@@ -24,7 +26,8 @@ mod resources;
 mod router;
 pub mod runner;
 mod schema;
-mod selector;
+/// Label and field selector parsing, public for property tests and fuzzing.
+pub mod selector;
 mod server;
 mod stats;
 mod status;
@@ -38,5 +41,5 @@ mod writes;
 mod testdata;
 
 pub use error::EmbeddedError;
-pub use server::{ApiServer, ApiServerConfig, RunningApiServer};
+pub use server::{ApiServer, ApiServerConfig, KubernetesVersion, RunningApiServer};
 pub use stats::RequestStats;

@@ -374,6 +374,18 @@ pub fn create(
         "pods" => obj["status"] = json!({"phase": "Pending"}),
         _ => {}
     }
+    super::kinds::default_on_create(&key, &mut obj);
+    if key == "pods"
+        && let Some(sa) = super::kinds::pod_service_account(&obj)
+        && inner.get("serviceaccounts", &ns, sa).is_none()
+    {
+        return Err(super::kinds::missing_service_account(
+            &ns,
+            sa,
+            str_at(&obj, "/metadata/generateName").unwrap_or(""),
+            str_at(&obj, "/metadata/name").unwrap_or(""),
+        ));
+    }
     validate(info, &mut obj, ctx.strict)?;
     if key == CRD_KEY {
         establish_crd(&mut obj, ctx.now);
@@ -469,6 +481,12 @@ pub fn commit_update(
         }
     }
     new["metadata"]["resourceVersion"] = json!(old_rv);
+    if !status {
+        let causes = super::kinds::check_update(&info.storage_key(), old, &new);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
+        }
+    }
     validate(info, &mut new, ctx.strict)?;
     let key = info.storage_key();
     if key == CRD_KEY {

@@ -182,6 +182,18 @@ impl Req<'_> {
             .and_then(|t| t.parse::<u64>().ok())
             .map_or(Duration::from_secs(1800), Duration::from_secs);
         let send_initial = flag("sendInitialEvents");
+        if send_initial && !self.state.kubernetes_version.serves_watch_list() {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                vec![super::status::Cause::new(
+                    "FieldValueForbidden",
+                    "sendInitialEvents",
+                    "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+                )],
+            ));
+        }
         let req = watch::WatchRequest {
             table: table::wants_table(accept).then(|| {
                 self.query

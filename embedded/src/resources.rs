@@ -1,6 +1,7 @@
 //! The resources the server serves: built-in kinds and those registered by CRDs, each described
 //! once (group, version, names, scope, subresources, printer columns, schema). Pure.
 
+use super::table;
 use serde_json::Value;
 
 /// One printer column (`additionalPrinterColumns` or a built-in kind's table column).
@@ -184,6 +185,20 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         builtin(
             "",
             "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+            false,
+            vec![
+                column("Secrets", "integer", ".secrets", ""),
+                column("Age", "date", AGE, ""),
+            ],
+        ),
+        builtin(
+            "",
+            "v1",
             "pods",
             "Pod",
             true,
@@ -204,15 +219,20 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &[],
             true,
             true,
+            // kube-apiserver's Job columns (v1.28): computed cells, see table::cell.
             vec![
                 column(
                     "Completions",
-                    "integer",
-                    ".status.succeeded",
-                    "Succeeded pods",
+                    "string",
+                    table::JOB_COMPLETIONS,
+                    "The desired number of successfully finished pods the job should be run with.",
                 ),
-                column("Active", "integer", ".status.active", "Running pods"),
-                column("Failed", "integer", ".status.failed", "Failed pods"),
+                column(
+                    "Duration",
+                    "string",
+                    table::JOB_DURATION,
+                    "Time required to complete the job.",
+                ),
                 column("Age", "date", AGE, ""),
             ],
         ),
@@ -251,6 +271,88 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
                 column("Note", "string", ".note", ""),
                 column("Age", "date", AGE, ""),
             ],
+        ),
+        // Stored and served only (no controller acts on them), so that a cluster install such
+        // as orchestrator's deploy/ can be applied and uninstalled here.
+        builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+            true,
+            vec![
+                column("Ready", "string", ".status.readyReplicas", ""),
+                column("Age", "date", AGE, ""),
+            ],
+        ),
+        builtin(
+            "",
+            "v1",
+            "services",
+            "Service",
+            true,
+            &["svc"],
+            true,
+            false,
+            vec![column("Age", "date", AGE, "")],
+        ),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+            false,
+            vec![column("Age", "date", AGE, "")],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            true,
+            &[],
+            false,
+            false,
+            vec![column("Age", "date", AGE, "")],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+            &[],
+            false,
+            false,
+            vec![column("Age", "date", AGE, "")],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+            false,
+            vec![column("Age", "date", AGE, "")],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+            false,
+            vec![column("Age", "date", AGE, "")],
         ),
         builtin(
             "apiextensions.k8s.io",

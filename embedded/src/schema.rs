@@ -119,6 +119,8 @@ fn child_path(path: &str, key: &str) -> String {
 fn render(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
+        // kube-apiserver lists a null enum entry (an Option<enum>'s `nullable: true`) as "null".
+        Value::Null => "\"null\"".to_string(),
         other => other.to_string(),
     }
 }

@@ -68,11 +68,7 @@ fn parse_set(key: &str, rest: &str, raw: &str) -> Result<Vec<String>, String> {
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
         .collect();
-    if values.is_empty() {
-        return Err(format!(
-            "unable to parse requirement: {raw:?}: for 'in', 'notin' operators, values set can't be empty"
-        ));
-    }
+    // `app in ()` is valid on kube-apiserver: it matches nothing (and `notin ()` everything).
     if let Some(bad) = values.iter().find(|v| !valid_value(v)) {
         return Err(format!(
             "unable to parse requirement: invalid label value: {bad:?}"
@@ -279,6 +275,8 @@ mod tests {
             ("app=web,tier=front", true),
             ("app=web,tier=back", false),
             ("app in (web,db),tier", true),
+            ("app in ()", false),
+            ("app notin ()", true),
         ];
         for (sel, want) in cases {
             let parsed = LabelSelector::parse(sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
@@ -288,7 +286,7 @@ mod tests {
 
     #[test]
     fn bad_label_selectors_are_refused() {
-        for sel in ["app in ()", "app in web", "a b=c", "app=,", "app=!x"] {
+        for sel in ["app in web", "a b=c", "app=,", "app=!x"] {
             assert!(LabelSelector::parse(sel).is_err(), "{sel}");
         }
     }

@@ -26,6 +26,60 @@ pub struct ApiServerConfig {
     pub watch_history: usize,
     /// How often a watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// The Kubernetes version to behave as: `/version` reports it, and version-gated behaviour
+    /// follows it (`sendInitialEvents` on a watch needs 1.32, where the WatchList feature gate
+    /// is on by default).
+    pub kubernetes_version: KubernetesVersion,
+    /// A connection that has not finished its TLS handshake and first request's headers this
+    /// long after it opened, or the headers of a later request this long after it began, is
+    /// closed (kube-apiserver's `ReadHeaderTimeout` is 32 s).
+    pub header_read_timeout: Duration,
+}
+
+/// A Kubernetes minor release, such as 1.28.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubernetesVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KubernetesVersion {
+    pub const fn new(major: u32, minor: u32) -> Self {
+        KubernetesVersion { major, minor }
+    }
+
+    /// Whether watches take `sendInitialEvents=true` (the WatchList feature gate, on by
+    /// default from 1.32; v1.28 refuses it with 422).
+    pub fn serves_watch_list(self) -> bool {
+        self >= KubernetesVersion::new(1, 32)
+    }
+}
+
+impl Default for KubernetesVersion {
+    /// The version the k8s-openapi types are built for (its `v1_33` feature).
+    fn default() -> Self {
+        KubernetesVersion::new(1, 33)
+    }
+}
+
+impl std::fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl std::str::FromStr for KubernetesVersion {
+    type Err = String;
+
+    /// `1.28` or `v1.28` (a patch level is ignored).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("invalid Kubernetes version {s:?}: expected MAJOR.MINOR, such as 1.28");
+        let mut parts = s.trim().trim_start_matches('v').split('.');
+        let major = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let minor = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        Ok(KubernetesVersion::new(major, minor))
+    }
 }
 
 impl Default for ApiServerConfig {
@@ -35,6 +89,8 @@ impl Default for ApiServerConfig {
             data_dir: None,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            kubernetes_version: KubernetesVersion::default(),
+            header_read_timeout: Duration::from_secs(32),
         }
     }
 }
@@ -70,6 +126,9 @@ impl ApiServer {
         };
         let store = Arc::new(Store::new(config.watch_history, db)?);
         bootstrap_namespaces(&store);
+        // Like the real watch cache, which holds only what happened since it started: a watch
+        // from an earlier resourceVersion (such as `1`) is answered 410 Expired.
+        store.lock().compact_to_now();
         let tls_config = tls::server_config(&creds)?;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))
             .await
@@ -89,6 +148,7 @@ impl ApiServer {
             token: creds.token.clone(),
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
+            kubernetes_version: config.kubernetes_version,
         });
         let kube_config = kube_config(addr, &creds)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
@@ -96,6 +156,7 @@ impl ApiServer {
         // Flipped on shutdown: open connections (keep-alive, watches) close with the server, so
         // a client never keeps talking to a stopped server's state.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let header_timeout = config.header_read_timeout;
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -105,21 +166,40 @@ impl ApiServer {
                 let state = accept_state.clone();
                 let mut stop = stop_rx.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
+                    // A client that never finishes its handshake and first request's headers
+                    // (slow-loris) is dropped at the deadline; hyper's header-read timeout
+                    // covers each later request on the connection.
+                    let deadline = tokio::time::Instant::now() + header_timeout;
+                    let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await
+                    else {
                         return;
                     };
+                    let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let seen = first_request.clone();
                     let service = hyper::service::service_fn(move |req| {
+                        seen.store(true, std::sync::atomic::Ordering::Relaxed);
                         let state = state.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(handle_guarded(state, req).await)
                         }
                     });
-                    let builder =
+                    let mut builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(header_timeout);
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    let no_first_request = async {
+                        tokio::time::sleep_until(deadline).await;
+                        if first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::future::pending::<()>().await;
+                        }
+                    };
                     tokio::select! {
                         _ = conn => {}
                         _ = stop.wait_for(|stopped| *stopped) => {}
+                        _ = no_first_request => {}
                     }
                 });
             }

@@ -142,6 +142,12 @@ impl Inner {
         self.compacted
     }
 
+    /// Forgets the event history: watches from before now must list again (410 Expired).
+    pub fn compact_to_now(&mut self) {
+        self.history.clear();
+        self.compacted = self.rv;
+    }
+
     pub fn get(&self, key: &str, ns: &str, name: &str) -> Option<&Arc<Value>> {
         self.objects
             .get(key)?

@@ -87,7 +87,55 @@ fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.as_second())
 }
 
+/// The computed Job columns, as kube-apiserver prints them: `succeeded/completions` and the
+/// time from `startTime` to `completionTime` (or to now while it runs).
+pub const JOB_COMPLETIONS: &str = "#job-completions";
+pub const JOB_DURATION: &str = "#job-duration";
+
+fn job_completions(obj: &Value) -> Value {
+    let succeeded = obj
+        .pointer("/status/succeeded")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    match obj.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => json!(format!("{succeeded}/{c}")),
+        // No completions: any one success completes the Job (parallelism-driven).
+        None => {
+            let parallelism = obj
+                .pointer("/spec/parallelism")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            if parallelism > 1 {
+                json!(format!("{succeeded}/1 of {parallelism}"))
+            } else {
+                json!(format!("{succeeded}/1"))
+            }
+        }
+    }
+}
+
+fn job_duration(obj: &Value, now_secs: i64) -> Value {
+    let time = |p: &str| obj.pointer(p).and_then(Value::as_str).and_then(parse_time);
+    match (time("/status/startTime"), time("/status/completionTime")) {
+        (Some(start), Some(end)) => json!(human_duration(end - start)),
+        (Some(start), None) => json!(human_duration(now_secs - start)),
+        _ => json!(""),
+    }
+}
+
 fn cell(obj: &Value, col: &super::resources::PrinterColumn, now_secs: i64) -> Value {
+    match col.json_path.as_str() {
+        JOB_COMPLETIONS => return job_completions(obj),
+        JOB_DURATION => return job_duration(obj, now_secs),
+        _ => {}
+    }
+    if col.name == "Secrets" {
+        return json!(
+            obj.get("secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        );
+    }
     // Built-in "Data" columns count keys, as the real server prints them.
     if col.name == "Data" {
         let n: usize = ["data", "binaryData"]

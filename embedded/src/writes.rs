@@ -11,6 +11,29 @@ use http::Response;
 use serde_json::{Value, json};
 
 impl Req<'_> {
+    /// Commits an update or patch result; through events.k8s.io/v1, an Event's note, reason,
+    /// regarding object and source are immutable.
+    fn commit(
+        &self,
+        inner: &mut super::store::Inner,
+        old: &std::sync::Arc<Value>,
+        new: Value,
+        track: bool,
+    ) -> Result<std::sync::Arc<Value>, ApiError> {
+        if self.converts() && !self.status {
+            let causes = super::kinds::check_events_v1_update(old, &new);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(
+                    &self.view.group,
+                    &self.view.kind,
+                    self.name(),
+                    causes,
+                ));
+            }
+        }
+        objects::commit_update(inner, self.info, old, new, self.status, track, self.ctx)
+    }
+
     pub(super) fn create(
         &self,
         body: &[u8],
@@ -61,15 +84,7 @@ impl Req<'_> {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        let updated = objects::commit_update(
-            &mut inner,
-            self.info,
-            &old,
-            obj,
-            self.status,
-            true,
-            self.ctx,
-        )?;
+        let updated = self.commit(&mut inner, &old, obj, true)?;
         Ok(json_response(200, &self.present(&updated)))
     }
 
@@ -164,15 +179,7 @@ impl Req<'_> {
                         )
                         .map_err(invalid)?;
                         let new = self.to_storage(new)?;
-                        let updated = objects::commit_update(
-                            &mut inner,
-                            self.info,
-                            &old,
-                            new,
-                            self.status,
-                            false,
-                            self.ctx,
-                        )?;
+                        let updated = self.commit(&mut inner, &old, new, false)?;
                         Ok(json_response(200, &self.present(&updated)))
                     }
                     None if self.status => Err(not_found()),
@@ -242,15 +249,7 @@ impl Req<'_> {
                     ));
                 }
                 let new = self.to_storage(new)?;
-                let updated = objects::commit_update(
-                    &mut inner,
-                    self.info,
-                    &old,
-                    new,
-                    self.status,
-                    true,
-                    self.ctx,
-                )?;
+                let updated = self.commit(&mut inner, &old, new, true)?;
                 Ok(json_response(200, &self.present(&updated)))
             }
             other => Err(ApiError::unsupported_media_type(other)),

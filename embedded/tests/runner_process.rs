@@ -97,6 +97,35 @@ impl Setup {
             .collect()
     }
 
+    /// The Job's Pods.
+    async fn pods(&self, job: &str) -> Vec<Pod> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+            .await
+            .expect("list Pods")
+            .items
+    }
+
+    /// Waits until the Job's Pod waits (phase Pending); its (reason, message).
+    async fn wait_for_pod_waiting(&self, job: &str, timeout: Duration) -> (String, String) {
+        let start = Instant::now();
+        loop {
+            for pod in self.pods(job).await {
+                let status = pod.status.unwrap_or_default();
+                let waiting = status
+                    .container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|c| c.state.and_then(|s| s.waiting));
+                if let (Some("Pending"), Some(w)) = (status.phase.as_deref(), waiting) {
+                    return (w.reason.unwrap_or_default(), w.message.unwrap_or_default());
+                }
+            }
+            assert!(start.elapsed() < timeout, "no Pod of {job} is waiting");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn wait_for_log(&self, name: &str, text: &str, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
@@ -403,29 +432,36 @@ async fn mounted_config_maps_and_env_from_secrets_reach_the_process() {
 }
 
 #[tokio::test]
-async fn a_missing_config_map_fails_the_attempt_with_the_reason_in_the_log() {
+async fn a_missing_config_map_volume_keeps_the_pod_creating_until_the_deadline() {
     let Some(s) = setup("missing configmap").await else {
         return;
     };
     let runner = s.runner();
     s.create_job(
         "no-files",
-        json!({"backoffLimit": 0, "template": {"spec": {
+        json!({"backoffLimit": 0, "activeDeadlineSeconds": 3, "template": {"spec": {
             "containers": [{"name": "agent", "command": ["true"],
                             "volumeMounts": [{"name": "task", "mountPath": "/task"}]}],
             "volumes": [{"name": "task", "configMap": {"name": "absent-files"}}]
         }}}),
     )
     .await;
+    // As on a kubelet: the Pod waits in ContainerCreating; the Job does not fail at once.
+    let waiting = s
+        .wait_for_pod_waiting("no-files", Duration::from_secs(20))
+        .await;
+    assert_eq!(waiting.0, "ContainerCreating");
     let job = s
         .wait_for("no-files", Duration::from_secs(20), |j| {
             has_condition(j, "Failed")
         })
         .await;
-    let log = std::fs::read_to_string(log_path(&job)).expect("read log");
-    assert!(
-        log.contains("ConfigMap \"absent-files\" does not exist"),
-        "{log}"
+    assert_eq!(
+        conditions(&job),
+        vec![
+            pair("FailureTarget", "DeadlineExceeded"),
+            pair("Failed", "DeadlineExceeded")
+        ]
     );
     runner.shutdown().await;
 }
@@ -473,4 +509,391 @@ async fn a_restarted_runner_never_reruns_a_finished_job_and_restarts_an_interrup
     let log = std::fs::read_to_string(log_path(&finished)).expect("read log");
     assert_eq!(log.matches("finished-run").count(), 1, "{log}");
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_create_container_config_error_until_it_appears() {
+    let Some(s) = setup("missing secret").await else {
+        return;
+    };
+    let runner = s.runner();
+    s.create_job(
+        "needs-secret",
+        json!({"backoffLimit": 0, "template": {"spec": {"containers": [{
+            "name": "agent", "command": ["sh", "-c", "echo token=$TOKEN"],
+            "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "t"}}}]
+        }]}}}),
+    )
+    .await;
+    let (reason, message) = s
+        .wait_for_pod_waiting("needs-secret", Duration::from_secs(20))
+        .await;
+    assert_eq!(reason, "CreateContainerConfigError");
+    assert_eq!(message, "secret \"late\" not found");
+    // A waiting Pod is active, not ready, as the Job controller counts it.
+    let job = s
+        .wait_for("needs-secret", Duration::from_secs(10), |j| {
+            j.status.as_ref().and_then(|st| st.active) == Some(1)
+        })
+        .await;
+    assert_eq!(job.status.as_ref().and_then(|st| st.ready), Some(0));
+    assert!(!has_condition(&job, "Failed"), "no instant failure");
+
+    let secrets: Api<Secret> = Api::namespaced(s.client.clone(), &s.namespace);
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "late"}, "stringData": {"t": "s3"}}))
+            .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let job = s
+        .wait_for("needs-secret", Duration::from_secs(20), |j| {
+            has_condition(j, "Complete")
+        })
+        .await;
+    let log = std::fs::read_to_string(log_path(&job)).unwrap();
+    assert!(log.contains("token=s3"), "{log}");
+    runner.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_cannot_be_created_leaves_the_job_active_with_failed_create_events() {
+    use k8s_openapi::api::core::v1::Event;
+    let Some(s) = setup("failed create").await else {
+        return;
+    };
+    let runner = s.runner();
+    let marker = s.logs.path().join("ran");
+    s.create_job(
+        "no-sa",
+        json!({"backoffLimit": 0, "activeDeadlineSeconds": 4, "template": {"spec": {
+            "serviceAccountName": "missing-sa",
+            "containers": [shell(&format!("touch {}", marker.display()))]}}}),
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(s.client.clone(), &s.namespace);
+    let start = Instant::now();
+    let event = loop {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=no-sa"))
+            .await
+            .unwrap();
+        if let Some(e) = list
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("FailedCreate"))
+        {
+            break e;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no FailedCreate event"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    let message = event.message.unwrap_or_default();
+    assert!(
+        message.contains("serviceaccount \"missing-sa\" not found"),
+        "{message}"
+    );
+    let job = s.jobs.get("no-sa").await.unwrap();
+    assert!(!has_condition(&job, "Failed"), "no instant failure");
+    assert!(s.pods("no-sa").await.is_empty(), "no Pod");
+    let job = s
+        .wait_for("no-sa", Duration::from_secs(20), |j| {
+            has_condition(j, "Failed")
+        })
+        .await;
+    assert_eq!(
+        conditions(&job).last(),
+        Some(&pair("Failed", "DeadlineExceeded"))
+    );
+    assert_eq!(job.status.as_ref().and_then(|st| st.failed), None);
+    assert!(!marker.exists(), "no process ran");
+    runner.shutdown().await;
+}
+
+/// The terminated state of the Job's (only) Pod, once it has one.
+async fn terminated(s: &Setup, job: &str) -> k8s_openapi::api::core::v1::ContainerStateTerminated {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = s.pods(job).await.into_iter().find_map(|p| {
+            p.status?
+                .container_statuses?
+                .into_iter()
+                .next()?
+                .state?
+                .terminated
+        }) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{job} never terminated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_termination_message_lands_on_the_pod_as_the_kubelet_puts_it() {
+    let Some(s) = setup("termination message").await else {
+        return;
+    };
+    let runner = s.runner();
+    // The default path, rewritten in the command; a custom path, found through the env var;
+    // a failure with FallbackToLogsOnError and an empty file; an oversized message.
+    s.create_job(
+        "default-path",
+        json!({"template": {"spec": {"containers": [shell("echo all done > /dev/termination-log")]}}}),
+    )
+    .await;
+    s.create_job(
+        "custom-path",
+        json!({"template": {"spec": {"containers": [{
+            "name": "agent", "command": ["sh", "-c", "printf 'result: 42' > \"$TERMINATION_MESSAGE_PATH\""],
+            "terminationMessagePath": "/results/message"}]}}}),
+    )
+    .await;
+    s.create_job(
+        "fallback",
+        json!({"backoffLimit": 0, "template": {"spec": {"containers": [{
+            "name": "agent", "command": ["sh", "-c", "echo first; echo it broke; exit 3"],
+            "terminationMessagePolicy": "FallbackToLogsOnError"}]}}}),
+    )
+    .await;
+    s.create_job(
+        "oversized",
+        json!({"template": {"spec": {"containers": [shell(
+            "yes | head -c 6000 > /dev/termination-log"
+        )]}}}),
+    )
+    .await;
+    assert_eq!(
+        terminated(&s, "default-path").await.message.as_deref(),
+        Some("all done\n")
+    );
+    assert_eq!(
+        terminated(&s, "custom-path").await.message.as_deref(),
+        Some("result: 42")
+    );
+    let failed = terminated(&s, "fallback").await;
+    assert_eq!(failed.exit_code, 3);
+    assert_eq!(failed.message.as_deref(), Some("first\nit broke\n"));
+    let big = terminated(&s, "oversized")
+        .await
+        .message
+        .unwrap_or_default();
+    assert_eq!(big.len(), 4096, "the kubelet keeps 4096 bytes");
+    runner.shutdown().await;
+}
+
+#[tokio::test]
+async fn suspending_a_job_kills_it_and_resuming_runs_it_again() {
+    use kube::api::{Patch, PatchParams};
+    let Some(s) = setup("suspend").await else {
+        return;
+    };
+    let runner = s.runner();
+    let second = s.logs.path().join("second-run");
+    // The first run waits; the second (after the resume) finishes.
+    let script = format!(
+        "echo pid=$$$$; if [ -e {0} ]; then exit 0; fi; touch {0}; sleep 60",
+        second.display()
+    );
+    s.create_job(
+        "pausable",
+        json!({"template": {"spec": {"containers": [shell(&script)]}}}),
+    )
+    .await;
+    let log = s
+        .wait_for_log("pausable", "pid=", Duration::from_secs(20))
+        .await;
+    let pid = pid_in(&log);
+    let suspend = |on: bool| json!({"spec": {"suspend": on}});
+    s.jobs
+        .patch(
+            "pausable",
+            &PatchParams::default(),
+            &Patch::Merge(suspend(true)),
+        )
+        .await
+        .unwrap();
+    let job = s
+        .wait_for("pausable", Duration::from_secs(20), |j| {
+            has_condition(j, "Suspended")
+        })
+        .await;
+    assert_eq!(conditions(&job), vec![pair("Suspended", "JobSuspended")]);
+    assert_eq!(job.status.as_ref().and_then(|st| st.active), None);
+    assert_eq!(
+        job.status.as_ref().and_then(|st| st.failed),
+        None,
+        "not a failure"
+    );
+    let start = Instant::now();
+    while group_alive(pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the process group is killed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.jobs
+        .patch(
+            "pausable",
+            &PatchParams::default(),
+            &Patch::Merge(suspend(false)),
+        )
+        .await
+        .unwrap();
+    let job = s
+        .wait_for("pausable", Duration::from_secs(20), |j| {
+            has_condition(j, "Complete")
+        })
+        .await;
+    let suspended = job
+        .status
+        .and_then(|st| st.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Suspended")
+        .expect("the Suspended condition stays, False");
+    assert_eq!(
+        (suspended.status.as_str(), suspended.reason.as_deref()),
+        ("False", Some("JobResumed"))
+    );
+
+    // A Job created suspended starts nothing.
+    s.create_job(
+        "born-suspended",
+        json!({"suspend": true, "template": {"spec": {"containers": [shell("echo never")]}}}),
+    )
+    .await;
+    s.wait_for("born-suspended", Duration::from_secs(20), |j| {
+        has_condition(j, "Suspended")
+    })
+    .await;
+    assert!(s.pods("born-suspended").await.is_empty());
+    runner.shutdown().await;
+}
+
+#[tokio::test]
+async fn pod_logs_are_served_from_the_runner_log_files() {
+    use futures::{AsyncBufReadExt, TryStreamExt};
+    use kube::api::LogParams;
+    let Some(mut s) = setup("pod logs").await else {
+        return;
+    };
+    let runner = s.runner();
+    s.create_job(
+        "talks",
+        json!({"template": {"spec": {"containers": [shell("echo one; echo two; echo three")]}}}),
+    )
+    .await;
+    // Another Job whose Pod `kubectl logs job/talks` must not pick.
+    s.create_job(
+        "other",
+        json!({"template": {"spec": {"containers": [shell("echo other-output")]}}}),
+    )
+    .await;
+    for name in ["talks", "other"] {
+        s.wait_for(name, Duration::from_secs(20), |j| {
+            has_condition(j, "Complete")
+        })
+        .await;
+    }
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.namespace);
+    let pod = s.pods("talks").await.remove(0).metadata.name.unwrap();
+    let all = pods.logs(&pod, &LogParams::default()).await.unwrap();
+    assert_eq!(
+        all, "one\ntwo\nthree\n",
+        "the container's output, nothing of the runner"
+    );
+    let tail = pods
+        .logs(
+            &pod,
+            &LogParams {
+                tail_lines: Some(2),
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail, "two\nthree\n");
+
+    // Following a running container streams until it ends.
+    s.create_job(
+        "slow",
+        json!({"template": {"spec": {"containers": [shell("echo start; sleep 1; echo end")]}}}),
+    )
+    .await;
+    s.wait_for_log("slow", "start", Duration::from_secs(20))
+        .await;
+    let slow_pod = s.pods("slow").await.remove(0).metadata.name.unwrap();
+    let lines: Vec<String> = pods
+        .log_stream(
+            &slow_pod,
+            &LogParams {
+                follow: true,
+                ..LogParams::default()
+            },
+        )
+        .await
+        .unwrap()
+        .lines()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(lines, ["start", "end"]);
+
+    if let Some(out) = s._cluster.kubectl(&["logs", "job/talks", "--tail=1"]).await {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "three\n");
+    }
+    if let Some(out) = s._cluster.kubectl(&["logs", "job/other"]).await {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "other-output\n");
+    }
+    s.create_job(
+        "followed",
+        json!({"template": {"spec": {"containers": [shell("sleep 1; echo late")]}}}),
+    )
+    .await;
+    s.wait_for_log("followed", "attempt 1", Duration::from_secs(20))
+        .await;
+    if let Some(out) = s
+        ._cluster
+        .kubectl(&["logs", "--follow", "job/followed"])
+        .await
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+    }
+    if let Some(out) = s._cluster.kubectl(&["get", "jobs"]).await {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let header = text.lines().next().unwrap_or_default();
+        let columns: Vec<&str> = header.split_whitespace().collect();
+        assert_eq!(
+            columns,
+            ["NAME", "COMPLETIONS", "DURATION", "AGE"],
+            "{text}"
+        );
+        let talks = text
+            .lines()
+            .find(|l| l.starts_with("talks "))
+            .unwrap_or_default();
+        assert!(talks.split_whitespace().nth(1) == Some("1/1"), "{text}");
+        println!("{text}");
+    }
+    runner.shutdown().await;
 }

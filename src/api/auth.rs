@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::secret_source::SecretSource;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -25,30 +26,22 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the secret file {path} is empty; put the secret on its first line")]
-    EmptyFile { path: String },
 }
 
-/// Reads a secret from `file` (first line, trimmed), else from the environment value `env`.
-/// `None` when neither is set.
-pub fn load_secret(
-    file: Option<&Path>,
-    env: Option<String>,
-) -> Result<Option<String>, SecretError> {
+/// Reads a secret from `file` (first line, trimmed), else from the environment variable
+/// `env_name`. An empty file or an empty or unset variable is no secret (see
+/// [`crate::secret_source`]); a file that cannot be read is an error.
+pub fn load_secret(file: Option<&Path>, env_name: &str) -> Result<SecretSource, SecretError> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| SecretError::ReadFile {
             path: path.display().to_string(),
             source,
         })?;
-        let secret = text.lines().next().unwrap_or_default().trim().to_string();
-        if secret.is_empty() {
-            return Err(SecretError::EmptyFile {
-                path: path.display().to_string(),
-            });
-        }
-        return Ok(Some(secret));
+        return Ok(SecretSource::of(Some(
+            text.lines().next().unwrap_or_default(),
+        )));
     }
-    Ok(env.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()))
+    Ok(SecretSource::from_env(env_name))
 }
 
 /// The bearer token write endpoints require. Only its sha256 is kept, so comparing takes the
@@ -205,17 +198,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "from-file\nignored\n").unwrap();
+        // PATH is set in every test environment; the file wins over it.
         assert_eq!(
-            load_secret(Some(&file), Some("from-env".into())).unwrap(),
-            Some("from-file".into())
+            load_secret(Some(&file), "PATH").unwrap(),
+            SecretSource::Value("from-file".into())
         );
         assert_eq!(
-            load_secret(None, Some(" env ".into())).unwrap(),
-            Some("env".into())
+            load_secret(None, "ORCHESTRATOR_TEST_SECRET_THAT_IS_NOT_SET").unwrap(),
+            SecretSource::Unset
         );
-        assert_eq!(load_secret(None, Some("".into())).unwrap(), None);
+        // An empty file (an optional Secret key left empty) is no secret, not an error.
         std::fs::write(&file, "\n").unwrap();
-        assert!(load_secret(Some(&file), None).is_err());
-        assert!(load_secret(Some(&dir.path().join("missing")), None).is_err());
+        assert_eq!(
+            load_secret(Some(&file), "PATH").unwrap(),
+            SecretSource::Empty
+        );
+        assert!(load_secret(Some(&dir.path().join("missing")), "PATH").is_err());
     }
 }

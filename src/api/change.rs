@@ -215,11 +215,21 @@ fn describe(errors: &[crate::source::folder::ContentError]) -> String {
 }
 
 fn task_yaml(task: &NewTask) -> String {
-    // Both values are DNS-1123 labels (validated), so they need no YAML quoting.
     format!(
         "serviceName: {}\nagentName: {}\n",
-        task.service_name, task.agent_name
+        yaml_string(&task.service_name),
+        yaml_string(&task.agent_name)
     )
+}
+
+/// A DNS-1123 label as a YAML string: plain when YAML reads it back as that string, quoted when
+/// it would read as something else (`0`, `1e3`, `true`, `null`). Labels hold only `[a-z0-9-]`,
+/// so double quotes need no escapes.
+fn yaml_string(label: &str) -> String {
+    match serde_norway::from_str::<serde_norway::Value>(label) {
+        Ok(serde_norway::Value::String(read)) if read == label => label.to_string(),
+        _ => format!("\"{label}\""),
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +288,24 @@ mod tests {
             ]
         );
         assert!(write.message.starts_with("Add task 7 (web, agent claude)"));
+    }
+
+    #[test]
+    fn names_yaml_would_read_as_numbers_or_booleans_are_quoted_and_parse_back() {
+        // Found by schemathesis: serviceName "0" was written plain and read back as a number.
+        for name in [
+            "0", "123", "1e3", "true", "null", "web", "a-1", "0x1f", "inf",
+        ] {
+            let mut t = task(7);
+            t.service_name = name.to_string();
+            t.agent_name = name.to_string();
+            let yaml = task_yaml(&t);
+            let entries = task_entries(&t);
+            assert!(parse_folder(entries).is_ok(), "{name}: {yaml}");
+        }
+        let mut t = task(7);
+        t.service_name = "0".into();
+        assert_eq!(task_yaml(&t), "serviceName: \"0\"\nagentName: claude\n");
     }
 
     #[test]

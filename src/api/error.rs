@@ -14,9 +14,10 @@ use utoipa::ToSchema;
 pub struct ApiResponse {
     pub success: bool,
     pub message: String,
-    /// What was created or read; for a 400, `{"field": "<the field at fault>"}`.
+    /// What was created or read (an object or a list, per endpoint); for a 400,
+    /// `{"field": "<the field at fault>"}`; absent when there is nothing to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub data: Option<Value>,
 }
 

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use error::BodyLimit;
-use routes::{context, health, status, tasks, webhook};
+use routes::{context, health, operations, status, tasks, webhook};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,11 +37,13 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// The API calls of the PM handler (a reflector on TaskRuns), for the RBAC check of deploy/.
+/// The API calls of the PM handler (a reflector on TaskRuns; retry and cancel read and annotate
+/// one), for the RBAC check of deploy/.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
     group: crate::names::GROUP,
     resource: "taskruns",
-    verbs: &["list", "watch"],
+    // get + patch: retry and cancel annotate a TaskRun.
+    verbs: &["get", "list", "watch", "patch"],
 }];
 
 /// The default address: loopback only, unless told otherwise.
@@ -65,6 +67,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::submit_task, tasks::list_tasks))
         .routes(routes!(tasks::get_task))
         .routes(routes!(context::add_context))
+        .routes(routes!(operations::retry_task))
+        .routes(routes!(operations::cancel_task))
         .routes(routes!(status::get_status))
         .routes(routes!(status::badge))
         .routes(routes!(status::get_revision_status))
@@ -132,8 +136,8 @@ pub async fn serve_on(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let header_read_timeout = state.header_read_timeout;
+    crate::http_serve::serve(listener, router(state), header_read_timeout, shutdown)
         .await
         .map_err(ServeError::Serve)
 }

@@ -16,6 +16,7 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     ),
     modifiers(&BearerScheme),
     components(schemas(crate::api::model::WrittenData, crate::api::model::TaskSummary,
+                        crate::api::model::OperationData,
                         crate::api::routes::status::StatusView)),
     tags(
         (name = "tasks", description = "Task folders as commits; TaskRuns from the cache"),

@@ -114,6 +114,10 @@ pub struct AppState {
     pub known_agents: Option<Arc<Vec<String>>>,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    /// The cluster, for operations on runs (retry, cancel); `None`: they answer 503.
+    pub client: Option<kube::Client>,
+    /// A connection that sends no complete request headers this long is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl AppState {
@@ -142,6 +146,8 @@ impl AppState {
             known_agents: None,
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            client: None,
+            header_read_timeout: crate::http_serve::DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

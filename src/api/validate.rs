@@ -107,9 +107,10 @@ pub fn validate_context(task_id: i64, request: AddContextRequest) -> Result<NewC
 
 /// Parses the `{id}` of a task path.
 pub fn parse_task_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
+    // Digits only: Rust would also take "+5", which the documented integer does not allow.
+    Some(raw)
+        .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|r| r.parse::<i64>().ok())
         .ok_or_else(|| {
             ApiError::invalid(
                 "id",
@@ -320,7 +321,8 @@ mod tests {
     #[test]
     fn task_ids_in_paths() {
         assert_eq!(parse_task_id("42").unwrap(), 42);
-        for bad in ["-1", "x", "", "4 2"] {
+        assert_eq!(parse_task_id(&i64::MAX.to_string()).unwrap(), i64::MAX);
+        for bad in ["-1", "x", "", "4 2", "+5", "9223372036854775808", "1e3"] {
             assert!(parse_task_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -9,6 +9,7 @@ use crate::controller::agents::AgentProfiles;
 use crate::crd::TaskRun;
 use crate::metrics::Metrics;
 use crate::notes::read::NoteQuery;
+use crate::secret_source::SecretSource;
 use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::sync::report::ReportReceiver;
@@ -50,6 +51,10 @@ pub struct ApiArgs {
     /// Longest time a request may take, in seconds.
     #[arg(long = "api-request-timeout", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// A connection that has not sent a request's complete headers this many seconds after it
+    /// opened (or after the request began) is closed.
+    #[arg(long = "api-header-read-timeout", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
 }
 
 impl ApiArgs {
@@ -67,23 +72,44 @@ impl ApiArgs {
     /// Sets the token, webhook secret and limits on `state` (the caller sets `known_agents`
     /// from the agent profiles it loaded).
     pub fn configure(&self, mut state: AppState) -> anyhow::Result<AppState> {
-        let token = load_secret(self.token_file.as_deref(), std::env::var(TOKEN_ENV).ok())
-            .context("loading the API token")?;
-        if token.is_none() {
-            warn!(
-                "no API token configured: write endpoints answer 401 (set --api-token-file or {TOKEN_ENV})"
-            );
+        let token =
+            load_secret(self.token_file.as_deref(), TOKEN_ENV).context("loading the API token")?;
+        let origin = secret_origin(self.token_file.as_deref(), "--api-token-file", TOKEN_ENV);
+        match token.absence() {
+            None => {}
+            // Unset: perhaps forgotten, so louder than a deliberately empty value.
+            Some(absence) if token == SecretSource::Unset && self.token_file.is_none() => warn!(
+                "no API token: {origin} {absence}, so the write endpoints are off (they answer \
+                 401); set --api-token-file or {TOKEN_ENV}"
+            ),
+            Some(absence) => info!(
+                "no API token: {origin} {absence}, so the write endpoints are off (they answer 401)"
+            ),
         }
-        state.token = token.as_deref().map(ApiToken::new);
-        let secret = load_secret(
-            self.webhook_secret_file.as_deref(),
-            std::env::var(WEBHOOK_SECRET_ENV).ok(),
-        )
-        .context("loading the webhook secret")?;
-        state.webhook_secret = secret.as_deref().map(WebhookSecret::new);
+        state.token = token.into_value().as_deref().map(ApiToken::new);
+        let secret = load_secret(self.webhook_secret_file.as_deref(), WEBHOOK_SECRET_ENV)
+            .context("loading the webhook secret")?;
+        if secret == SecretSource::Empty {
+            let origin = secret_origin(
+                self.webhook_secret_file.as_deref(),
+                "--webhook-secret-file",
+                WEBHOOK_SECRET_ENV,
+            );
+            info!("no webhook secret: {origin} is empty, so webhooks are off (they answer 403)");
+        }
+        state.webhook_secret = secret.into_value().as_deref().map(WebhookSecret::new);
         state.body_limit = self.body_limit;
         state.request_timeout = Duration::from_secs(self.request_timeout_secs.max(1));
+        state.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs.max(1));
         Ok(state)
+    }
+}
+
+/// Where a secret was read from, for the one line that says it is missing.
+fn secret_origin(file: Option<&std::path::Path>, flag: &str, env: &str) -> String {
+    match file {
+        Some(path) => format!("the file {} ({flag})", path.display()),
+        None => env.to_string(),
     }
 }
 
@@ -137,8 +163,10 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
     };
     let (store, store_writer) = reflector::store::<TaskRun>();
     let cluster_up = Arc::new(AtomicBool::new(false));
+    let mut cluster_client = None;
     match kube::Client::try_default().await {
         Ok(client) => {
+            cluster_client = Some(client.clone());
             let api = kube::Api::<TaskRun>::namespaced(client.clone(), &command.namespace);
             let stream = reflector(store_writer, watcher(api, watcher::Config::default()))
                 .default_backoff()
@@ -166,6 +194,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         metrics,
         readiness,
         clone_dir: command.clone_dir.clone(),
+        client: cluster_client,
     };
     serve_api(&command.api, parts, shutdown_signal()).await
 }
@@ -193,6 +222,8 @@ pub struct ApiParts {
     pub readiness: Readiness,
     /// Where the clone of a remote repository is kept (default: a temp dir named by the URL).
     pub clone_dir: Option<PathBuf>,
+    /// The cluster client, for retry and cancel.
+    pub client: Option<kube::Client>,
 }
 
 /// Serves the API with `args` over `parts` until `shutdown`. A repository the API cannot write
@@ -248,6 +279,7 @@ pub fn api_state(args: &ApiArgs, parts: ApiParts) -> anyhow::Result<AppState> {
         });
     }
     let mut state = AppState::new(writes, parts.task_runs);
+    state.client = parts.client;
     state.namespace = parts.namespace;
     state.known_agents = parts.known_agents.map(Arc::new);
     if let Some(reports) = parts.reports {

@@ -1,7 +1,10 @@
 //! `orchestrator apiserver`: runs the embedded Kubernetes API server alone until Ctrl-C and
-//! writes a kubeconfig for kubectl and other clients.
+//! writes a kubeconfig for kubectl and other clients; with `--runner`, the local Job runner
+//! beside it.
 
-use crate::cluster::{ApiServer, ApiServerConfig};
+use crate::cluster::{ApiServer, ApiServerConfig, EmbeddedSettings, export_line};
+use anyhow::Context;
+use kube_envtest::runner::{JobRunner, RunnerConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -15,6 +18,13 @@ pub struct ApiServerArgs {
     /// Where to write the kubeconfig (default: <data-dir>/kubeconfig, or ./kubeconfig).
     #[arg(long)]
     pub kubeconfig_out: Option<PathBuf>,
+    /// Also run the local Job runner: Jobs created on this server run as local processes.
+    #[arg(long)]
+    pub runner: bool,
+    /// Where the runner writes each Job's log (default: <data-dir>/logs, or a directory under
+    /// the system temp dir).
+    #[arg(long, value_name = "DIR", requires = "runner")]
+    pub runner_log_dir: Option<PathBuf>,
 }
 
 pub fn run(args: ApiServerArgs) -> anyhow::Result<()> {
@@ -31,19 +41,53 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         ..ApiServerConfig::default()
     })
     .await?;
-    let kubeconfig = args.kubeconfig_out.unwrap_or_else(|| {
+    let kubeconfig = args.kubeconfig_out.clone().unwrap_or_else(|| {
         args.data_dir
+            .as_ref()
             .map(|d| d.join("kubeconfig"))
             .unwrap_or_else(|| PathBuf::from("kubeconfig"))
     });
     server.write_kubeconfig(&kubeconfig)?;
+    let runner = if args.runner {
+        let (log_dir, scratch_logs) = EmbeddedSettings {
+            data_dir: args.data_dir.clone(),
+            log_dir: args.runner_log_dir.clone(),
+            ..EmbeddedSettings::default()
+        }
+        .log_dir();
+        std::fs::create_dir_all(&log_dir).with_context(|| {
+            format!(
+                "creating the Job log directory {}; pass --runner-log-dir",
+                log_dir.display()
+            )
+        })?;
+        eprintln!(
+            "local Job runner: Jobs run as local processes, logs in {}",
+            log_dir.display()
+        );
+        let client = server.client();
+        // Announced before the kubeconfig line, so that a `run` started right after it sees
+        // the runner.
+        kube_envtest::runner::heartbeat::renew(&client).await;
+        // The scratch log directory (if this process chose it) lives as long as the runner.
+        Some((
+            JobRunner::start(client, RunnerConfig::new(&log_dir)),
+            scratch_logs,
+        ))
+    } else {
+        eprintln!("no local Job runner (--runner): Jobs created here will not run");
+        None
+    };
     eprintln!(
-        "embedded API server on {}; kubeconfig written to {} (try: KUBECONFIG={} kubectl get ns)",
+        "embedded API server on {}; kubeconfig written to {}",
         server.url(),
         kubeconfig.display(),
-        kubeconfig.display()
     );
+    println!("{}", export_line(&kubeconfig));
     tokio::signal::ctrl_c().await?;
+    if let Some((runner, _scratch_logs)) = runner {
+        runner.shutdown().await;
+    }
     server.shutdown().await;
     Ok(())
 }

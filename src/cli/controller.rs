@@ -24,8 +24,9 @@ pub struct ControllerArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_addr: SocketAddr,
-    /// Reconciles that may run at once.
-    #[arg(long, default_value_t = 16)]
+    /// Reconciles that may run at once (also the bound on requests in flight: kube-rs has no
+    /// client-side rate limit).
+    #[arg(long, default_value_t = crate::controller::DEFAULT_CONCURRENCY)]
     pub concurrency: u16,
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -41,6 +42,9 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster)).await?;
     tracing::info!("using {}", connected.description);
+    if let Some(line) = connected.export_line() {
+        println!("{line}");
+    }
     let client = connected.client.clone();
     if connected.embedded.is_some() {
         // A fresh embedded server knows no TaskRuns yet; a real cluster gets the CRD from deploy/.
@@ -49,7 +53,8 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
             ensure_namespace(&client, ns).await?;
         }
     }
-    let mut registry = Registry::default();
+    // The same names as `orchestrator run` serves (`orchestrator_taskrun_total`).
+    let mut registry = Registry::with_prefix(crate::metrics::METRIC_PREFIX);
     let metrics = Arc::new(ControllerMetrics::register(&mut registry));
     let registry = Arc::new(registry);
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -73,7 +78,12 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
             }
         }),
     );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = tokio::spawn(crate::http_serve::serve(
+        listener,
+        app,
+        crate::http_serve::DEFAULT_HEADER_READ_TIMEOUT,
+        std::future::pending(),
+    ));
     let mut config = ControllerConfig::new(args.namespace, agents);
     config.concurrency = args.concurrency;
     run_controller(client, config, metrics, shutdown_signal()).await;

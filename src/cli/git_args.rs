@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GitCredentialArgs {
-    /// SSH private key for ssh URLs.
+    /// SSH private key for ssh URLs (an empty file means no key: the ssh-agent is asked).
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
-    /// File holding a token for https URLs.
+    /// File holding a token for https URLs (an empty file means no token).
     #[arg(long)]
     pub git_token_file: Option<PathBuf>,
-    /// Environment variable holding a token for https URLs.
+    /// Environment variable holding a token for https URLs (empty or unset means no token).
     #[arg(long)]
     pub git_token_env: Option<String>,
     /// known_hosts file with the ssh servers' host keys (as `ssh-keyscan HOST` prints them);

@@ -28,6 +28,9 @@ pub enum Output {
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 the plan was printed and every task folder is valid; 1 a folder error (the plan is still printed; the broken tasks are left out) or the repository cannot be read; 2 bad arguments."
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub source: SourceArgs,
@@ -43,14 +46,26 @@ pub struct PlanArgs {
     /// Never contact a cluster: print the TaskRuns the revision describes.
     #[arg(long)]
     pub offline: bool,
+    /// The source's name, as given to `orchestrator run --source-name` (default: the repository's
+    /// normalised origin URL and --path, the same in every clone).
+    #[arg(long, env = "ORCHESTRATOR_SOURCE_NAME")]
+    pub source_name: Option<String>,
+    #[command(flatten)]
+    pub agents: super::agent_check::AgentCheckArgs,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let snapshot = args.source.load()?;
+    let mut snapshot = args.source.load()?;
+    if let Some((profiles, origin)) = args
+        .agents
+        .load(args.source.repo.as_deref(), &args.source.path)?
+    {
+        super::agent_check::check_agent_names(&mut snapshot, &profiles.names(), &origin);
+    }
     if !args.offline {
         match super::plan_live::live_diff(&args, &snapshot) {
             Ok(Some(diff)) => {
-                print!("{}", super::plan_live::render(&diff, args.output)?);
+                super::output::print(&super::plan_live::render(&diff, args.output)?)?;
                 if snapshot.errors.is_empty() {
                     return Ok(());
                 }
@@ -63,7 +78,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("note: no live diff ({e:#}); showing the offline plan"),
         }
     }
-    print!("{}", render(&snapshot, &args.namespace, args.output)?);
+    super::output::print(&render(&snapshot, &args.namespace, args.output)?)?;
     if args.output != Output::Table {
         eprintln!("note: {PLACEHOLDER_NOTE}");
         for error in &snapshot.errors {
@@ -183,6 +198,8 @@ mod tests {
                 path: "tasks/7-login".into(),
                 service_name: "web".into(),
                 agent_name: "codex".into(),
+                suspend: false,
+                priority: 0,
                 markdown_files: vec![MarkdownFile {
                     filename: "p.md".into(),
                     content: "x".into(),

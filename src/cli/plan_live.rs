@@ -5,7 +5,6 @@ use super::plan::{Output, PlanArgs};
 use crate::cluster::{ClusterChoice, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
 use crate::desired::{KnownTaskRuns, SourceIdentity};
 use crate::source::SourceSnapshot;
-use crate::source::mirror::local_repo_path;
 use crate::sync::apply::{SyncError, SyncOptions, Syncer};
 use crate::sync::diff::{PlanDiff, plan_diff, render_markdown, render_table};
 use anyhow::Context;
@@ -36,7 +35,15 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
                 identity,
                 SyncOptions::new(&namespace),
             );
-            let live = match syncer.list_live().await {
+            let mut statuses = std::collections::HashMap::new();
+            let live = match syncer
+                .list_live_and(|tr| {
+                    if let (Some(name), Some(status)) = (&tr.metadata.name, &tr.status) {
+                        statuses.insert(name.clone(), status.clone());
+                    }
+                })
+                .await
+            {
                 Ok(live) => live,
                 Err(SyncError::ListTaskRuns {
                     source: kube::Error::Api(status),
@@ -45,7 +52,10 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
                 Err(e) => return Err(anyhow::Error::new(e)),
             };
             let plan = syncer.plan_against(snapshot, &live);
-            anyhow::Ok(plan_diff(snapshot, &plan, &namespace))
+            anyhow::Ok(crate::sync::diff::with_live_outcomes(
+                plan_diff(snapshot, &plan, &namespace),
+                &statuses,
+            ))
         };
         match tokio::time::timeout(LIVE_TIMEOUT, work).await {
             Ok(diff) => diff.map(Some),
@@ -54,18 +64,15 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
     })
 }
 
-/// The identity `orchestrator run` gives the same flags, so the diff prunes what `run` would.
+/// The identity `orchestrator run` gives the same repository, so the diff prunes what `run`
+/// would: any clone of it (a CI checkout of a pull request included) has the same identity.
 fn source_identity(args: &PlanArgs) -> anyhow::Result<SourceIdentity> {
     let repo = args.source.repo.clone().unwrap_or_else(|| ".".into());
-    let repo = match local_repo_path(&repo) {
-        Some(dir) => dir
-            .canonicalize()
-            .with_context(|| format!("--repo {}: no such directory", dir.display()))?
-            .display()
-            .to_string(),
-        None => repo,
-    };
-    Ok(SourceIdentity::new(&repo, &args.source.path))
+    super::source_identity::resolve_source_identity(
+        &repo,
+        &args.source.path,
+        args.source_name.as_deref(),
+    )
 }
 
 /// The diff in the requested format (YAML is the JSON document as YAML).

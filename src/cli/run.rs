@@ -1,11 +1,18 @@
 //! `orchestrator run`: flags in; the whole loop out: git source → sync (→ controller → notes,
 //! API) on one cluster until SIGINT/SIGTERM, or with `--until-done` until every task finished.
 
+use crate::cli::agent_check::default_agents_file;
+use crate::cli::agent_sources::{self, AgentSource};
 use crate::cli::api::{ApiParts, api_state};
+use crate::cli::run_checks::{
+    Finished, Runner, Verdict, bind_api, branch_to_follow, first_fetch, wait_until_done,
+};
+use crate::cli::source_identity::resolve_source_identity;
 use crate::cluster::{ClusterArgs, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
+use crate::controller::profiles::LiveProfiles;
 use crate::controller::{AgentProfiles, ControllerConfig, ControllerMetrics, run_controller};
 use crate::crd::TaskRun;
-use crate::desired::{LiveTaskRuns, SourceIdentity};
+use crate::desired::SourceIdentity;
 use crate::leader::{LeaseConfig, spawn_election};
 use crate::metrics::Metrics;
 use crate::notes::metrics::NotesMetrics;
@@ -14,12 +21,12 @@ use crate::source::credentials::{Credentials, remote_callbacks};
 use crate::source::mirror::local_repo_path;
 use crate::source::{GitSource, SourceConfig, watch_refs};
 use crate::sync::apply::{DEFAULT_CONCURRENCY, SyncOptions, Syncer};
-use crate::sync::crd_install::{CrdState, ensure_crd};
+use crate::sync::crd_install::{CrdCheck, CrdState, check_crd, ensure_crd};
 use crate::sync::metrics::SyncMetrics;
 use crate::sync::report::{ReportReceiver, report_channel};
-use crate::sync::run_loop::{LoopOutputs, LoopSettings, LoopState, run_sync_loop};
+use crate::sync::run_loop::{LoopOutputs, LoopSettings, run_sync_loop};
 use crate::sync::trigger::sync_trigger;
-use crate::sync::until_done::{all_applied, all_terminal, exit_code, status_table};
+use crate::sync::until_done::{FAILED_LOG_LINES, exit_code, failed_task_runs, status_table};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -41,13 +48,25 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
 const NOTES_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = crate::cli::run_checks::EXIT_CODES_HELP)]
 pub struct RunArgs {
     /// The task repository: a local path, or an https, ssh or file:// URL.
     #[arg(long)]
     pub repo: String,
-    /// Branch, tag or ref to follow (default: HEAD, the checked-out or the remote's default).
-    #[arg(long, default_value = "HEAD")]
-    pub branch: String,
+    /// Branch, tag or ref to follow (default: the branch checked out in a local repository when
+    /// the loop starts, which a later `git checkout` does not change; a URL's default branch).
+    /// `--branch HEAD` follows whatever is checked out.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Names this source in the ownership mark of its TaskRuns, instead of the repository's
+    /// normalised origin URL and --path (which every clone shares).
+    #[arg(long, env = "ORCHESTRATOR_SOURCE_NAME")]
+    pub source_name: Option<String>,
+    /// The environment whose git note this loop writes: `default` writes
+    /// refs/notes/orchestrator, any other NAME refs/notes/orchestrator-NAME, so two clusters
+    /// syncing one repository both annotate each commit.
+    #[arg(long, default_value = crate::notes::DEFAULT_ENVIRONMENT, env = "ORCHESTRATOR_ENVIRONMENT")]
+    pub environment: String,
     /// Folder inside the repository that holds the task folders (default: the root).
     #[arg(long, default_value = "")]
     pub path: String,
@@ -72,16 +91,30 @@ pub struct RunArgs {
     #[arg(long)]
     pub skip_crd_install: bool,
     /// Exit once the sync converged and every task reached Succeeded or Failed; print a status
-    /// table. Exit code 1 if a task Failed, 2 if the sync is not Synced (broken folder).
+    /// table. Exit code 1 if a task Failed, 2 if the sync is not Synced (broken folder) or the
+    /// repository cannot be read, 4 if nothing would run the tasks (see the exit codes below).
     #[arg(long)]
     pub until_done: bool,
-    /// Agent profiles for the controller (default: `<repo>/<path>/agents.yaml` of a local
-    /// repository, then ./agents.yaml). Without one the controller does not run.
-    #[arg(long, env = "ORCHESTRATOR_AGENTS")]
+    /// Agent profiles file for the controller, reloaded when it changes (default:
+    /// `<repo>/<path>/agents.yaml` of a local repository, then ./agents.yaml). Without profiles
+    /// the controller does not run.
+    #[arg(long, env = "ORCHESTRATOR_AGENTS", conflicts_with_all = ["agents_configmap", "agents_from_repo"])]
     pub agents: Option<PathBuf>,
+    /// Agent profiles from this ConfigMap (key agents.yaml) in --namespace, watched: an edit
+    /// takes effect without a restart.
+    #[arg(long, value_name = "NAME", conflicts_with = "agents_from_repo")]
+    pub agents_configmap: Option<String>,
+    /// Agent profiles from this file of the synced revision (read from the same commit as the
+    /// tasks), for teams that review agent changes in pull requests too.
+    #[arg(long, value_name = "PATH")]
+    pub agents_from_repo: Option<String>,
     /// Sync only: do not run the TaskRun controller in this process.
     #[arg(long)]
     pub no_controller: bool,
+    /// With --no-controller and --until-done: how long to wait for a controller elsewhere to
+    /// pick up the TaskRuns before exiting 4.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub controller_wait: Duration,
     /// Do not write git notes onto synced commits.
     #[arg(long)]
     pub no_notes: bool,
@@ -178,7 +211,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
+async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     let credentials = args.git.load()?;
     let local_repo = local_repo_path(&args.repo)
         .map(|dir| {
@@ -186,22 +219,45 @@ async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("--repo {}: no such directory", dir.display()))
         })
         .transpose()?;
-    // A local repository is identified by its canonical path, so `--repo .` and an absolute
-    // path own the same TaskRuns.
-    let identity_repo = local_repo
-        .as_ref()
-        .map_or(args.repo.clone(), |p| p.display().to_string());
-    let source_identity = SourceIdentity::new(&identity_repo, &args.path);
-    let agents = load_agents(&args, local_repo.as_deref())?;
+    let source_identity =
+        resolve_source_identity(&args.repo, &args.path, args.source_name.as_deref())?;
+    let notes_ref = crate::notes::notes_ref_for(&args.environment).map_err(anyhow::Error::msg)?;
+    args.branch = Some(branch_to_follow(
+        args.branch.as_deref(),
+        local_repo.as_deref(),
+    )?);
+    let agents = agent_source(&args, local_repo.as_deref());
+    if args.until_done && !args.no_controller && agents.is_none() {
+        eprintln!(
+            "Error: --until-done: no agent profiles, so nothing would run the tasks; give --agents FILE, --agents-configmap NAME, or --agents-from-repo PATH (an agents.yaml committed to the repository is read only with that flag), or pass --no-controller when a controller elsewhere runs them"
+        );
+        return Ok(crate::sync::until_done::EXIT_NOT_RUNNABLE);
+    }
 
     let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster))
         .await
         .context("connecting to the cluster")?;
     println!("orchestrator run: talking to {}", connected.description);
+    let branch = args.branch.as_deref().unwrap_or("HEAD");
+    if let Some(line) = connected.export_line() {
+        println!("orchestrator run: kubectl can reach it with:\n{line}");
+    }
+    if let Some(warning) = connected.missing_runner_warning().await {
+        warn!("{warning}");
+        eprintln!("orchestrator run: warning: {warning}");
+    }
     println!(
-        "orchestrator run: syncing {} (branch {}, path {:?}) into namespace {:?}, every {:?}",
-        source_identity.repo, args.branch, args.path, args.namespace, args.interval
+        "orchestrator run: syncing {} (branch {}{}) into namespace {:?}, every {:?}; notes on {notes_ref}",
+        source_identity.display(),
+        branch,
+        if branch == "HEAD" {
+            ", following HEAD"
+        } else {
+            ", a later checkout does not move it"
+        },
+        args.namespace,
+        args.interval
     );
     let client = connected.client.clone();
     let result = run_connected(
@@ -211,31 +267,33 @@ async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
         local_repo,
         source_identity,
         agents,
+        notes_ref,
     )
     .await;
     connected.shutdown().await;
     result
 }
 
-fn load_agents(args: &RunArgs, local_repo: Option<&Path>) -> anyhow::Result<Option<AgentProfiles>> {
+/// The one source of the agent profiles; `None` runs no controller.
+fn agent_source(args: &RunArgs, local_repo: Option<&Path>) -> Option<AgentSource> {
     if args.no_controller {
-        return Ok(None);
+        return None;
     }
-    if let Some(path) = &args.agents {
-        return Ok(Some(AgentProfiles::load(path)?));
+    if let Some(name) = &args.agents_configmap {
+        return Some(AgentSource::ConfigMap(name.clone()));
     }
-    let candidates = local_repo
-        .map(|repo| repo.join(args.path.trim_matches('/')).join("agents.yaml"))
-        .into_iter()
-        .chain(std::iter::once(PathBuf::from("agents.yaml")));
-    for candidate in candidates {
-        if candidate.is_file() {
-            info!(agents = %candidate.display(), "agent profiles");
-            return Ok(Some(AgentProfiles::load(&candidate)?));
-        }
+    if let Some(path) = &args.agents_from_repo {
+        return Some(AgentSource::Repo(path.clone()));
+    }
+    if let Some(path) = args
+        .agents
+        .clone()
+        .or_else(|| default_agents_file(local_repo, &args.path))
+    {
+        return Some(AgentSource::File(path));
     }
     warn!("no agent profiles (--agents): TaskRuns are synced but no controller runs them");
-    Ok(None)
+    None
 }
 
 async fn run_connected(
@@ -244,7 +302,8 @@ async fn run_connected(
     credentials: Credentials,
     local_repo: Option<PathBuf>,
     source_identity: SourceIdentity,
-    agents: Option<AgentProfiles>,
+    agents: Option<AgentSource>,
+    notes_ref: String,
 ) -> anyhow::Result<i32> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn({
@@ -258,6 +317,11 @@ async fn run_connected(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    // Bound first, so a port in use fails `run` before any fetch or write.
+    let mut api_listener = match args.api {
+        true => Some(bind_api(args.api_args.addr).await?),
+        false => None,
+    };
     let metrics = Metrics::new();
     let sync_metrics = SyncMetrics::register(&metrics);
     let (reports_tx, reports_rx) = report_channel();
@@ -266,15 +330,21 @@ async fn run_connected(
     let (state_tx, state_rx) = watch::channel(None);
     let (trigger, requests) = sync_trigger();
 
-    let mirror_dir = args.mirror_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("orchestrator-mirrors-{}", std::process::id()))
-    });
+    // A mirror of our own choosing is removed when this function returns (clean exit, Ctrl-C,
+    // SIGTERM); one named with --mirror-dir is the user's and is kept for the next run.
+    let (mirror_dir, _scratch_mirrors) = match &args.mirror_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let scratch = crate::scratch::ScratchDir::for_this_process("orchestrator-mirrors");
+            (scratch.path().to_path_buf(), Some(scratch))
+        }
+    };
     let source_url = local_repo
         .as_ref()
         .map_or(args.repo.clone(), |p| p.display().to_string());
     let source = GitSource::new(SourceConfig {
         url: source_url,
-        branch: args.branch.clone(),
+        branch: args.branch.clone().unwrap_or_else(|| "HEAD".into()),
         path: args.path.clone(),
         mirror_dir,
         interval: args.interval,
@@ -291,11 +361,61 @@ async fn run_connected(
         },
         None => None,
     };
+    let mut source = source;
+    if let Err(e) = first_fetch(&mut source).await
+        && args.until_done
+    {
+        // The message `validate` gives for the same repository, and no endless retry.
+        eprintln!("Error: {e}");
+        return Ok(crate::sync::until_done::EXIT_SOURCE_ERROR);
+    }
     let mirror_path = source.mirror_path();
+    let revision_repo = local_repo.clone().unwrap_or_else(|| mirror_path.clone());
+    let mut _profiles_file_watch = None;
+    let agents = match agents {
+        None => None,
+        Some(AgentSource::File(path)) => {
+            let (live, watch) = agent_sources::watch_file(&path)?;
+            _profiles_file_watch = Some(watch);
+            Some(live)
+        }
+        Some(AgentSource::ConfigMap(name)) => {
+            let live = agent_sources::load_configmap(&client, &args.namespace, &name).await?;
+            tokio::spawn(agent_sources::follow_configmap(
+                client.clone(),
+                args.namespace.clone(),
+                name,
+                live.clone(),
+                shutdown_rx.clone(),
+            ));
+            Some(live)
+        }
+        Some(AgentSource::Repo(path)) => {
+            let Some(snapshot) = source.last_good() else {
+                bail!(
+                    "--agents-from-repo {path}: the first fetch failed, so there is no revision to read the agent profiles from"
+                );
+            };
+            let commit = snapshot.revision.commit.clone();
+            let (_, text) = agent_sources::read_at_revision(&revision_repo, &commit, &path)
+                .map_err(|e| anyhow::anyhow!("--agents-from-repo: {e}"))?;
+            let origin = format!("{path} at {}", snapshot.revision);
+            let live = LiveProfiles::new(AgentProfiles::parse(&text, &origin)?, origin);
+            tokio::spawn(agent_sources::follow_repo(
+                revision_repo.clone(),
+                path,
+                reports_rx.clone(),
+                live.clone(),
+                shutdown_rx.clone(),
+            ));
+            Some(live)
+        }
+    };
 
     let mut options = SyncOptions::new(args.namespace.clone());
     options.prune = args.prune;
     options.concurrency = args.concurrency;
+    options.finalizer = agents.is_some();
     let syncer = Syncer::new(client.clone(), source_identity, options);
     let agent_names = agents.as_ref().map(|a| a.names());
 
@@ -340,14 +460,19 @@ async fn run_connected(
                 reports: reports_rx.clone(),
                 trigger: trigger.clone(),
                 metrics: metrics.clone(),
-                agent_names,
+                agent_names: agent_names.clone(),
+                profiles: agents.clone(),
                 follower,
+                client: client.clone(),
             })?;
             let state = api_state(&args.api_args, parts)?;
-            let addr = args.api_args.addr;
+            let listener = api_listener
+                .take()
+                .context("the API's listener was bound at start")?;
+            let addr = listener.local_addr().unwrap_or(args.api_args.addr);
             println!("orchestrator run: serving the API on http://{addr}");
-            Some(tokio::spawn(crate::api::serve(
-                addr,
+            Some(tokio::spawn(crate::api::serve_on(
+                listener,
                 state,
                 shutdown(shutdown_rx.clone()),
             )))
@@ -357,15 +482,15 @@ async fn run_connected(
 
     let mut election = None;
     if let Some((config, mut leadership, handle)) = elected {
-        println!(
+        crate::cli::output::println(&format!(
             "orchestrator run: {} waits for the lease {}/{} before writing",
             config.identity, config.namespace, config.name
-        );
+        ))?;
         tokio::select! {
             _ = leadership.acquired() => {}
             _ = shutdown(shutdown_rx.clone()) => return Ok(0),
         }
-        println!("orchestrator run: {} leads", config.identity);
+        crate::cli::output::println(&format!("orchestrator run: {} leads", config.identity))?;
         let on_loss = tokio::spawn(async move {
             leadership.lost().await;
             // Exiting is the one way to be sure that no task of this process writes again.
@@ -378,11 +503,7 @@ async fn run_connected(
         election = Some((handle, on_loss));
     }
 
-    if args.skip_crd_install {
-        info!("--skip-crd-install: not checking the TaskRun CRD");
-    } else if ensure_crd(client.clone()).await? == CrdState::Installed {
-        println!("orchestrator run: installed the TaskRun CRD");
-    }
+    prepare_task_run_crd(client.clone(), args.skip_crd_install).await?;
 
     let sync_loop = tokio::spawn(run_sync_loop(
         source,
@@ -399,9 +520,11 @@ async fn run_connected(
         shutdown_rx.clone(),
     ));
 
+    let live_profiles = agents.clone();
+    let notes_profiles = agents.clone();
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
-        let config = ControllerConfig::new(Some(args.namespace.clone()), agents);
+        let config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
         tokio::spawn(run_controller(
             client.clone(),
             config,
@@ -409,11 +532,20 @@ async fn run_connected(
             shutdown(shutdown_rx.clone()),
         ))
     });
-    let running_controller = controller.is_some();
+    let controller_wait = args.controller_wait;
+    let runner = move || match &live_profiles {
+        Some(profiles) => Runner::InProcess {
+            agents: profiles.names(),
+        },
+        None => Runner::Elsewhere {
+            wait: controller_wait,
+        },
+    };
 
     let notes = match (&store, args.no_notes) {
         (Some(store), false) => {
             let mut config = NotesConfig::new(local_repo.clone().unwrap_or(mirror_path));
+            config.notes_ref = notes_ref.clone();
             if local_repo.is_none() {
                 let credentials = credentials.clone();
                 config.remote = Some(crate::notes::push::NotesRemote {
@@ -423,7 +555,10 @@ async fn run_connected(
             }
             Some(spawn_notes_writer(
                 config,
-                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx),
+                tokio_stream::wrappers::UnboundedReceiverStream::new(notes_rx).map(move |r| {
+                    let problem = notes_profiles.as_ref().and_then(LiveProfiles::problem);
+                    agent_sources::note_profiles_problem(r, problem)
+                }),
                 Arc::new(store.clone()),
                 metrics.register_with(NotesMetrics::register),
             ))
@@ -433,20 +568,41 @@ async fn run_connected(
 
     let code = match (&store, args.until_done) {
         (Some(store), true) => {
-            let finished = wait_until_done(
-                store,
-                state_rx,
-                reports_rx,
-                running_controller,
-                shutdown_rx.clone(),
-            )
-            .await?;
+            let finished =
+                wait_until_done(store, state_rx, reports_rx, runner, shutdown_rx.clone()).await?;
             match finished {
-                Some((report, live)) => {
+                Finished::Done(done) => {
+                    let (report, live) = *done;
                     print!("{}", status_table(&report, &live));
+                    for tr in failed_task_runs(&report, &live) {
+                        let name = tr.metadata.name.clone().unwrap_or_default();
+                        match crate::cli::task_ops::log_tail(
+                            &client,
+                            &args.namespace,
+                            tr,
+                            FAILED_LOG_LINES,
+                        )
+                        .await
+                        {
+                            Ok(tail) => {
+                                println!(
+                                    "\n--- {name} Failed: the last {FAILED_LOG_LINES} lines of its log ---"
+                                );
+                                print!("{tail}");
+                                if !tail.is_empty() && !tail.ends_with('\n') {
+                                    println!();
+                                }
+                            }
+                            Err(why) => println!("\n--- {name} Failed: no log to show ({why}) ---"),
+                        }
+                    }
                     exit_code(&report, &live)
                 }
-                None => 130,
+                Finished::Stopped(verdict) => {
+                    report_stop(&verdict, args.controller_wait);
+                    crate::sync::until_done::EXIT_NOT_RUNNABLE
+                }
+                Finished::Interrupted => 130,
             }
         }
         _ => {
@@ -491,13 +647,39 @@ async fn run_connected(
     Ok(code)
 }
 
-/// The TaskRuns of a reflector cache by name.
-fn cached(store: &reflector::Store<TaskRun>) -> LiveTaskRuns {
-    store
-        .state()
-        .into_iter()
-        .filter_map(|tr| Some((tr.metadata.name.clone()?, (*tr).clone())))
-        .collect()
+/// Says why `--until-done` stopped before the tasks finished.
+fn report_stop(verdict: &Verdict, controller_wait: Duration) {
+    match verdict {
+        Verdict::MissingProfiles(missing) => {
+            eprintln!(
+                "Error: --until-done: these tasks can never run, their agent has no profile:"
+            );
+            for line in missing {
+                eprintln!("  {line}");
+            }
+        }
+        Verdict::NoController => eprintln!(
+            "Error: --until-done --no-controller: no controller picked up the TaskRuns within {controller_wait:?}; run `orchestrator controller` against this cluster, or drop --no-controller"
+        ),
+        Verdict::Wait | Verdict::Done => {}
+    }
+}
+
+/// The TaskRun CRD at start: installed, or upgraded when the cluster's is older; with
+/// `--skip-crd-install` only checked, and a missing or older one refuses the start.
+async fn prepare_task_run_crd(client: Client, skip_install: bool) -> anyhow::Result<()> {
+    if skip_install {
+        if check_crd(client).await? == CrdCheck::UpToDate {
+            info!("--skip-crd-install: the cluster's TaskRun CRD is up to date");
+        }
+        return Ok(());
+    }
+    match ensure_crd(client).await? {
+        CrdState::Installed => println!("orchestrator run: installed the TaskRun CRD"),
+        CrdState::Upgraded => println!("orchestrator run: upgraded the TaskRun CRD"),
+        CrdState::AlreadyInstalled => {}
+    }
+    Ok(())
 }
 
 struct ApiWiring<'a> {
@@ -509,15 +691,18 @@ struct ApiWiring<'a> {
     trigger: crate::sync::trigger::SyncTrigger,
     metrics: Metrics,
     agent_names: Option<Vec<String>>,
+    /// The profiles in use: readiness reports a new version that is invalid.
+    profiles: Option<LiveProfiles>,
     /// With `--leader-elect`: a follower is ready without a sync of its own.
     follower: Option<crate::leader::Leadership>,
+    client: Client,
 }
 
 /// What the API shares with this loop: the same repository and branch, the latest report, the
 /// manual trigger, the metrics registry, and a readiness check that the first sync finished.
 fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
     use crate::api::Readiness;
-    let branch = match (w.args.branch.as_str(), w.local_repo) {
+    let branch = match (w.args.branch.as_deref().unwrap_or("HEAD"), w.local_repo) {
         ("HEAD", Some(dir)) => git2::Repository::open(dir)
             .ok()
             .and_then(|r| r.head().ok()?.shorthand().ok().map(String::from))
@@ -537,6 +722,10 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
             }),
         )
         .with_store_synced("caches", &w.store);
+    let readiness = match w.profiles.clone() {
+        Some(profiles) => readiness.with("agents", Arc::new(move || profiles.problem().is_none())),
+        None => readiness,
+    };
     Ok(ApiParts {
         repo: w.args.repo.clone(),
         branch,
@@ -550,42 +739,8 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
         metrics: w.metrics,
         readiness,
         clone_dir: None,
+        client: Some(w.client),
     })
-}
-
-/// Waits until the loop converged and (with a controller) every task is terminal; `None` when
-/// a shutdown signal came first.
-/// Waits until the loop converged and the TaskRun cache shows every task of its report (and,
-/// with a controller, every task terminal); `None` when a shutdown signal came first. The cache
-/// is the one the notes writer reads, so its last note is the final state too.
-async fn wait_until_done(
-    store: &reflector::Store<TaskRun>,
-    mut state: watch::Receiver<Option<LoopState>>,
-    reports: ReportReceiver,
-    running_controller: bool,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<(crate::sync::report::SyncReport, LiveTaskRuns)>> {
-    loop {
-        tokio::select! {
-            changed = state.wait_for(|s| s.as_ref().is_some_and(|s| s.converged)) => {
-                if changed.is_err() {
-                    bail!("the sync loop stopped before it converged");
-                }
-            }
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
-        }
-        let Some(report) = reports.borrow().clone() else {
-            continue;
-        };
-        let live = cached(store);
-        if all_applied(&report, &live) && (!running_controller || all_terminal(&report, &live)) {
-            return Ok(Some((report, live)));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(None),
-        }
-    }
 }
 
 #[cfg(test)]

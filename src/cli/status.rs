@@ -18,6 +18,9 @@ pub struct NoteArgs {
     /// Branch whose head is read when REV is not given (default: HEAD / the remote's default).
     #[arg(long)]
     pub branch: Option<String>,
+    /// The environment whose note is read (as given to `run --environment`).
+    #[arg(long, default_value = crate::notes::DEFAULT_ENVIRONMENT, env = "ORCHESTRATOR_ENVIRONMENT")]
+    pub environment: String,
     #[command(flatten)]
     pub git: crate::cli::git_args::GitCredentialArgs,
 }
@@ -25,7 +28,10 @@ pub struct NoteArgs {
 impl NoteArgs {
     pub fn query(&self) -> anyhow::Result<NoteQuery> {
         let credentials = self.git.load()?;
+        let notes_ref =
+            crate::notes::notes_ref_for(&self.environment).map_err(anyhow::Error::msg)?;
         Ok(NoteQuery {
+            notes_ref,
             branch: self.branch.clone(),
             revision: self.revision.clone(),
             credentials,
@@ -43,7 +49,8 @@ pub enum Output {
 /// The exit codes, as `--help` of `status` and `wait` prints them (the README has the table).
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 Synced and Healthy (wait --for synced: Synced), 1 error, 2 bad arguments, \
 3 no note yet, 4 OutOfSync, 5 sync Unknown, 6 Progressing, 7 Degraded (a task Failed), \
-8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit (wait only).";
+8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit, or skipped by the \
+sync in favour of a newer commit that has a note (wait only: it gives up at once).";
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXIT_CODES_HELP)]
@@ -55,6 +62,9 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
+/// The RESULT column's width; `-o json` has the whole result.
+pub const RESULT_WIDTH: usize = 40;
+
 /// Prints the note and exits with the state's code (0 only for Synced and Healthy).
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let query = args.note.query()?;
@@ -62,8 +72,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         read_note(&query).with_context(|| format!("reading the note in {}", query.repo))?;
     let state = State::of(lookup.note.as_ref());
     match args.output {
-        Output::Table => print!("{}", render_table(&lookup)),
-        Output::Json => println!("{}", render_json(&lookup)),
+        Output::Table => super::output::print(&render_table(&lookup))?,
+        Output::Json => super::output::println(&render_json(&lookup))?,
     }
     exit_with(state.exit_code())
 }
@@ -100,7 +110,7 @@ pub fn render_table(lookup: &NoteLookup) -> String {
     if note.tasks.is_empty() {
         out.push_str("\nNo tasks at this revision.\n");
     } else {
-        let rows: Vec<[String; 6]> = note
+        let rows: Vec<[String; 7]> = note
             .tasks
             .iter()
             .map(|t| {
@@ -110,13 +120,16 @@ pub fn render_table(lookup: &NoteLookup) -> String {
                     t.context_version.to_string(),
                     t.phase.map_or("-".to_string(), |p| p.to_string()),
                     t.job_name.clone().unwrap_or_else(|| "-".to_string()),
+                    crate::text_table::short_cell(t.result.as_deref(), RESULT_WIDTH),
                     t.message.clone().unwrap_or_default(),
                 ]
             })
             .collect();
         out.push('\n');
         out.push_str(&table(
-            ["TASK", "TASKRUN", "VERSION", "PHASE", "JOB", "MESSAGE"],
+            [
+                "TASK", "TASKRUN", "VERSION", "PHASE", "JOB", "RESULT", "MESSAGE",
+            ],
             &rows,
         ));
     }
@@ -189,6 +202,7 @@ mod tests {
             commit: git2::Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap(),
             revision: "main@sha1:0123456789abcdef0123456789abcdef01234567".into(),
             note,
+            skipped_for: None,
         }
     }
 
@@ -212,6 +226,8 @@ mod tests {
                     phase: Some(TaskPhase::Running),
                     job_name: Some("web-42-v2".into()),
                     message: None,
+                    reason: Some("Running".into()),
+                    result: None,
                 },
                 NoteTask {
                     task_id: 7,
@@ -222,6 +238,11 @@ mod tests {
                     phase: Some(TaskPhase::Succeeded),
                     job_name: Some("web-7-v1".into()),
                     message: Some("done".into()),
+                    reason: Some("Succeeded".into()),
+                    result: Some(format!(
+                        "{}\nopened PR #12 with the login page and its tests",
+                        "log"
+                    )),
                 },
             ],
             errors: vec![],
@@ -233,9 +254,9 @@ Synced at 2026-11-26T19:30:00Z
 Sync      Synced
 Health    Progressing
 
-TASK  TASKRUN  VERSION  PHASE      JOB        MESSAGE
-42    task-42  2        Running    web-42-v2
-7     task-7   1        Succeeded  web-7-v1   done
+TASK  TASKRUN  VERSION  PHASE      JOB        RESULT                                    MESSAGE
+42    task-42  2        Running    web-42-v2  -
+7     task-7   1        Succeeded  web-7-v1   opened PR #12 with the login page and i…  done
 
 Result    Synced, Progressing (exit 6)
 "

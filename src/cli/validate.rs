@@ -5,14 +5,25 @@ use super::source_args::SourceArgs;
 use crate::source::SourceSnapshot;
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Exit codes: 0 every task folder is valid; 1 a folder error (an unknown agentName included) or the repository cannot be read; 2 bad arguments."
+)]
 pub struct ValidateArgs {
     #[command(flatten)]
     pub source: SourceArgs,
+    #[command(flatten)]
+    pub agents: super::agent_check::AgentCheckArgs,
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let snapshot = args.source.load()?;
-    print!("{}", report(&snapshot));
+    let mut snapshot = args.source.load()?;
+    if let Some((profiles, origin)) = args
+        .agents
+        .load(args.source.repo.as_deref(), &args.source.path)?
+    {
+        super::agent_check::check_agent_names(&mut snapshot, &profiles.names(), &origin);
+    }
+    super::output::print(&report(&snapshot))?;
     if snapshot.errors.is_empty() {
         Ok(())
     } else {

@@ -51,15 +51,22 @@ pub fn run(args: WaitArgs) -> anyhow::Result<()> {
             );
             last_state = Some(state);
         }
-        match wait_step(lookup.note.as_ref(), args.target) {
+        match wait_step(
+            lookup.note.as_ref(),
+            lookup.skipped_for.is_some(),
+            args.target,
+        ) {
             WaitStep::Reached => {
-                print!("{}", render_table(&lookup));
+                super::output::print(&render_table(&lookup))?;
                 return exit_with(exit_code::OK);
             }
             WaitStep::GiveUp(code) => {
-                print!("{}", render_table(&lookup));
-                let why = match code {
-                    exit_code::SUPERSEDED => "a newer revision superseded it".to_string(),
+                super::output::print(&render_table(&lookup))?;
+                let why = match (code, &lookup.skipped_for) {
+                    (exit_code::SUPERSEDED, Some(newer)) => format!(
+                        "the sync skipped it (commits came faster than a sync) and synced the newer {newer}; wait for that one"
+                    ),
+                    (exit_code::SUPERSEDED, None) => "a newer revision superseded it".to_string(),
                     _ => "a task Failed".to_string(),
                 };
                 eprintln!(
@@ -71,7 +78,7 @@ pub fn run(args: WaitArgs) -> anyhow::Result<()> {
             WaitStep::KeepWaiting => {}
         }
         if start.elapsed() + args.interval > args.timeout {
-            print!("{}", render_table(&lookup));
+            super::output::print(&render_table(&lookup))?;
             eprintln!(
                 "timed out after {:?} waiting for {} to be {:?}; last state: {}",
                 args.timeout,

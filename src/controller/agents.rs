@@ -8,12 +8,16 @@ use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// Used when neither the profile nor the file's `defaults` say otherwise.
 pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 3600;
 pub const DEFAULT_BACKOFF_LIMIT: i32 = 2;
 pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: i32 = 86_400;
 pub const DEFAULT_MOUNT_PATH: &str = "/workspace/task";
+/// How long a task may be blocked (Pending for a reason other than Queued or Suspended) before
+/// its `Stalled` condition turns True.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(300);
 
 /// How one agent runs. Limits left out come from [`ProfileDefaults`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -30,6 +34,11 @@ pub struct AgentProfile {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Mount the service account's API token into the agent's Pod. Unset: the ServiceAccount
+    /// decides (deploy/'s `orchestrator-agent` mounts none); `true` only for an agent that
+    /// must call the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,6 +48,51 @@ pub struct AgentProfile {
     /// Directory in the container that holds one file per markdown file of the task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_path: Option<String>,
+    /// Where the agent writes its one-line result (the container's `terminationMessagePath`);
+    /// Kubernetes' default is `/dev/termination-log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message_path: Option<String>,
+    /// Jobs of this agent that may run at once; the rest wait as `Pending/Queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// How long a task may stay Pending for a reason other than Queued or Suspended before its
+    /// `Stalled` condition turns True: seconds, or a number with `s`, `m` or `h` (`"5m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_after: Option<StallAfter>,
+}
+
+/// `stallAfter`: `300`, `"90s"`, `"5m"` or `"1h"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StallAfter {
+    Seconds(u64),
+    Text(String),
+}
+
+impl StallAfter {
+    /// The duration, or why the text is not one.
+    pub fn duration(&self) -> Result<Duration, String> {
+        let text = match self {
+            StallAfter::Seconds(s) => return Ok(Duration::from_secs(*s)),
+            StallAfter::Text(t) => t.trim(),
+        };
+        let (number, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let scale = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => 0,
+        };
+        match number.parse::<u64>() {
+            Ok(n) if scale > 0 => Ok(Duration::from_secs(n.saturating_mul(scale))),
+            _ => Err(format!(
+                "{text:?} is not a duration: write seconds (300) or a number with s, m or h (\"5m\")"
+            )),
+        }
+    }
 }
 
 /// File-wide defaults for the limits of every profile.
@@ -97,6 +151,9 @@ pub struct ResolvedProfile<'a> {
     pub backoff_limit: i32,
     pub ttl_seconds_after_finished: i32,
     pub mount_path: &'a str,
+    /// `None`: no limit of its own (the global cap still applies).
+    pub max_concurrent: Option<u32>,
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +243,24 @@ impl AgentProfiles {
             if p.mount_path.as_deref().is_some_and(|m| !m.starts_with('/')) {
                 return Err(format!("mountPath of {name} must be an absolute path"));
             }
+            if p.termination_message_path
+                .as_deref()
+                .is_some_and(|m| !m.starts_with('/'))
+            {
+                return Err(format!(
+                    "terminationMessagePath of {name} must be an absolute path"
+                ));
+            }
+            if p.max_concurrent == Some(0) {
+                return Err(format!(
+                    "maxConcurrent of {name} must be at least 1 (leave it out for no limit)"
+                ));
+            }
+            if let Some(stall) = &p.stall_after {
+                stall
+                    .duration()
+                    .map_err(|e| format!("stallAfter of {name}: {e}"))?;
+            }
         }
         if !self.defaults.mount_path.starts_with('/') {
             return Err("defaults.mountPath must be an absolute path".to_string());
@@ -220,6 +295,12 @@ impl AgentProfiles {
                 .mount_path
                 .as_deref()
                 .unwrap_or(&self.defaults.mount_path),
+            max_concurrent: profile.max_concurrent,
+            stall_after: profile
+                .stall_after
+                .as_ref()
+                .and_then(|s| s.duration().ok())
+                .unwrap_or(DEFAULT_STALL_AFTER),
         })
     }
 }
@@ -277,6 +358,26 @@ agents:
     }
 
     #[test]
+    fn limits_and_stall_threshold_resolve_with_defaults() {
+        let p = AgentProfiles::parse(
+            "agents:\n  a: {image: x, maxConcurrent: 5, stallAfter: 90s}\n  b: {image: x, stallAfter: 120}\n  c: {image: x, stallAfter: 2m}\n  d: {image: x}\n",
+            "t",
+        )
+        .unwrap();
+        let cases = [
+            ("a", Some(5), 90),
+            ("b", None, 120),
+            ("c", None, 120),
+            ("d", None, DEFAULT_STALL_AFTER.as_secs()),
+        ];
+        for (name, max, stall) in cases {
+            let r = p.resolve(name).unwrap();
+            assert_eq!(r.max_concurrent, max, "{name}");
+            assert_eq!(r.stall_after, Duration::from_secs(stall), "{name}");
+        }
+    }
+
+    #[test]
     fn an_unknown_agent_names_itself_and_the_known_ones() {
         let p = AgentProfiles::parse(FILE, "test").unwrap();
         let err = p.resolve("gpt-9").unwrap_err();
@@ -303,6 +404,18 @@ agents:
             ("agents: {a: {image: x, mountPath: rel}}", "absolute path"),
             ("agents: {a: {image: x, imgae: y}}", "unknown field"),
             ("agent: {}", "unknown field"),
+            (
+                "agents: {a: {image: x, maxConcurrent: 0}}",
+                "maxConcurrent of a must be at least 1",
+            ),
+            (
+                "agents: {a: {image: x, stallAfter: 5 minutes}}",
+                "stallAfter of a: \"5 minutes\" is not a duration",
+            ),
+            (
+                "agents: {a: {image: x, terminationMessagePath: out.txt}}",
+                "terminationMessagePath of a must be an absolute path",
+            ),
         ];
         for (text, want) in cases {
             let err = AgentProfiles::parse(text, "f.yaml")

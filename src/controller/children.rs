@@ -3,7 +3,7 @@
 
 use super::agents::ResolvedProfile;
 use crate::crd::TaskRun;
-use crate::names;
+use crate::{names, prompt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, EnvVar, PodSpec, PodTemplateSpec, Volume,
@@ -26,6 +26,13 @@ pub const ENV_TASK_ID: &str = "TASK_ID";
 pub const ENV_SERVICE_NAME: &str = "TASK_SERVICE_NAME";
 pub const ENV_CONTEXT_VERSION: &str = "TASK_CONTEXT_VERSION";
 pub const ENV_AGENT_NAME: &str = "TASK_AGENT_NAME";
+/// Env var naming the file the agent writes its result to. Kubernetes does not set it; the
+/// local runner does (to a writable file it reads back), so an agent writes to
+/// `"${TERMINATION_MESSAGE_PATH:-/dev/termination-log}"` and works in both.
+pub const ENV_TERMINATION_MESSAGE_PATH: &str = "TERMINATION_MESSAGE_PATH";
+/// The kubelet keeps the termination message file, or on a failure without one, the last lines
+/// of the log: so a crashed agent still reports why.
+pub const TERMINATION_MESSAGE_POLICY: &str = "FallbackToLogsOnError";
 
 /// The TaskRun lacks what an owner reference needs (it was never stored by a server).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +90,16 @@ pub fn job_name(tr: &TaskRun) -> String {
     )
 }
 
+/// The Job of one attempt: [`job_name`] for the first, `-r<N>` after it for a retry.
+pub fn attempt_job_name(tr: &TaskRun, attempt: u32) -> String {
+    names::attempt_job_name(
+        &tr.spec.service_name,
+        tr.spec.task_id,
+        tr.spec.context_version,
+        attempt,
+    )
+}
+
 fn child_meta(tr: &TaskRun, name: String, owner: &OwnerReference, hash: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -94,14 +111,20 @@ fn child_meta(tr: &TaskRun, name: String, owner: &OwnerReference, hash: String) 
     }
 }
 
-/// `<service>-<taskId>-v<version>-files`, one key per markdown file.
+/// `<service>-<taskId>-v<version>-files`, one key per markdown file, plus `TASK.md`: every file
+/// in reading order under a heading (see [`crate::prompt`]), so `$TASK_DIR/TASK.md` is the
+/// whole task.
 pub fn build_config_map(tr: &TaskRun, owner: &OwnerReference) -> ConfigMap {
-    let data: BTreeMap<String, String> = tr
+    let mut data: BTreeMap<String, String> = tr
         .spec
         .markdown_files
         .iter()
         .map(|f| (f.filename.clone(), f.content.clone()))
         .collect();
+    data.insert(
+        prompt::TASK_FILE.to_string(),
+        prompt::task_markdown(&tr.spec.markdown_files),
+    );
     let hash = content_hash(&data);
     ConfigMap {
         metadata: child_meta(tr, config_map_name(tr), owner, hash),
@@ -114,7 +137,20 @@ pub fn build_config_map(tr: &TaskRun, owner: &OwnerReference) -> ConfigMap {
 /// at the profile's mount path, never restarted in place (the Job's backoffLimit retries it),
 /// and always bounded by activeDeadlineSeconds.
 pub fn build_job(tr: &TaskRun, profile: &ResolvedProfile<'_>, owner: &OwnerReference) -> Job {
+    build_attempt_job(tr, profile, owner, 1)
+}
+
+/// [`build_job`] for attempt `attempt` (1 is the first run, 2 the first retry): named by
+/// [`attempt_job_name`] and labelled `orchestrator.io/attempt`, on the Job and its Pods.
+pub fn build_attempt_job(
+    tr: &TaskRun,
+    profile: &ResolvedProfile<'_>,
+    owner: &OwnerReference,
+    attempt: u32,
+) -> Job {
     let agent = profile.profile;
+    let mut labels = child_labels(tr);
+    labels.insert(names::LABEL_ATTEMPT.to_string(), attempt.max(1).to_string());
     let mut env = vec![
         env_var(ENV_TASK_DIR, profile.mount_path),
         env_var(ENV_TASK_ID, &tr.spec.task_id.to_string()),
@@ -131,6 +167,8 @@ pub fn build_job(tr: &TaskRun, profile: &ResolvedProfile<'_>, owner: &OwnerRefer
         args: (!agent.args.is_empty()).then(|| agent.args.clone()),
         env: Some(env),
         resources: agent.resources.clone(),
+        termination_message_path: agent.termination_message_path.clone(),
+        termination_message_policy: Some(TERMINATION_MESSAGE_POLICY.to_string()),
         volume_mounts: Some(vec![VolumeMount {
             name: VOLUME_NAME.to_string(),
             mount_path: profile.mount_path.to_string(),
@@ -145,12 +183,13 @@ pub fn build_job(tr: &TaskRun, profile: &ResolvedProfile<'_>, owner: &OwnerRefer
         ttl_seconds_after_finished: Some(profile.ttl_seconds_after_finished),
         template: PodTemplateSpec {
             metadata: Some(ObjectMeta {
-                labels: Some(child_labels(tr)),
+                labels: Some(labels.clone()),
                 ..ObjectMeta::default()
             }),
             spec: Some(PodSpec {
                 restart_policy: Some("Never".to_string()),
                 service_account_name: agent.service_account_name.clone(),
+                automount_service_account_token: agent.automount_service_account_token,
                 containers: vec![container],
                 volumes: Some(vec![Volume {
                     name: VOLUME_NAME.to_string(),
@@ -166,8 +205,10 @@ pub fn build_job(tr: &TaskRun, profile: &ResolvedProfile<'_>, owner: &OwnerRefer
         ..JobSpec::default()
     };
     let hash = content_hash(&spec);
+    let mut metadata = child_meta(tr, attempt_job_name(tr, attempt), owner, hash);
+    metadata.labels = Some(labels);
     Job {
-        metadata: child_meta(tr, job_name(tr), owner, hash),
+        metadata,
         spec: Some(spec),
         ..Job::default()
     }
@@ -220,6 +261,8 @@ mod tests {
                 context_version: version,
                 content_digest: "sha256:abc".to_string(),
                 source_path: format!("tasks/{task_id}-x"),
+                suspend: false,
+                priority: 0,
                 markdown_files: vec![
                     MarkdownFile {
                         filename: "acceptance.md".into(),
@@ -315,9 +358,64 @@ mod tests {
         let tr = task_run("web", 42, 1);
         let cm = build_config_map(&tr, &owner_reference(&tr).unwrap());
         let data = cm.data.unwrap();
-        assert_eq!(data.len(), 2);
+        assert_eq!(data.len(), 3);
         assert_eq!(data["prompt.md"], "# Build it\n");
         assert_eq!(data["acceptance.md"], "# Done when\n");
+        // prompt.md first although the TaskRun lists acceptance.md first.
+        assert_eq!(
+            data["TASK.md"],
+            "# prompt.md\n\n# Build it\n\n# acceptance.md\n\n# Done when\n"
+        );
+    }
+
+    #[test]
+    fn the_agent_container_reports_its_result_by_termination_message() {
+        let p = AgentProfiles::parse(
+            "agents:\n  a: {image: x}\n  b: {image: x, terminationMessagePath: /tmp/result}\n",
+            "t",
+        )
+        .unwrap();
+        let tr = task_run("web", 42, 1);
+        let owner = owner_reference(&tr).unwrap();
+        for (agent, path) in [("a", None), ("b", Some("/tmp/result"))] {
+            let job = build_job(&tr, &p.resolve(agent).unwrap(), &owner);
+            let c = &job.spec.unwrap().template.spec.unwrap().containers[0];
+            assert_eq!(
+                c.termination_message_policy.as_deref(),
+                Some("FallbackToLogsOnError"),
+                "{agent}"
+            );
+            assert_eq!(c.termination_message_path.as_deref(), path, "{agent}");
+        }
+    }
+
+    #[test]
+    fn a_retry_is_a_new_job_of_the_same_version() {
+        let p = profiles();
+        let profile = p.resolve("claude-code").unwrap();
+        let tr = task_run("web", 42, 3);
+        let owner = owner_reference(&tr).unwrap();
+        // (attempt, Job name, attempt label)
+        let cases = [
+            (1, "web-42-v3", "1"),
+            (2, "web-42-v3-r2", "2"),
+            (10, "web-42-v3-r10", "10"),
+        ];
+        for (attempt, name, label) in cases {
+            let job = build_attempt_job(&tr, &profile, &owner, attempt);
+            assert_eq!(job.metadata.name.as_deref(), Some(name));
+            let labels = job.metadata.labels.as_ref().unwrap();
+            assert_eq!(labels[names::LABEL_ATTEMPT], label);
+            assert_eq!(labels[names::LABEL_CONTEXT_VERSION], "3");
+            let pod_labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+            assert_eq!(pod_labels[names::LABEL_ATTEMPT], label);
+            // Same ConfigMap: a retry runs the same content.
+            assert_eq!(config_map_name(&tr), "web-42-v3-files");
+        }
+        assert_eq!(
+            build_job(&tr, &profile, &owner),
+            build_attempt_job(&tr, &profile, &owner, 1)
+        );
     }
 
     #[test]
@@ -364,6 +462,27 @@ mod tests {
             Some(vec!["sh".into(), "-c".into()])
         );
         assert_eq!(pod.containers[0].image.as_deref(), Some("img:1"));
+    }
+
+    #[test]
+    fn the_api_token_is_mounted_only_when_the_profile_asks() {
+        let p = AgentProfiles::parse(
+            "agents:\n  quiet: {image: i}\n  operator: {image: i, automountServiceAccountToken: true}\n  no: {image: i, automountServiceAccountToken: false}\n",
+            "test",
+        )
+        .unwrap();
+        let tr = task_run("web", 42, 1);
+        let owner = owner_reference(&tr).unwrap();
+        for (agent, want) in [
+            ("quiet", None),
+            ("operator", Some(true)),
+            ("no", Some(false)),
+        ] {
+            let job = build_job(&tr, &p.resolve(agent).unwrap(), &owner);
+            let pod = job.spec.unwrap().template.spec.unwrap();
+            // Unset leaves it to the ServiceAccount (deploy/'s agent account mounts none).
+            assert_eq!(pod.automount_service_account_token, want, "{agent}");
+        }
     }
 
     #[test]

@@ -15,6 +15,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("cannot create {kind} {name}: {source}")]
+    CreateChild {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("cannot apply {kind} {name}: {source}")]
     ApplyChild {
         kind: &'static str,
@@ -63,6 +70,7 @@ impl Error {
         match self {
             Error::MissingUid(_) | Error::MissingNamespace(_) => "invalid_object",
             Error::GetChild { .. } => "get_child",
+            Error::CreateChild { .. } => "create_child",
             Error::ApplyChild { .. } => "apply_child",
             Error::ListChildren { .. } => "list_children",
             Error::DeleteChild { .. } => "delete_child",
@@ -76,6 +84,33 @@ impl Error {
                 _ => "invalid_object",
             },
         }
+    }
+}
+
+impl Error {
+    /// The client error underneath, if a request failed.
+    pub fn client_error(&self) -> Option<&kube::Error> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::GetChild { source, .. }
+            | Error::CreateChild { source, .. }
+            | Error::ApplyChild { source, .. }
+            | Error::ListChildren { source, .. }
+            | Error::DeleteChild { source, .. }
+            | Error::WriteStatus { source, .. } => Some(source),
+            Error::Finalizer { source } => match source.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.client_error(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => Some(e),
+                _ => None,
+            },
+            Error::MissingUid(_) | Error::MissingNamespace(_) | Error::ForeignChild { .. } => None,
+        }
+    }
+
+    /// The API server could not be reached (rather than refusing the request).
+    pub fn is_connection(&self) -> bool {
+        self.client_error()
+            .is_some_and(crate::outage_log::is_connection_error)
     }
 }
 

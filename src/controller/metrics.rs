@@ -17,6 +17,12 @@ pub struct PhaseLabels {
     pub phase: &'static str,
 }
 
+/// `result` is `ok` or `error`: labels never name a task, so the series count stays fixed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: &'static str,
@@ -32,13 +38,18 @@ pub struct ControllerMetrics {
     pub taskrun_active: Gauge,
     /// `taskrun_phase{phase}`: TaskRuns in each phase now.
     pub taskrun_phase: Family<PhaseLabels, Gauge>,
-    /// `controller_reconcile_duration_seconds`.
-    pub reconcile_duration: Histogram,
+    /// `controller_reconcile_duration_seconds{result}`.
+    pub reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
     /// `controller_reconcile_errors_total{kind}`, kind from `Error::kind()`.
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// `controller_jobs_created_total`.
     pub jobs_created: Counter,
     phases: Mutex<HashMap<String, TaskPhase>>,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
 const PHASES: [TaskPhase; 4] = [
@@ -55,7 +66,7 @@ impl ControllerMetrics {
             taskrun: Counter::default(),
             taskrun_active: Gauge::default(),
             taskrun_phase: Family::default(),
-            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             reconcile_errors: Family::default(),
             jobs_created: Counter::default(),
             phases: Mutex::new(HashMap::new()),
@@ -78,7 +89,7 @@ impl ControllerMetrics {
         );
         registry.register(
             "controller_reconcile_duration_seconds",
-            "Time one TaskRun reconcile takes",
+            "Time one TaskRun reconcile takes, by result (ok, error)",
             m.reconcile_duration.clone(),
         );
         registry.register(
@@ -143,23 +154,35 @@ impl ControllerMetrics {
             .inc();
     }
 
-    /// Records the reconcile's duration when dropped, however the reconcile ends.
+    /// Records the reconcile's duration when dropped, however the reconcile ends: as `error`
+    /// unless [`ReconcileTimer::succeeded`] was called.
     pub fn time_reconcile(&self) -> ReconcileTimer<'_> {
         ReconcileTimer {
-            histogram: &self.reconcile_duration,
+            family: &self.reconcile_duration,
             start: Instant::now(),
+            ok: false,
         }
     }
 }
 
 pub struct ReconcileTimer<'a> {
-    histogram: &'a Histogram,
+    family: &'a Family<ReconcileLabels, Histogram, fn() -> Histogram>,
     start: Instant,
+    ok: bool,
+}
+
+impl ReconcileTimer<'_> {
+    pub fn succeeded(&mut self) {
+        self.ok = true;
+    }
 }
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
+        let result = if self.ok { "ok" } else { "error" };
+        self.family
+            .get_or_create(&ReconcileLabels { result })
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -192,6 +215,9 @@ mod tests {
         m.jobs_created.inc();
         m.count_error("apply");
         drop(m.time_reconcile());
+        let mut ok = m.time_reconcile();
+        ok.succeeded();
+        drop(ok);
         let text = encode_openmetrics(&registry);
         for line in [
             "taskrun_total 1",
@@ -202,7 +228,8 @@ mod tests {
             "taskrun_phase{phase=\"Failed\"} 0",
             "controller_jobs_created_total 1",
             "controller_reconcile_errors_total{kind=\"apply\"} 1",
-            "controller_reconcile_duration_seconds_count 1",
+            "controller_reconcile_duration_seconds_count{result=\"error\"} 1",
+            "controller_reconcile_duration_seconds_count{result=\"ok\"} 1",
             "# EOF",
         ] {
             assert!(

@@ -1,16 +1,21 @@
 //! The TaskRun controller: TaskRuns in, ConfigMaps, Jobs, events, metrics and TaskRun status out.
 //!
 //! A kube-runtime `Controller` that owns Jobs and ConfigMaps, so a Job's change reconciles its
-//! TaskRun at once. Pure parts: [`agents`], [`children`], [`job_phase`], [`status`],
-//! [`backoff`]; I/O: [`reconcile`].
+//! TaskRun at once. Every watch feeds a store the reconciler reads ([`caches`]). Pure parts:
+//! [`agents`], [`children`], [`job_phase`], [`status`], [`backoff`]; I/O: [`reconcile`].
 
 pub mod agents;
 pub mod backoff;
+pub mod caches;
 pub mod children;
 pub mod error;
 pub mod events;
 pub mod job_phase;
+pub mod lifecycle;
 pub mod metrics;
+pub mod operations;
+pub mod profiles;
+pub mod queue;
 pub mod reasons;
 pub mod reconcile;
 pub mod status;
@@ -22,18 +27,22 @@ pub use metrics::ControllerMetrics;
 
 use crate::crd::TaskRun;
 use crate::names::{LABEL_MANAGED_BY, MANAGED_BY};
-use futures::StreamExt;
+use crate::outage_log::OutageLog;
+use crate::watch_backoff::watch_backoff;
+use caches::{Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job, slim_pod};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
-use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The API calls of the controller, for the RBAC check of deploy/. Children are server-side
-/// applied (a create when missing); `taskruns/finalizers` update is what clusters with
+/// The API calls of the controller, for the RBAC check of deploy/. Children are created (a GET
+/// only when the create answers 409), a ConfigMap whose content changed is server-side applied;
+/// Pods are watched for the caches; `taskruns/finalizers` update is what clusters with
 /// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
@@ -54,12 +63,17 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "batch",
         resource: "jobs",
-        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        verbs: &["get", "list", "watch", "create", "delete"],
     },
     crate::rbac::ApiAccess {
         group: "",
         resource: "configmaps",
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    crate::rbac::ApiAccess {
+        group: "",
+        resource: "pods",
+        verbs: &["list", "watch"],
     },
     crate::rbac::ApiAccess {
         group: "events.k8s.io",
@@ -68,13 +82,22 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     },
 ];
 
+/// Reconciles at once by default. A steady-state reconcile makes at most one write and no read,
+/// so this is the number of writes in flight: enough to keep the server busy without the
+/// controller queueing behind itself, few enough not to trip a real server's priority and
+/// fairness (the sync uses the same bound).
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
     /// Only TaskRuns (and children) in this namespace; `None` watches every namespace.
     pub namespace: Option<String>,
-    pub agents: AgentProfiles,
-    /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun).
+    /// The profiles in use; their source may replace them while the controller runs.
+    pub agents: profiles::LiveProfiles,
+    /// Reconciles that may run at once (kube-runtime never runs two for one TaskRun). kube-rs
+    /// has no client-side rate limit (client-go's default is 5 QPS), so this is also the bound
+    /// on the controller's requests in flight.
     pub concurrency: u16,
     /// Trailing-edge debounce of reconcile triggers per TaskRun: bursts of Job updates become
     /// one reconcile.
@@ -87,10 +110,18 @@ pub struct ControllerConfig {
 
 impl ControllerConfig {
     pub fn new(namespace: Option<String>, agents: AgentProfiles) -> ControllerConfig {
+        Self::with_live_profiles(namespace, profiles::LiveProfiles::new(agents, "the start"))
+    }
+
+    /// A controller whose profiles follow their source (see [`profiles::LiveProfiles`]).
+    pub fn with_live_profiles(
+        namespace: Option<String>,
+        agents: profiles::LiveProfiles,
+    ) -> ControllerConfig {
         ControllerConfig {
             namespace,
             agents,
-            concurrency: 16,
+            concurrency: DEFAULT_CONCURRENCY,
             debounce: Duration::from_millis(200),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
@@ -109,6 +140,41 @@ where
     }
 }
 
+/// A watch of `api` (with the capped [`watch_backoff`]) whose objects are slimmed by `slim` and
+/// kept in the store `writer` feeds; yields the objects that changed.
+fn cached_watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    mut writer: OwnedStoreWriter<K>,
+    outage: Arc<OutageLog>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, config)
+        .backoff(watch_backoff())
+        .inspect(move |result| note_watch_result(&outage, result.as_ref().err()))
+        .modify(slim)
+        .map_ok(move |event| {
+            writer.apply(&event);
+            event
+        })
+        .touched_objects()
+        .filter_map(|result| std::future::ready(result.ok().map(Ok)))
+}
+
+/// Keeps of a TaskRun what the reconcile reads: all but managedFields.
+fn slim_task_run(tr: &mut TaskRun) {
+    tr.metadata.managed_fields = None;
+}
+
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
 /// Metrics go to `metrics` (create them with [`ControllerMetrics::register`] on the registry
 /// that /metrics serves).
@@ -119,26 +185,76 @@ pub async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
-    let task_runs: Api<TaskRun> = api(&client, ns);
-    let jobs: Api<Job> = api(&client, ns);
-    let config_maps: Api<ConfigMap> = api(&client, ns);
     // Only children this project made are watched; owner references map them to TaskRuns.
     let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    let ctx = Arc::new(reconcile::Context::new(
+    let (jobs, jobs_writer) = owned_store::<Job>();
+    let (config_maps, config_maps_writer) = owned_store::<ConfigMap>();
+    let (pods, pods_writer) = owned_store::<Pod>();
+    let outage = Arc::new(OutageLog::new(
+        "controller",
+        reconcile::RETRY_WHILE_UNREACHABLE.max(crate::watch_backoff::WATCH_BACKOFF_MAX),
+    ));
+    let job_events = cached_watch(
+        api(&client, ns),
+        children.clone(),
+        slim_job,
+        jobs_writer,
+        outage.clone(),
+    );
+    let config_map_events = cached_watch(
+        api(&client, ns),
+        children.clone(),
+        slim_config_map,
+        config_maps_writer,
+        outage.clone(),
+    );
+    let pod_events = cached_watch(
+        api(&client, ns),
+        children,
+        slim_pod,
+        pods_writer,
+        outage.clone(),
+    );
+    let (task_runs, task_runs_writer) = reflector::store::<TaskRun>();
+    let task_run_outage = outage.clone();
+    // Errors are logged once per outage where they arise and not passed on, so that
+    // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
+    // watch that failed retries with `watch_backoff`.
+    let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
+        .backoff(watch_backoff())
+        .inspect(move |result| note_watch_result(&task_run_outage, result.as_ref().err()))
+        .modify(slim_task_run)
+        .reflect(task_runs_writer)
+        .touched_objects()
+        .filter_map(|result| std::future::ready(result.ok().map(Ok)));
+    let mut ctx = reconcile::Context::new(
         client.clone(),
         config.agents.clone(),
         metrics,
         backoff::Backoffs::new(config.backoff_base, config.backoff_max),
-    ));
+        Caches {
+            jobs,
+            config_maps,
+            pods,
+        },
+    );
+    ctx.outage = outage;
+    let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
         agents = ?config.agents.names(),
         concurrency = config.concurrency,
         "starting the TaskRun controller"
     );
-    Controller::new(task_runs, watcher::Config::default())
-        .owns(jobs, children.clone())
-        .owns(config_maps, children)
+    // Pods trigger nothing yet; their watch only keeps the cache current.
+    let pod_watch = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
+    let watch_ctx = ctx.clone();
+    Controller::for_stream(task_run_events, task_runs)
+        .owns_stream(job_events)
+        .owns_stream(config_map_events)
+        // The streams above retry on their own and pass no error on; should one come through,
+        // the pause is capped as theirs is.
+        .trigger_backoff(watch_backoff())
         .with_config(
             RuntimeConfig::default()
                 .concurrency(config.concurrency)
@@ -146,12 +262,27 @@ pub async fn run_controller(
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                // Reconcile errors are logged by error_policy; these are watch/queue errors.
+        .for_each(move |result| {
+            // Reconcile errors are logged by error_policy; these are watch and queue errors.
+            if let Err(kube::runtime::controller::Error::QueueError(e)) = &result {
+                note_watch_result(&watch_ctx.outage, Some(e));
+            } else if let Err(e) = &result {
                 tracing::debug!("controller: {e}");
             }
+            std::future::ready(())
         })
         .await;
+    pod_watch.abort();
     tracing::info!("TaskRun controller stopped");
+}
+
+/// A watch error that means the server is unreachable goes to the outage log (one line per
+/// outage); others (410 Gone before a relist, ...) are routine and logged at debug. Any event
+/// that arrived means the server is reachable.
+fn note_watch_result(outage: &crate::outage_log::OutageLog, error: Option<&watcher::Error>) {
+    match error {
+        Some(e) if crate::outage_log::is_watch_connection_error(e) => outage.failed(e),
+        Some(e) => tracing::debug!("watch: {e}"),
+        None => outage.succeeded(),
+    }
 }

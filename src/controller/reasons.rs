@@ -25,6 +25,24 @@ pub const REASON_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 pub const REASON_SUPERSEDED: &str = "Superseded";
 pub const REASON_AGENT_NOT_FOUND: &str = "AgentNotFound";
 
+/// Pending reasons of the task lifecycle (docs/task-lifecycle.md).
+/// Over a limit (`maxConcurrent`, `--max-running`): no Job yet, a place in the queue.
+pub const REASON_QUEUED: &str = "Queued";
+/// task.yaml says `suspend: true`.
+pub const REASON_SUSPENDED: &str = "Suspended";
+/// The Job exists; its Pod is not running yet and nothing is known to block it.
+pub const REASON_JOB_CREATED: &str = "JobCreated";
+/// The Job controller cannot create the Pod (a Job event), e.g. a missing ServiceAccount.
+pub const REASON_FAILED_CREATE: &str = "FailedCreate";
+/// The scheduler finds no node for the Pod.
+pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+pub const REASON_IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+pub const REASON_ERR_IMAGE_PULL: &str = "ErrImagePull";
+/// A missing Secret, ConfigMap or key the container's env or volumes refer to.
+pub const REASON_CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+/// Failed reason: `orchestrator cancel` (annotation `orchestrator.io/cancel`).
+pub const REASON_CANCELLED: &str = "Cancelled";
+
 /// Why the controller published an event on a TaskRun.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventReason {

@@ -1,63 +1,102 @@
-//! One reconcile of one TaskRun: the TaskRun and what the cluster holds for it in; the ConfigMap,
-//! the Job, deletions of older versions, events and one status write (only when it changes) out.
+//! One reconcile of one TaskRun: the TaskRun and the caches of its children in; the ConfigMap,
+//! the Job, deletions of older versions, at most one status write and at most one event out.
 //!
-//! Decisions are made by the pure modules (`children`, `job_phase`, `status`); this file only
-//! reads what they need and carries out what they return.
+//! Decisions are made by the pure modules (`children`, `job_phase`, `status::decide`); this file
+//! only gathers what they need, from memory ([`Caches`]), and carries out what they return. In
+//! the steady state a reconcile makes no read request: a GET happens only when a create finds
+//! the object already there (409), which a cache that is behind the server can cause.
 
-use super::agents::{AgentProfiles, ResolvedProfile};
+use super::agents::ResolvedProfile;
 use super::backoff::Backoffs;
+use super::caches::Caches;
 use super::children::{
     self, build_config_map, build_job, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
 use super::events::{publish, related};
-use super::job_phase::{JobState, format_time, job_phase};
+use super::job_phase::{format_time, job_phase};
 use super::metrics::ControllerMetrics;
-use super::reasons::{self, EventReason};
-use super::status::{Observation, Outcome, needs_write, task_run_status};
+use super::profiles::LiveProfiles;
+use super::reasons::EventReason;
+use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
 use super::written::{WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
-use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER, LABEL_TASK_ID};
+use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
+use crate::outage_log::OutageLog;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, instrument, warn};
 
 /// A TaskRun whose Job is still going is looked at again after this long even if nothing
 /// changes; Job events normally trigger a reconcile long before.
 pub const REQUEUE_ACTIVE: Duration = Duration::from_secs(300);
-/// After creating a Job the controller waits for the Job's first status before writing the
-/// TaskRun's; if no Job event arrives, it looks again after this long.
-pub const REQUEUE_AFTER_CREATE: Duration = Duration::from_secs(5);
+/// A reconcile that failed because the API server could not be reached is retried at least
+/// this often (its own backoff may say sooner), so work resumes within this long after the
+/// server is back.
+pub const RETRY_WHILE_UNREACHABLE: Duration = Duration::from_secs(2);
 
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub agents: AgentProfiles,
+    pub agents: LiveProfiles,
     pub recorder: Recorder,
     pub metrics: Arc<ControllerMetrics>,
     pub backoffs: Backoffs<ObjectRef<TaskRun>>,
+    /// Jobs and ConfigMaps (and Pods) as the watches last saw them.
+    pub caches: Caches,
+    /// One line per lost or regained API server connection, not one per failed request; shared
+    /// with the watches.
+    pub outage: Arc<OutageLog>,
     /// Jobs (by uid) already reported as built from different content, so the warning is given
     /// once per Job rather than on every reconcile.
     reported_outdated: Mutex<HashSet<String>>,
     /// Status writes the watch may not have delivered yet.
     written: WrittenStatuses,
+    /// Jobs this controller created that the Job cache may not show yet, by namespace/name.
+    created_jobs: CreatedJobs,
+}
+
+/// Jobs created a moment ago, until the cache shows them: a reconcile triggered by another
+/// child's event (the ConfigMap's) must not try to create the Job again. Entries older than a
+/// minute are dropped (the Job was deleted before the watch showed it).
+#[derive(Default)]
+struct CreatedJobs(Mutex<HashMap<String, (Instant, Arc<Job>)>>);
+
+impl CreatedJobs {
+    fn remember(&self, key: String, job: Arc<Job>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+        map.insert(key, (Instant::now(), job));
+    }
+
+    /// The Job created under `key`, or `None`; forgets it once the cache has caught up.
+    fn get(&self, key: &str, cached: bool) -> Option<Arc<Job>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cached {
+            map.remove(key);
+            return None;
+        }
+        map.get(key).map(|(_, job)| job.clone())
+    }
 }
 
 impl Context {
     pub fn new(
         client: Client,
-        agents: AgentProfiles,
+        agents: LiveProfiles,
         metrics: Arc<ControllerMetrics>,
         backoffs: Backoffs<ObjectRef<TaskRun>>,
+        caches: Caches,
     ) -> Context {
         Context {
             recorder: super::events::recorder(client.clone()),
@@ -65,8 +104,11 @@ impl Context {
             agents,
             metrics,
             backoffs,
+            caches,
+            outage: Arc::new(OutageLog::new("controller", RETRY_WHILE_UNREACHABLE)),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
+            created_jobs: CreatedJobs::default(),
         }
     }
 }
@@ -74,12 +116,16 @@ impl Context {
 /// The reconciler handed to kube-runtime's Controller.
 #[instrument(skip_all, fields(task_run = %tr.name_any(), version = tr.spec.context_version))]
 pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _timer = ctx.metrics.time_reconcile();
+    let mut timer = ctx.metrics.time_reconcile();
+    // Until the children are listed, "not in the cache" would mean "not known yet".
+    ctx.caches.ready().await;
     let key = ObjectRef::from_obj(&*tr);
     let ns = tr
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(tr.name_any()))?;
     let api: Api<TaskRun> = Api::namespaced(ctx.client.clone(), &ns);
+    // The sync applies the finalizer with the TaskRun; for a TaskRun made by hand (or before
+    // the sync did so) this adds it with one patch before anything else happens.
     let action = finalizer(&api, FINALIZER, tr, |event| async {
         match event {
             FinalizerEvent::Apply(tr) => apply(&tr, &ctx, &api).await,
@@ -88,14 +134,21 @@ pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Er
     })
     .await?;
     ctx.backoffs.reset(&key);
+    timer.succeeded();
     Ok(action)
 }
 
-/// Counts the error by kind and retries the object after its own exponential backoff.
+/// Counts the error by kind and retries the object after its own exponential backoff. While the
+/// API server cannot be reached, the retry comes at least every [`RETRY_WHILE_UNREACHABLE`] and
+/// the outage is logged once, not per TaskRun.
 pub fn error_policy(tr: Arc<TaskRun>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_error(error.kind());
     let key = ObjectRef::from_obj(&*tr);
     let delay = ctx.backoffs.next_delay(&key);
+    if error.is_connection() {
+        ctx.outage.failed(error);
+        return Action::requeue(delay.min(RETRY_WHILE_UNREACHABLE));
+    }
     warn!(
         task_run = %tr.name_any(),
         kind = error.kind(),
@@ -106,24 +159,9 @@ pub fn error_policy(tr: Arc<TaskRun>, error: &Error, ctx: Arc<Context>) -> Actio
     Action::requeue(delay)
 }
 
-struct Children {
-    jobs: Api<Job>,
-    config_maps: Api<ConfigMap>,
-}
-
-impl Children {
-    fn new(client: &Client, ns: &str) -> Children {
-        Children {
-            jobs: Api::namespaced(client.clone(), ns),
-            config_maps: Api::namespaced(client.clone(), ns),
-        }
-    }
-}
-
 async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action, Error> {
     let owner = owner_reference(tr)?;
     let ns = tr.namespace().unwrap_or_default();
-    let kids = Children::new(&ctx.client, &ns);
     let version = tr.spec.context_version;
     let job_name = children::job_name(tr);
     let config_map_name = children::config_map_name(tr);
@@ -132,27 +170,30 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let previous = freshest(tr.status.as_ref(), rv, pending_write.as_ref());
     let status_is_current = previous.is_some_and(|s| s.context_version == Some(version));
 
+    let now = k8s_openapi::jiff::Timestamp::now();
     let superseded = if may_own_other_versions(previous, tr.metadata.generation, version) {
-        delete_other_versions(tr, ctx, &kids, &owner.uid, &job_name, &config_map_name).await?
+        delete_other_versions(ctx, &ns, &owner.uid, &job_name, &config_map_name).await?
     } else {
         Vec::new()
     };
 
-    let mut job_created = false;
-    let outcome = match ctx.agents.resolve(&tr.spec.agent_name) {
+    let agents = ctx.agents.current();
+    let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
         },
         Ok(_) if status_is_current && finished(previous, &job_name) => Outcome::Finished,
         Ok(profile) => {
-            ensure_config_map(tr, ctx, &kids, &owner).await?;
-            let (state, created) = ensure_job(tr, ctx, &kids, &profile, &owner).await?;
-            job_created = created;
-            Outcome::Job { state, superseded }
+            ensure_config_map(tr, ctx, &ns, &owner).await?;
+            let (job, created) = ensure_job(tr, ctx, &ns, &profile, &owner).await?;
+            Outcome::Job {
+                state: job_phase(&job),
+                superseded,
+                created: created.then(|| format!("{} ({})", profile.name, profile.profile.image)),
+                young: created || is_young(&job, now),
+            }
         }
     };
-    let deferred =
-        job_created && matches!(&outcome, Outcome::Job { superseded, .. } if superseded.is_empty());
     let observation = Observation {
         generation: tr.metadata.generation,
         context_version: version,
@@ -160,29 +201,33 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         config_map_name,
         outcome,
     };
-    let now = format_time(k8s_openapi::jiff::Timestamp::now());
-    let next = task_run_status(previous, &observation, &now);
-    let phase = next.phase.unwrap_or_default();
-    if deferred {
-        // A Job created a moment ago has no status yet: its controller's first update (a Job
-        // event) triggers the next reconcile, which writes Pending or Running in one go.
-        ctx.metrics.observe_phase(&owner.uid, phase);
-        return Ok(Action::requeue(REQUEUE_AFTER_CREATE));
-    }
-    if needs_write(previous, &next) {
-        let stored = write_status(api, &tr.name_any(), &next).await?;
+    let Decision {
+        status,
+        write,
+        transition,
+        deferred,
+    } = decide(previous, &observation, &format_time(now));
+    if write {
+        let stored = write_status(api, &tr.name_any(), &status).await?;
         ctx.written.remember(
             &owner.uid,
             stored.metadata.resource_version.as_deref(),
-            next.clone(),
+            status.clone(),
         );
         if !status_is_current {
             ctx.metrics.taskrun.inc();
         }
-        publish_outcome(tr, ctx, previous, &next, status_is_current).await;
     }
+    if let Some(t) = transition {
+        let job = t.job.map(|name| job_reference(name, &ns));
+        publish(&ctx.recorder, tr, t.reason, t.note, job).await;
+    }
+    let phase = status.phase.unwrap_or_default();
     ctx.metrics.observe_phase(&owner.uid, phase);
-    Ok(if phase.is_terminal() {
+    Ok(if deferred {
+        // The Job's first status update normally comes first and triggers a reconcile.
+        Action::requeue(PENDING_GRACE)
+    } else if phase.is_terminal() {
         Action::await_change()
     } else {
         Action::requeue(REQUEUE_ACTIVE)
@@ -203,6 +248,13 @@ fn may_own_other_versions(
     }
 }
 
+/// The Job was created less than [`PENDING_GRACE`] before `now`.
+fn is_young(job: &Job, now: k8s_openapi::jiff::Timestamp) -> bool {
+    job.metadata.creation_timestamp.as_ref().is_some_and(|t| {
+        now.as_millisecond() - t.0.as_millisecond() < PENDING_GRACE.as_millis() as i64
+    })
+}
+
 /// The status already records a finished run of this very Job: nothing is (re)created, even if
 /// the Job has since been removed by its ttlSecondsAfterFinished.
 fn finished(previous: Option<&TaskRunStatus>, job_name: &str) -> bool {
@@ -211,38 +263,14 @@ fn finished(previous: Option<&TaskRunStatus>, job_name: &str) -> bool {
     })
 }
 
-async fn publish_outcome(
-    tr: &TaskRun,
-    ctx: &Context,
-    previous: Option<&TaskRunStatus>,
-    next: &TaskRunStatus,
-    same_version: bool,
-) {
-    let was_terminal = same_version
-        && previous.is_some_and(|s| s.phase.is_some_and(TaskPhase::is_terminal))
-        && previous.and_then(|s| s.job_name.as_ref()) == next.job_name.as_ref();
-    let Some(phase) = next.phase else { return };
-    if !phase.is_terminal() || was_terminal {
-        return;
-    }
-    let not_found = next.conditions.iter().any(|c| {
-        c.type_ == reasons::CONDITION_SUCCEEDED
-            && c.reason.as_deref() == Some(reasons::REASON_AGENT_NOT_FOUND)
-    });
-    let reason = match phase {
-        _ if not_found => EventReason::AgentNotFound,
-        TaskPhase::Succeeded => EventReason::Succeeded,
-        _ => EventReason::Failed,
-    };
-    let note = next.message.clone().unwrap_or_else(|| phase.to_string());
-    let job = next.job_name.as_ref().map(|name| ObjectReference {
+fn job_reference(name: String, namespace: &str) -> ObjectReference {
+    ObjectReference {
         api_version: Some("batch/v1".to_string()),
         kind: Some("Job".to_string()),
-        name: Some(name.clone()),
-        namespace: tr.namespace(),
+        name: Some(name),
+        namespace: Some(namespace.to_string()),
         ..ObjectReference::default()
-    });
-    publish(&ctx.recorder, tr, reason, note, job).await;
+    }
 }
 
 async fn write_status(
@@ -267,65 +295,81 @@ async fn write_status(
     })
 }
 
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER_CONTROLLER).force()
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.to_string()),
+        ..PostParams::default()
+    }
+}
+
+/// Creates `desired`; when it already exists (409: the cache was behind), reads it once and
+/// returns it with `false`. Never replaces an existing object.
+async fn create_or_read<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    desired: &K,
+) -> Result<(K, bool), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    match api.create(&create_params(), desired).await {
+        Ok(created) => Ok((created, true)),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            info!(%kind, %name, "already exists (the cache was behind); reading it");
+            let live = api.get(&name).await.map_err(|source| Error::GetChild {
+                kind,
+                name: name.clone(),
+                source,
+            })?;
+            Ok((live, false))
+        }
+        Err(source) => Err(Error::CreateChild { kind, name, source }),
+    }
 }
 
 async fn ensure_config_map(
     tr: &TaskRun,
     ctx: &Context,
-    kids: &Children,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ns: &str,
+    owner: &OwnerReference,
 ) -> Result<(), Error> {
     let desired = build_config_map(tr, owner);
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let live = kids
-        .config_maps
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::GetChild {
-            kind: "ConfigMap",
-            name: name.clone(),
-            source,
-        })?;
-    let created = match &live {
-        Some(live) if !is_controlled_by(&live.metadata, &owner.uid) => {
-            return Err(Error::ForeignChild {
-                kind: "ConfigMap",
-                name,
-                task_run: tr.name_any(),
-            });
-        }
-        Some(live) if spec_hash_of(&live.metadata) == spec_hash_of(&desired.metadata) => {
-            return Ok(());
-        }
-        Some(_) => false,
-        None => true,
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let live = match ctx.caches.config_maps.get(ns, &name) {
+        Some(live) => (*live).clone(),
+        None => match create_or_read(&api, "ConfigMap", &desired).await? {
+            (_, true) => {
+                info!(config_map = %name, "created ConfigMap");
+                return Ok(());
+            }
+            (live, false) => live,
+        },
     };
-    // Absent, or holding other content: server-side apply makes it exactly ours.
-    let applied = kids
-        .config_maps
-        .patch(&name, &apply_params(), &Patch::Apply(&desired))
-        .await
-        .map_err(|source| Error::ApplyChild {
+    if !is_controlled_by(&live.metadata, &owner.uid) {
+        return Err(Error::ForeignChild {
             kind: "ConfigMap",
-            name: name.clone(),
-            source,
-        })?;
-    let files = tr.spec.markdown_files.len();
-    if created {
-        info!(config_map = %name, "created ConfigMap");
-        publish(
-            &ctx.recorder,
-            tr,
-            EventReason::ConfigMapCreated,
-            format!("Created ConfigMap {name} with {files} markdown file(s)"),
-            Some(related(&applied)),
-        )
-        .await;
-    } else {
-        info!(config_map = %name, "replaced the content of ConfigMap");
+            name,
+            task_run: tr.name_any(),
+        });
     }
+    if spec_hash_of(&live.metadata) == spec_hash_of(&desired.metadata) {
+        return Ok(());
+    }
+    // Ours, holding other content: server-side apply makes it exactly ours again.
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER_CONTROLLER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|source| Error::ApplyChild {
+        kind: "ConfigMap",
+        name: name.clone(),
+        source,
+    })?;
+    info!(config_map = %name, "replaced the content of ConfigMap");
     Ok(())
 }
 
@@ -333,59 +377,43 @@ async fn ensure_config_map(
 async fn ensure_job(
     tr: &TaskRun,
     ctx: &Context,
-    kids: &Children,
+    ns: &str,
     profile: &ResolvedProfile<'_>,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> Result<(JobState, bool), Error> {
+    owner: &OwnerReference,
+) -> Result<(Arc<Job>, bool), Error> {
     let desired = build_job(tr, profile, owner);
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let live = kids
-        .jobs
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::GetChild {
-            kind: "Job",
-            name: name.clone(),
-            source,
-        })?;
-    match live {
-        Some(live) if !is_controlled_by(&live.metadata, &owner.uid) => Err(Error::ForeignChild {
+    let key = format!("{ns}/{name}");
+    let cached = ctx.caches.job(ns, &name);
+    let live = match cached
+        .clone()
+        .or_else(|| ctx.created_jobs.get(&key, cached.is_some()))
+    {
+        Some(live) => live,
+        None => {
+            let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+            let (job, created) = create_or_read(&api, "Job", &desired).await?;
+            let job = Arc::new(job);
+            if created {
+                ctx.metrics.jobs_created.inc();
+                ctx.created_jobs.remember(key, job.clone());
+                info!(job = %name, agent = profile.name, "created Job");
+                return Ok((job, true));
+            }
+            job
+        }
+    };
+    if !is_controlled_by(&live.metadata, &owner.uid) {
+        return Err(Error::ForeignChild {
             kind: "Job",
             name,
             task_run: tr.name_any(),
-        }),
-        Some(live) => {
-            if spec_hash_of(&live.metadata) != spec_hash_of(&desired.metadata) {
-                report_outdated(tr, ctx, &live, profile).await;
-            }
-            Ok((job_phase(&live), false))
-        }
-        None => {
-            let created = kids
-                .jobs
-                .patch(&name, &apply_params(), &Patch::Apply(&desired))
-                .await
-                .map_err(|source| Error::ApplyChild {
-                    kind: "Job",
-                    name: name.clone(),
-                    source,
-                })?;
-            ctx.metrics.jobs_created.inc();
-            info!(job = %name, agent = profile.name, "created Job");
-            publish(
-                &ctx.recorder,
-                tr,
-                EventReason::JobCreated,
-                format!(
-                    "Created Job {name} running agent {} ({})",
-                    profile.name, profile.profile.image
-                ),
-                Some(related(&created)),
-            )
-            .await;
-            Ok((job_phase(&created), true))
-        }
+        });
     }
+    if spec_hash_of(&live.metadata) != spec_hash_of(&desired.metadata) {
+        report_outdated(tr, ctx, &live, profile).await;
+    }
+    Ok((live, false))
 }
 
 /// A Job's pod template cannot change, and rerunning a task behind the user's back is worse than
@@ -413,96 +441,48 @@ async fn report_outdated(tr: &TaskRun, ctx: &Context, live: &Job, profile: &Reso
     }
 }
 
-/// Deletes this TaskRun's Jobs and ConfigMaps other than the current version's; returns the
-/// names of Jobs that were still running and have been stopped.
+/// Deletes this TaskRun's Jobs and ConfigMaps other than the current version's, as the caches
+/// know them; returns the names of Jobs that were still running and have been stopped. A child
+/// the cache does not show yet is still owned by the TaskRun, so it goes with the TaskRun.
 async fn delete_other_versions(
-    tr: &TaskRun,
     ctx: &Context,
-    kids: &Children,
+    ns: &str,
     uid: &str,
     job_name: &str,
     config_map_name: &str,
 ) -> Result<Vec<String>, Error> {
-    let task_id = tr.spec.task_id;
-    let old_jobs: Vec<Job> = owned(&kids.jobs, "Job", task_id, uid)
-        .await?
-        .into_iter()
-        .filter(|j| j.name_any() != job_name)
-        .collect();
-    let old_config_maps: Vec<ConfigMap> = owned(&kids.config_maps, "ConfigMap", task_id, uid)
-        .await?
-        .into_iter()
-        .filter(|c| c.name_any() != config_map_name)
-        .collect();
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let mut stopped = Vec::new();
     let mut deleted = Vec::new();
-    for job in &old_jobs {
+    for job in ctx.caches.jobs.owned_by(uid) {
         let name = job.name_any();
-        delete(&kids.jobs, "Job", &name).await?;
-        if !job_phase(job).phase.is_terminal() {
-            let from = job
-                .labels()
-                .get(crate::names::LABEL_CONTEXT_VERSION)
-                .cloned()
-                .unwrap_or_default();
-            publish(
-                &ctx.recorder,
-                tr,
-                EventReason::JobSuperseded,
-                format!(
-                    "Stopped Job {name} (context version {from}): superseded by context version {}",
-                    tr.spec.context_version
-                ),
-                Some(related(job)),
-            )
-            .await;
-            stopped.push(name);
-        } else {
+        if name == job_name {
+            continue;
+        }
+        delete(&jobs, "Job", &name).await?;
+        if job_phase(&job).phase.is_terminal() {
             deleted.push(name);
+        } else {
+            stopped.push(name);
         }
     }
-    for cm in &old_config_maps {
+    for cm in ctx.caches.config_maps.owned_by(uid) {
         let name = cm.name_any();
-        delete(&kids.config_maps, "ConfigMap", &name).await?;
+        if name == config_map_name {
+            continue;
+        }
+        delete(&config_maps, "ConfigMap", &name).await?;
         deleted.push(name);
     }
-    if !deleted.is_empty() {
-        publish(
-            &ctx.recorder,
-            tr,
-            EventReason::OldVersionDeleted,
-            format!("Deleted {} of older context versions", deleted.join(", ")),
-            None,
-        )
-        .await;
+    if !deleted.is_empty() || !stopped.is_empty() {
+        info!(
+            ?stopped,
+            ?deleted,
+            "deleted children of older context versions"
+        );
     }
     Ok(stopped)
-}
-
-/// Children of this task (label task-id) that this very TaskRun controls; another task's
-/// objects, or a same-id object someone else owns, never match.
-async fn owned<K>(
-    api: &Api<K>,
-    kind: &'static str,
-    task_id: i64,
-    uid: &str,
-) -> Result<Vec<K>, Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let list = api
-        .list(&ListParams::default().labels(&format!("{LABEL_TASK_ID}={task_id}")))
-        .await
-        .map_err(|source| Error::ListChildren {
-            kind,
-            task_id,
-            source,
-        })?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|o| is_controlled_by(o.meta(), uid))
-        .collect())
 }
 
 /// Deletes with propagation Background, so a Job's pods go too; already gone is fine.
@@ -521,22 +501,23 @@ where
     }
 }
 
-/// The TaskRun is being deleted: remove its Jobs (and so their pods) and ConfigMaps, then let the
-/// finalizer go.
+/// The TaskRun is being deleted: remove its Jobs (and so their pods) and ConfigMaps as the caches
+/// know them, then let the finalizer go. Children the caches do not show yet carry the
+/// TaskRun's owner reference, so the garbage collector removes them with it.
 async fn cleanup(tr: &TaskRun, ctx: &Context) -> Result<Action, Error> {
     let Some(uid) = tr.uid() else {
         return Ok(Action::await_change());
     };
     let ns = tr.namespace().unwrap_or_default();
-    let kids = Children::new(&ctx.client, &ns);
-    let task_id = tr.spec.task_id;
-    let jobs = owned(&kids.jobs, "Job", task_id, &uid).await?;
-    let config_maps = owned(&kids.config_maps, "ConfigMap", task_id, &uid).await?;
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let config_maps_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let jobs = ctx.caches.jobs.owned_by(&uid);
+    let config_maps = ctx.caches.config_maps.owned_by(&uid);
     for job in &jobs {
-        delete(&kids.jobs, "Job", &job.name_any()).await?;
+        delete(&jobs_api, "Job", &job.name_any()).await?;
     }
     for cm in &config_maps {
-        delete(&kids.config_maps, "ConfigMap", &cm.name_any()).await?;
+        delete(&config_maps_api, "ConfigMap", &cm.name_any()).await?;
     }
     let names: Vec<String> = jobs
         .iter()

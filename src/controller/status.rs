@@ -1,5 +1,6 @@
 //! The TaskRun's status: the previous status, what the controller observed and the time in, the
-//! new status out. Pure; the caller writes it only when [`needs_write`] says so.
+//! new status out. Pure; [`decide`] adds the one decision of a reconcile: whether to write it and
+//! the one event (the transition a person cares about) to publish.
 //!
 //! Rules: within one run (same context version and Job) the phase only moves forward
 //! (Pending → Running → Succeeded|Failed), so it never flaps; `attempts` never goes down; a
@@ -25,10 +26,14 @@ pub enum Outcome {
     /// `agentName` names no profile; the message names it and the known ones. No Job exists.
     AgentNotFound { message: String },
     /// The current version's Job as last seen; `superseded` names older Jobs that were still
-    /// running and have just been stopped for it.
+    /// running and have just been stopped for it; `created` is set when this reconcile created
+    /// the Job, to the agent it runs ("echo (local/shell)"); `young` when the Job was created
+    /// less than [`PENDING_GRACE`] ago.
     Job {
         state: JobState,
         superseded: Vec<String>,
+        created: Option<String>,
+        young: bool,
     },
     /// The Job finished earlier and is gone (ttlSecondsAfterFinished); the recorded outcome stands.
     Finished,
@@ -52,9 +57,9 @@ pub fn task_run_status(
             ..TaskRunStatus::default()
         },
         Outcome::Finished => TaskRunStatus::default(),
-        Outcome::Job { state, superseded } => {
-            job_status(same_run.then_some(&prev), observation, state, superseded)
-        }
+        Outcome::Job {
+            state, superseded, ..
+        } => job_status(same_run.then_some(&prev), observation, state, superseded),
     };
     next.context_version = Some(observation.context_version);
     next.observed_generation = observation.generation;
@@ -76,6 +81,102 @@ pub fn task_run_status(
 /// Whether `next` differs from what the TaskRun holds: the status write to skip otherwise.
 pub fn needs_write(previous: Option<&TaskRunStatus>, next: &TaskRunStatus) -> bool {
     previous != Some(next)
+}
+
+/// The event of a transition a person cares about: the Job started (was created), older Jobs
+/// were superseded, the run Succeeded, Failed, or cannot start (AgentNotFound).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub reason: EventReason,
+    pub note: String,
+    /// The Job the event is about.
+    pub job: Option<String>,
+}
+
+/// What one reconcile does after looking: the status it arrives at, whether to write it, and at
+/// most one event. Pure; the reconcile carries it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub status: TaskRunStatus,
+    pub write: bool,
+    pub transition: Option<Transition>,
+    /// A Pending status is held back for [`PENDING_GRACE`]: look again then.
+    pub deferred: bool,
+}
+
+/// A Job younger than this that has not started is not reported as Pending yet: most start
+/// within it, and then the first status written is Running. One that takes longer is reported
+/// Pending when the grace is over (the reconcile looks again then).
+pub const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The one decision of a reconcile. A young Job that has not started gets no status yet (see
+/// [`PENDING_GRACE`]), so a run writes its status once per real transition: Running, then
+/// Succeeded or Failed; unless it superseded an older Job, which the status says at once.
+pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: &str) -> Decision {
+    let status = task_run_status(previous, observation, now);
+    let (superseded, created, young) = match &observation.outcome {
+        Outcome::Job {
+            superseded,
+            created,
+            young,
+            ..
+        } => (superseded.as_slice(), created.as_deref(), *young),
+        _ => (&[][..], None, false),
+    };
+    let deferred = superseded.is_empty() && young && status.phase == Some(TaskPhase::Pending);
+    let write = !deferred && needs_write(previous, &status);
+    let job = &observation.job_name;
+    let transition = if !superseded.is_empty() {
+        Some(Transition {
+            reason: EventReason::JobSuperseded,
+            note: format!(
+                "Stopped Job {} (still running): superseded by context version {}; {}",
+                superseded.join(", "),
+                observation.context_version,
+                match created {
+                    Some(_) => format!("created Job {job}"),
+                    None => format!("Job {job} runs it"),
+                }
+            ),
+            job: Some(job.clone()),
+        })
+    } else if let Some(agent) = created {
+        Some(Transition {
+            reason: EventReason::JobCreated,
+            note: format!("Created Job {job} running agent {agent}"),
+            job: Some(job.clone()),
+        })
+    } else if write && newly_terminal(previous, &status) {
+        let phase = status.phase.unwrap_or_default();
+        let reason = match (&observation.outcome, phase) {
+            (Outcome::AgentNotFound { .. }, _) => EventReason::AgentNotFound,
+            (_, TaskPhase::Succeeded) => EventReason::Succeeded,
+            _ => EventReason::Failed,
+        };
+        Some(Transition {
+            reason,
+            note: status.message.clone().unwrap_or_else(|| phase.to_string()),
+            job: status.job_name.clone(),
+        })
+    } else {
+        None
+    };
+    Decision {
+        status,
+        write,
+        transition,
+        deferred,
+    }
+}
+
+/// `next` is terminal and `previous` did not record this very run as terminal already.
+fn newly_terminal(previous: Option<&TaskRunStatus>, next: &TaskRunStatus) -> bool {
+    let was_terminal = previous.is_some_and(|p| {
+        p.context_version == next.context_version
+            && p.job_name == next.job_name
+            && p.phase.is_some_and(TaskPhase::is_terminal)
+    });
+    next.phase.is_some_and(TaskPhase::is_terminal) && !was_terminal
 }
 
 fn rank(phase: TaskPhase) -> u8 {
@@ -157,7 +258,9 @@ fn succeeded_reason(
         Outcome::AgentNotFound { .. } => REASON_AGENT_NOT_FOUND,
         Outcome::Finished if same_run => previous_reason().unwrap_or(REASON_SUCCEEDED),
         Outcome::Finished => REASON_PENDING,
-        Outcome::Job { state, superseded } => {
+        Outcome::Job {
+            state, superseded, ..
+        } => {
             let phase = next.phase.unwrap_or_default();
             if phase != state.phase {
                 // The phase was kept from before; so is its reason.
@@ -265,6 +368,8 @@ mod tests {
             Outcome::Job {
                 state: state(phase, reason, attempts),
                 superseded: vec![],
+                created: None,
+                young: false,
             },
         )
     }
@@ -362,6 +467,8 @@ mod tests {
                     Outcome::Job {
                         state: state(Pending, REASON_PENDING, 0),
                         superseded: vec!["web-42-v1".into()],
+                        created: Some("echo (local/shell)".into()),
+                        young: true,
                     },
                 ),
                 Pending,
@@ -409,6 +516,8 @@ mod tests {
                     Outcome::Job {
                         state: state(Pending, REASON_PENDING, 0),
                         superseded: vec!["web-42-v1".into()],
+                        created: Some("echo (local/shell)".into()),
+                        young: true,
                     },
                 ),
                 "Job web-42-v2 replaces superseded Job web-42-v1; waiting for it to start",
@@ -537,5 +646,157 @@ mod tests {
         let next = task_run_status(Some(&first), &o, T1);
         assert!(needs_write(Some(&first), &next));
         assert_eq!(next.observed_generation, Some(7));
+    }
+
+    /// (case, previous, observation, write, event reason and note)
+    type DecideCase<'a> = (
+        &'a str,
+        Option<&'a TaskRunStatus>,
+        Observation,
+        bool,
+        Option<(EventReason, &'a str)>,
+    );
+
+    #[test]
+    fn one_decision_per_reconcile_one_write_and_one_event_per_transition() {
+        use TaskPhase::*;
+        let created = |version, superseded: Vec<String>| {
+            obs(
+                version,
+                Outcome::Job {
+                    state: state(Pending, REASON_PENDING, 0),
+                    superseded,
+                    created: Some("echo (local/shell)".into()),
+                    young: true,
+                },
+            )
+        };
+        let young_pending = || {
+            obs(
+                1,
+                Outcome::Job {
+                    state: state(Pending, REASON_PENDING, 0),
+                    superseded: vec![],
+                    created: None,
+                    young: true,
+                },
+            )
+        };
+        let running = task_run_status(None, &job(1, Running, REASON_RUNNING, 1), T0);
+        let done = task_run_status(Some(&running), &job(1, Succeeded, REASON_SUCCEEDED, 1), T1);
+        let failed = task_run_status(
+            Some(&running),
+            &job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 1),
+            T1,
+        );
+        let not_found = obs(
+            1,
+            Outcome::AgentNotFound {
+                message: "agent \"x\" is not defined".into(),
+            },
+        );
+        let cases: Vec<DecideCase> = vec![
+            (
+                "created: no status until the Job reports, one JobCreated",
+                None,
+                created(1, vec![]),
+                false,
+                Some((
+                    EventReason::JobCreated,
+                    "Created Job web-42-v1 running agent echo (local/shell)",
+                )),
+            ),
+            (
+                "a young Job not started, seen again: still no status",
+                None,
+                young_pending(),
+                false,
+                None,
+            ),
+            (
+                "a Job not started after the grace: Pending is written",
+                None,
+                job(1, Pending, REASON_PENDING, 0),
+                true,
+                None,
+            ),
+            (
+                "first status of the Job: a write, no event",
+                None,
+                job(1, Running, REASON_RUNNING, 1),
+                true,
+                None,
+            ),
+            (
+                "nothing changed: nothing",
+                Some(&running),
+                job(1, Running, REASON_RUNNING, 1),
+                false,
+                None,
+            ),
+            (
+                "Succeeded: a write and one event",
+                Some(&running),
+                job(1, Succeeded, REASON_SUCCEEDED, 1),
+                true,
+                Some((
+                    EventReason::Succeeded,
+                    "Job web-42-v1 succeeded (CompletionsReached)",
+                )),
+            ),
+            (
+                "Failed: a write and one event",
+                Some(&running),
+                job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 1),
+                true,
+                Some((
+                    EventReason::Failed,
+                    "Job web-42-v1 failed: BackoffLimitExceeded: limit",
+                )),
+            ),
+            (
+                "Succeeded seen again: nothing",
+                Some(&done),
+                job(1, Succeeded, REASON_SUCCEEDED, 1),
+                false,
+                None,
+            ),
+            (
+                "Failed seen again: nothing",
+                Some(&failed),
+                job(1, Failed, REASON_BACKOFF_LIMIT_EXCEEDED, 1),
+                false,
+                None,
+            ),
+            (
+                "superseded: the status says so at once, one event naming both Jobs",
+                Some(&running),
+                created(2, vec!["web-42-v1".into()]),
+                true,
+                Some((
+                    EventReason::JobSuperseded,
+                    "Stopped Job web-42-v1 (still running): superseded by context version 2; created Job web-42-v2",
+                )),
+            ),
+            (
+                "unknown agent: stalled, one event",
+                None,
+                not_found.clone(),
+                true,
+                Some((EventReason::AgentNotFound, "agent \"x\" is not defined")),
+            ),
+        ];
+        for (case, previous, o, write, event) in cases {
+            let d = decide(previous, &o, T2);
+            assert_eq!(d.write, write, "{case}");
+            assert_eq!(
+                d.transition.as_ref().map(|t| (t.reason, t.note.as_str())),
+                event,
+                "{case}"
+            );
+            assert_eq!(d.status, task_run_status(previous, &o, T2), "{case}");
+        }
+        let stalled = decide(None, &not_found, T0).status;
+        assert_eq!(decide(Some(&stalled), &not_found, T1).transition, None);
     }
 }

@@ -17,6 +17,6 @@ pub mod writer;
 
 pub use error::NotesError;
 pub use metrics::NotesMetrics;
-pub use model::{NOTE_API_VERSION, NOTES_REF, Note, TaskState};
+pub use model::{DEFAULT_ENVIRONMENT, NOTE_API_VERSION, NOTES_REF, Note, TaskState, notes_ref_for};
 pub use render::render_note;
 pub use writer::{NotesConfig, NotesWriterHandle, TaskStates, report_stream, spawn_notes_writer};

@@ -7,6 +7,26 @@ use serde::{Deserialize, Serialize};
 
 /// The ref every note lives under; `git log --notes=orchestrator` reads it.
 pub const NOTES_REF: &str = "refs/notes/orchestrator";
+
+/// The environment whose note is [`NOTES_REF`].
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+
+/// The notes ref of one environment (one cluster syncing the repository): `default` →
+/// `refs/notes/orchestrator` (what `git log --notes=orchestrator` shows), `staging` →
+/// `refs/notes/orchestrator-staging`. A separate ref per environment, so two clusters never
+/// overwrite each other's note on a commit. (Not `refs/notes/orchestrator/NAME`: git cannot
+/// hold that beside `refs/notes/orchestrator`.) Pure.
+pub fn notes_ref_for(environment: &str) -> Result<String, String> {
+    if environment == DEFAULT_ENVIRONMENT {
+        return Ok(NOTES_REF.to_string());
+    }
+    if !crate::names::is_dns1123_label(environment) {
+        return Err(format!(
+            "--environment {environment:?}: use lowercase letters, digits and '-' (at most 63), like staging or prod-eu"
+        ));
+    }
+    Ok(format!("{NOTES_REF}-{environment}"))
+}
 /// The version of the note document this build writes and reads.
 pub const NOTE_API_VERSION: &str = "orchestrator.io/notes/v1";
 
@@ -62,6 +82,12 @@ pub struct NoteTask {
     pub job_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Why the task is in its phase (status.reason), when the controller says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The agent's result (status.result, its termination message, at most 4 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
 }
 
 /// A sync error of the revision.
@@ -91,6 +117,10 @@ pub struct TaskState {
     pub message: Option<String>,
     /// The contextVersion the status describes, when the controller says.
     pub context_version: Option<i64>,
+    /// `status.reason`: Queued, Suspended, ImagePullBackOff, Cancelled, …
+    pub reason: Option<String>,
+    /// `status.result`: the agent's termination message.
+    pub result: Option<String>,
 }
 
 impl TaskState {
@@ -102,6 +132,8 @@ impl TaskState {
             job_name: status.job_name,
             message: status.message,
             context_version: status.context_version,
+            reason: status.reason,
+            result: status.result,
         }
     }
 }
@@ -133,5 +165,21 @@ impl Note {
         self.tasks
             .iter()
             .all(|t| t.phase.is_some_and(TaskPhase::is_terminal))
+    }
+}
+
+#[cfg(test)]
+mod environment_tests {
+    use super::*;
+
+    #[test]
+    fn one_notes_ref_per_environment() {
+        assert_eq!(notes_ref_for("default").unwrap(), "refs/notes/orchestrator");
+        assert_eq!(
+            notes_ref_for("staging").unwrap(),
+            "refs/notes/orchestrator-staging"
+        );
+        assert!(notes_ref_for("Prod EU").is_err());
+        assert!(notes_ref_for("").is_err());
     }
 }

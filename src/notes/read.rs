@@ -48,7 +48,14 @@ pub struct NoteLookup {
     /// `<branch>@sha1:<commit>` as resolved (the note's own revision string when it has one).
     pub revision: String,
     pub note: Option<Note>,
+    /// When the commit has no note but a newer commit on the branch has one: that commit's
+    /// revision. The sync skipped this commit (commits came faster than a sync) and will not come
+    /// back to it.
+    pub skipped_for: Option<String>,
 }
+
+/// How many commits after the wanted one a lookup walks to find a newer note.
+const NEWER_NOTE_WALK_LIMIT: usize = 10_000;
 
 /// Resolves the revision and reads its note.
 pub fn read_note(query: &NoteQuery) -> Result<NoteLookup, NotesError> {
@@ -62,7 +69,11 @@ pub fn read_note(query: &NoteQuery) -> Result<NoteLookup, NotesError> {
                 })?;
             let (commit, label) = resolve(&repo, query)?;
             let tip = super::store::notes_tip(&repo, &query.notes_ref)?;
-            lookup(&repo, &query.notes_ref, tip, commit, &label)
+            // The branch the sync follows: where a newer, noted commit would be.
+            let head = resolve_revision(&repo, query.branch.as_deref())
+                .ok()
+                .map(|(oid, _)| oid);
+            lookup(&repo, &query.notes_ref, tip, commit, &label, head)
         }
         None => {
             let mirror = Mirror::new(&query.repo, &query.mirror_root, query.credentials.clone());
@@ -87,7 +98,7 @@ pub fn read_note(query: &NoteQuery) -> Result<NoteLookup, NotesError> {
                 callbacks: Some(Arc::new(move || remote_callbacks(&credentials))),
             };
             let tip = fetch_remote_notes(&repo, &remote, &query.notes_ref)?;
-            lookup(&repo, &query.notes_ref, tip, commit, &label)
+            lookup(&repo, &query.notes_ref, tip, commit, &label, Some(head))
         }
     }
 }
@@ -113,6 +124,7 @@ fn lookup(
     notes_tip: Option<Oid>,
     commit: Oid,
     label: &str,
+    branch_head: Option<Oid>,
 ) -> Result<NoteLookup, NotesError> {
     let hex = commit.to_string();
     let revision = if hex.starts_with(label) {
@@ -125,9 +137,11 @@ fn lookup(
             commit,
             revision,
             note: None,
+            skipped_for: None,
         });
     };
-    let text = match notes_map(repo, tip, notes_ref)?.get(&commit) {
+    let notes = notes_map(repo, tip, notes_ref)?;
+    let text = match notes.get(&commit) {
         Some(blob) => Some(
             repo.find_blob(*blob)
                 .map(|b| String::from_utf8_lossy(b.content()).into_owned())
@@ -149,9 +163,51 @@ fn lookup(
         .as_ref()
         .map(|n| n.revision.clone())
         .unwrap_or(revision);
+    let skipped_for = match (&note, branch_head) {
+        (None, Some(head)) => newer_noted_commit(repo, &notes, commit, head).map(|newer| {
+            lookup_revision(repo, &notes, newer).unwrap_or_else(|| format!("sha1:{newer}"))
+        }),
+        _ => None,
+    };
     Ok(NoteLookup {
         commit,
         revision,
         note,
+        skipped_for,
     })
+}
+
+/// The newest commit between `commit` (excluded) and `head` that descends from `commit` and has
+/// a note: proof that the sync went past `commit`. Walks at most [`NEWER_NOTE_WALK_LIMIT`]
+/// commits; `None` when `commit` is not behind `head` or nothing newer has a note.
+fn newer_noted_commit(
+    repo: &Repository,
+    notes: &super::store::NotesMap,
+    commit: Oid,
+    head: Oid,
+) -> Option<Oid> {
+    if head == commit || !repo.graph_descendant_of(head, commit).unwrap_or(false) {
+        return None;
+    }
+    let mut walk = repo.revwalk().ok()?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+        .ok()?;
+    walk.push(head).ok()?;
+    walk.hide(commit).ok()?;
+    walk.take(NEWER_NOTE_WALK_LIMIT)
+        .filter_map(Result::ok)
+        .find(|oid| {
+            notes.contains_key(oid) && repo.graph_descendant_of(*oid, commit).unwrap_or(false)
+        })
+}
+
+/// The revision string a commit's note gives itself, if it can be read.
+fn lookup_revision(
+    repo: &Repository,
+    notes: &super::store::NotesMap,
+    commit: Oid,
+) -> Option<String> {
+    let blob = repo.find_blob(*notes.get(&commit)?).ok()?;
+    let note = Note::parse(&String::from_utf8_lossy(blob.content())).ok()?;
+    Some(note.revision)
 }

@@ -22,6 +22,10 @@ pub fn note_of(
         .iter()
         .map(|task| {
             let state = task_states.get(&task.name);
+            let current = state.filter(|s| {
+                s.context_version
+                    .is_none_or(|v| v == task.context_version)
+            });
             let (phase, job_name, message) = match state {
                 None => (None, None, Some("no TaskRun yet".to_string())),
                 Some(s) => match s.context_version {
@@ -36,6 +40,9 @@ pub fn note_of(
                     _ => (s.phase, s.job_name.clone(), s.message.clone()),
                 },
             };
+            // Only a status of this contextVersion has a reason and result for it.
+            let reason = current.and_then(|s| s.reason.clone());
+            let result = current.and_then(|s| s.result.clone());
             NoteTask {
                 task_id: task.task_id,
                 name: task.name.clone(),
@@ -45,6 +52,8 @@ pub fn note_of(
                 phase,
                 job_name,
                 message,
+                reason,
+                result,
             }
         })
         .collect();
@@ -152,6 +161,7 @@ mod tests {
             job_name: Some(format!("web-v{version}")),
             message: None,
             context_version: Some(version),
+            ..TaskState::default()
         }
     }
 
@@ -169,7 +179,14 @@ mod tests {
             name: "task-43".into(),
             message: "422: spec.serviceName invalid".into(),
         });
-        let states = BTreeMap::from([("task-42".to_string(), state(TaskPhase::Running, 2))]);
+        let states = BTreeMap::from([(
+            "task-42".to_string(),
+            TaskState {
+                reason: Some("Failed".into()),
+                result: Some("3 tests fail:\nlogin_test, sso_test, session_test".into()),
+                ..state(TaskPhase::Failed, 2)
+            },
+        )]);
         let superseded = Revision {
             branch: "main".into(),
             commit: "fedcba9876543210fedcba9876543210fedcba98".into(),
@@ -181,7 +198,7 @@ mod tests {
 revision: main@sha1:0123456789abcdef0123456789abcdef01234567
 syncedAt: 2026-11-26T19:30:00Z
 sync: OutOfSync
-health: Missing
+health: Degraded
 supersededBy: main@sha1:fedcba9876543210fedcba9876543210fedcba98
 counts:
   created: 1
@@ -194,8 +211,12 @@ tasks:
   path: tasks/42-x
   contextVersion: 2
   digest: sha256:0000000000000000000000000000000000000000000000000000000000000042
-  phase: Running
+  phase: Failed
   jobName: web-v2
+  reason: Failed
+  result: |-
+    3 tests fail:
+    login_test, sso_test, session_test
 - taskId: 43
   name: task-43
   path: tasks/43-x
@@ -214,6 +235,24 @@ errors:
         assert_eq!(
             Note::parse(&text).unwrap(),
             note_of(&r, &states, Some(&superseded))
+        );
+    }
+
+    #[test]
+    fn a_result_of_an_older_context_version_is_not_shown() {
+        let states = BTreeMap::from([(
+            "task-42".to_string(),
+            TaskState {
+                result: Some("old".into()),
+                reason: Some("Succeeded".into()),
+                ..state(TaskPhase::Succeeded, 1)
+            },
+        )]);
+        let note = note_of(&report(), &states, None);
+        let task = note.tasks.iter().find(|t| t.name == "task-42").unwrap();
+        assert_eq!(
+            (task.result.as_deref(), task.reason.as_deref()),
+            (None, None)
         );
     }
 

@@ -170,6 +170,7 @@ mod tests {
                     job_name: Some("svc-1-v1".into()),
                     message: None,
                     context_version: Some(1),
+                    ..TaskState::default()
                 };
                 BTreeMap::from([("task-1".to_string(), state)])
             })

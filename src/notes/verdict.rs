@@ -22,7 +22,8 @@ pub mod exit_code {
     pub const DEGRADED: i32 = 7;
     /// Synced; some task has no TaskRun or no status for this contextVersion yet.
     pub const MISSING: i32 = 8;
-    /// `wait` only: a newer revision superseded this one before it reached the wanted state.
+    /// `wait` only: a newer revision superseded this one before it reached the wanted state, or
+    /// the sync skipped it (no note of its own, a newer commit's note exists).
     pub const SUPERSEDED: i32 = 9;
 }
 
@@ -85,10 +86,15 @@ pub enum WaitStep {
     GiveUp(i32),
 }
 
-/// Pure: reached, keep polling, or give up (a Failed task, or superseded before reaching it).
-pub fn wait_step(note: Option<&Note>, target: Target) -> WaitStep {
+/// Pure: reached, keep polling, or give up (a Failed task, superseded before reaching it, or
+/// skipped: no note while a newer commit of the branch has one, so none will come).
+pub fn wait_step(note: Option<&Note>, skipped: bool, target: Target) -> WaitStep {
     let Some(note) = note else {
-        return WaitStep::KeepWaiting;
+        return if skipped {
+            WaitStep::GiveUp(exit_code::SUPERSEDED)
+        } else {
+            WaitStep::KeepWaiting
+        };
     };
     let synced = note.sync == SyncStatus::Synced;
     let reached = match target {
@@ -173,7 +179,29 @@ mod tests {
             (Some(note(Synced, Missing, false)), T::Healthy, KeepWaiting),
         ];
         for (n, target, want) in cases {
-            assert_eq!(wait_step(n.as_ref(), target), want, "{n:?} {target:?}");
+            assert_eq!(
+                wait_step(n.as_ref(), false, target),
+                want,
+                "{n:?} {target:?}"
+            );
+        }
+        // Skipped: no note of its own, a newer commit's note exists. A note of its own wins.
+        let skipped = [
+            (None, T::Healthy, GiveUp(9)),
+            (None, T::Synced, GiveUp(9)),
+            (Some(note(Synced, Healthy, false)), T::Healthy, Reached),
+            (
+                Some(note(Synced, Progressing, false)),
+                T::Healthy,
+                KeepWaiting,
+            ),
+        ];
+        for (n, target, want) in skipped {
+            assert_eq!(
+                wait_step(n.as_ref(), true, target),
+                want,
+                "{n:?} {target:?}"
+            );
         }
     }
 }

@@ -413,6 +413,8 @@ mod tests {
                 context_version: 3,
                 content_digest: String::new(),
                 source_path: String::new(),
+                suspend: false,
+                priority: 0,
                 markdown_files: vec![],
             },
         );
@@ -432,6 +434,7 @@ mod tests {
                 job_name: Some("web-42-v3".into()),
                 message: None,
                 context_version: Some(3),
+                ..TaskState::default()
             })
         );
     }

@@ -3,9 +3,11 @@
 //! log: [`Secret`] prints as `***`, and URLs are redacted before they appear in messages.
 
 use super::known_hosts::{KnownHosts, KnownHostsError, Verdict};
+use crate::secret_source::SecretSource;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tracing::info;
 
 /// A secret string whose Debug and Display never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,12 +60,12 @@ pub enum CredentialsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the git token file {path} is empty: put the token in it")]
-    EmptyTokenFile { path: PathBuf },
-    #[error(
-        "environment variable {name} (the git token) is not set or empty: export it or drop --git-token-env"
-    )]
-    MissingTokenEnv { name: String },
+    #[error("cannot read the SSH key {path}: {source}; check --ssh-key and its permissions")]
+    ReadSshKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the SSH key {path} does not exist: check --ssh-key")]
     MissingSshKey { path: PathBuf },
     #[error("cannot read the known_hosts file {path}: {source}; check --ssh-known-hosts")]
@@ -102,7 +104,9 @@ impl Credentials {
     }
 
     /// Reads the token from its file or environment variable and checks the SSH key exists.
-    /// A token file wins over a token variable.
+    /// A token file wins over a token variable. An empty token file or key file and an empty or
+    /// unset token variable mean "no such credential" (said once at info level; see
+    /// [`crate::secret_source`]); a file that cannot be read is an error.
     pub fn load(settings: &CredentialSettings) -> Result<Self, CredentialsError> {
         let token = match (&settings.token_file, &settings.token_env) {
             (Some(path), _) => {
@@ -112,23 +116,50 @@ impl Credentials {
                         source,
                     }
                 })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(CredentialsError::EmptyTokenFile { path: path.clone() });
+                let found = SecretSource::of(Some(&text));
+                if let Some(absence) = found.absence() {
+                    info!(
+                        "the git token file {} (--git-token-file) {absence}: no git token, https \
+                         remotes are fetched without one",
+                        path.display()
+                    );
                 }
-                Some(Secret::new(token))
+                found.into_value().map(Secret::new)
             }
-            (None, Some(name)) => match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
-                _ => return Err(CredentialsError::MissingTokenEnv { name: name.clone() }),
-            },
+            (None, Some(name)) => {
+                let found = SecretSource::from_env(name);
+                if let Some(absence) = found.absence() {
+                    info!(
+                        "{name} (--git-token-env) {absence}: no git token, https remotes are \
+                         fetched without one"
+                    );
+                }
+                found.into_value().map(Secret::new)
+            }
             (None, None) => None,
         };
-        if let Some(key) = &settings.ssh_key
-            && !key.exists()
-        {
-            return Err(CredentialsError::MissingSshKey { path: key.clone() });
-        }
+        let ssh_key = match &settings.ssh_key {
+            Some(key) if !key.exists() => {
+                return Err(CredentialsError::MissingSshKey { path: key.clone() });
+            }
+            Some(key) => {
+                let text = std::fs::read(key).map_err(|source| CredentialsError::ReadSshKey {
+                    path: key.clone(),
+                    source,
+                })?;
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    info!(
+                        "the SSH key {} (--ssh-key) is empty: no key, ssh remotes use the \
+                         ssh-agent if one runs",
+                        key.display()
+                    );
+                    None
+                } else {
+                    Some(key.clone())
+                }
+            }
+            None => None,
+        };
         let known_hosts = match &settings.known_hosts_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| {
@@ -151,7 +182,7 @@ impl Credentials {
         };
         Ok(Credentials {
             username: settings.username.clone(),
-            ssh_key: settings.ssh_key.clone(),
+            ssh_key,
             ssh_key_passphrase: None,
             token,
             known_hosts,
@@ -337,28 +368,38 @@ mod tests {
         .unwrap();
         assert_eq!(creds.token.as_ref().map(Secret::expose), Some("tok123"));
 
+        // Present but empty (an optional Secret key left empty) is no token, not an error.
         std::fs::write(&file, "\n").unwrap();
-        let err = Credentials::load(&CredentialSettings {
+        let creds = Credentials::load(&CredentialSettings {
             token_file: Some(file.clone()),
             ..Default::default()
         })
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "the git token file {} is empty: put the token in it",
-                file.display()
-            )
-        );
-
-        let err = Credentials::load(&CredentialSettings {
+        .unwrap();
+        assert_eq!(creds.token, None);
+        let creds = Credentials::load(&CredentialSettings {
             token_env: Some("ORCHESTRATOR_TEST_TOKEN_THAT_IS_NOT_SET".into()),
             ..Default::default()
         })
+        .unwrap();
+        assert_eq!(creds.token, None);
+        let empty_key = dir.path().join("empty_key");
+        std::fs::write(&empty_key, "").unwrap();
+        let creds = Credentials::load(&CredentialSettings {
+            ssh_key: Some(empty_key),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(creds.ssh_key, None);
+        // A path the user typed that does not exist stays an error.
+        let err = Credentials::load(&CredentialSettings {
+            token_file: Some(dir.path().join("missing")),
+            ..Default::default()
+        })
         .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "environment variable ORCHESTRATOR_TEST_TOKEN_THAT_IS_NOT_SET (the git token) is not set or empty: export it or drop --git-token-env"
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the git token file"),
+            "{err}"
         );
 
         let err = Credentials::load(&CredentialSettings {

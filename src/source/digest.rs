@@ -13,17 +13,29 @@ const ENCODING_TAG: &[u8] = b"orchestrator-task-digest-v1\0";
 
 /// Digest of a folder given as `(file name, content)` pairs in any order.
 pub fn content_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> ContentDigest {
+    let mut hasher = Sha256::new();
+    encode(files, |bytes| hasher.update(bytes));
+    ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The canonical encoding that [`content_digest`] hashes, as bytes (the digest streams them
+/// instead): for tests and fuzzing of its properties.
+pub fn canonical_encoding<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode(files, |bytes| out.extend_from_slice(bytes));
+    out
+}
+
+fn encode<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>, mut sink: impl FnMut(&[u8])) {
     let mut files: Vec<(&str, &[u8])> = files.into_iter().collect();
     files.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut hasher = Sha256::new();
-    hasher.update(ENCODING_TAG);
+    sink(ENCODING_TAG);
     for (name, content) in files {
-        hasher.update((name.len() as u64).to_be_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((content.len() as u64).to_be_bytes());
-        hasher.update(content);
+        sink(&(name.len() as u64).to_be_bytes());
+        sink(name.as_bytes());
+        sink(&(content.len() as u64).to_be_bytes());
+        sink(content);
     }
-    ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ pub enum SourceError {
         "path \"{path}\" at {revision} is a file, not a folder: --path must name the folder that holds the task folders"
     )]
     PathNotAFolder { path: String, revision: String },
+    #[error(
+        "path \"{path}\" leaves the repository: --path must name a folder inside it, relative to its root (no \"..\", \".\" or leading \"/\")"
+    )]
+    PathOutsideRepository { path: String },
     #[error("cannot read folder {path}: {source}")]
     ReadFolder {
         path: PathBuf,
@@ -87,6 +91,7 @@ impl SourceError {
             SourceError::ReadObject { .. } => "read_object",
             SourceError::PathNotFound { .. } => "path_not_found",
             SourceError::PathNotAFolder { .. } => "path_not_a_folder",
+            SourceError::PathOutsideRepository { .. } => "path_outside_repository",
             SourceError::ReadFolder { .. } => "read_folder",
             SourceError::Fetch { .. } => "fetch",
             SourceError::Mirror { .. } => "mirror",

@@ -7,14 +7,15 @@ use super::digest::content_digest;
 use super::snapshot::ContentDigest;
 use crate::crd::MarkdownFile;
 use crate::names::{MAX_LABEL_LEN, is_dns1123_label};
+use crate::prompt::TASK_FILE;
 use std::sync::Arc;
 
 /// The one non-markdown file a task folder holds.
 pub const TASK_YAML: &str = "task.yaml";
-/// Upper bound of a task's markdown (file names plus contents): keeps the ConfigMap, and the
-/// TaskRun that carries the same files, under Kubernetes' 1 MiB object limit with room for
-/// metadata.
-pub const MAX_TASK_BYTES: u64 = 900 * 1024;
+/// Upper bound of a task's markdown (file names plus contents): the ConfigMap holds every file
+/// and the generated `TASK.md` (the same content again), so twice this stays under Kubernetes'
+/// 1 MiB object limit with room for headings and metadata.
+pub const MAX_TASK_BYTES: u64 = 450 * 1024;
 /// task.yaml holds two short keys; anything this large is a mistake.
 pub const MAX_TASK_YAML_BYTES: u64 = 64 * 1024;
 /// Kubernetes' limit on a ConfigMap key.
@@ -45,7 +46,11 @@ pub struct RawEntry {
 pub struct FolderContent {
     pub service_name: String,
     pub agent_name: String,
-    /// Sorted by file name.
+    /// `suspend: true` in task.yaml: keep the TaskRun, run no Job (or suspend the running one).
+    pub suspend: bool,
+    /// `priority` in task.yaml: higher starts first when an agent's Jobs are limited.
+    pub priority: i32,
+    /// In reading order ([`crate::prompt::reading_order`]): `prompt.md` first, then natural order.
     /// Shared with every snapshot that holds this folder: a new commit copies no markdown.
     pub markdown_files: Arc<[MarkdownFile]>,
     pub digest: ContentDigest,
@@ -128,10 +133,13 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
             EntryKind::File { size, content } if name == TASK_YAML => match content {
                 Some(bytes) if size <= MAX_TASK_YAML_BYTES => task_yaml = Some(bytes),
                 _ => errors.push(error(format!(
-                    "is {} bytes; task.yaml holds only serviceName and agentName and may be at most {MAX_TASK_YAML_BYTES} bytes",
+                    "is {} bytes; task.yaml holds only a few short keys and may be at most {MAX_TASK_YAML_BYTES} bytes",
                     size
                 ))),
             },
+            EntryKind::File { .. } if name == TASK_FILE => errors.push(error(format!(
+                "{TASK_FILE} is generated from the task's other files (in reading order, each under a heading); a task folder may not hold one: rename it, e.g. to task-notes.md"
+            ))),
             EntryKind::File { size, content } if is_markdown(&name) => {
                 if !is_config_map_key(&name) {
                     errors.push(error(format!(
@@ -173,7 +181,7 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
         errors.push(ContentError {
             file: Some(largest),
             message: format!(
-                "the task's markdown totals {} ({total} bytes), over the {} limit that keeps its ConfigMap under Kubernetes' 1 MiB object limit; this is its largest file ({}): shrink it or split the task",
+                "the task's markdown totals {} ({total} bytes), over the {} limit that keeps its ConfigMap (every file plus the generated TASK.md) under Kubernetes' 1 MiB object limit; this is its largest file ({}): shrink it or split the task",
                 human_size(total),
                 human_size(MAX_TASK_BYTES),
                 human_size(largest_size)
@@ -210,13 +218,14 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
     }
 
     match settings {
-        Some((service_name, agent_name)) if errors.is_empty() => {
+        Some(settings) if errors.is_empty() => {
             let task_yaml = task_yaml.unwrap_or_default();
+            let task_yaml = without_scheduling_keys(&task_yaml);
             let digest = content_digest(
                 std::iter::once((TASK_YAML, task_yaml.as_slice()))
                     .chain(markdown.iter().map(|(n, c)| (n.as_str(), c.as_slice()))),
             );
-            let markdown_files = markdown
+            let mut markdown_files: Vec<MarkdownFile> = markdown
                 .into_iter()
                 .map(|(filename, content)| MarkdownFile {
                     filename,
@@ -224,10 +233,13 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
                     content: String::from_utf8(content).unwrap_or_default(),
                 })
                 .collect();
+            crate::prompt::sort_files(&mut markdown_files);
             Ok(FolderContent {
-                service_name,
-                agent_name,
-                markdown_files,
+                service_name: settings.service_name,
+                agent_name: settings.agent_name,
+                suspend: settings.suspend,
+                priority: settings.priority,
+                markdown_files: markdown_files.into(),
                 digest,
             })
         }
@@ -255,8 +267,21 @@ fn memchr_nul(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == 0)
 }
 
-/// task.yaml: exactly `serviceName` and `agentName`, both DNS-1123 labels.
-fn parse_task_yaml(bytes: &[u8]) -> Result<(String, String), Vec<String>> {
+/// What task.yaml says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TaskSettings {
+    service_name: String,
+    agent_name: String,
+    suspend: bool,
+    priority: i32,
+}
+
+/// The keys task.yaml may hold, for error messages.
+const TASK_YAML_KEYS: &str = "serviceName, agentName, suspend and priority";
+
+/// task.yaml: `serviceName` and `agentName` (required, DNS-1123 labels), `suspend` (a boolean,
+/// default false) and `priority` (an integer, default 0).
+fn parse_task_yaml(bytes: &[u8]) -> Result<TaskSettings, Vec<String>> {
     const EXAMPLE: &str = "e.g. \"serviceName: web\" and \"agentName: claude-code\"";
     let value: serde_norway::Value = serde_norway::from_slice(bytes).map_err(|e| {
         vec![format!("is not valid YAML ({e}): write it as a mapping with serviceName and agentName, {EXAMPLE}")]
@@ -277,12 +302,14 @@ fn parse_task_yaml(bytes: &[u8]) -> Result<(String, String), Vec<String>> {
     let mut errors = Vec::new();
     let mut service = None;
     let mut agent = None;
+    let mut suspend = false;
+    let mut priority = 0;
     for (key, value) in mapping {
         let key = match key {
             serde_norway::Value::String(k) => k,
             other => {
                 errors.push(format!(
-                    "unknown key {}: only serviceName and agentName are allowed: remove it",
+                    "unknown key {}: only {TASK_YAML_KEYS} are allowed: remove it",
                     yaml_inline(&other)
                 ));
                 continue;
@@ -291,14 +318,38 @@ fn parse_task_yaml(bytes: &[u8]) -> Result<(String, String), Vec<String>> {
         let slot = match key.as_str() {
             "serviceName" => &mut service,
             "agentName" => &mut agent,
+            "suspend" => {
+                match value {
+                    serde_norway::Value::Bool(b) => suspend = b,
+                    other => errors.push(format!(
+                        "suspend must be true or false, not {}: write \"suspend: true\" to keep the task from running, or remove the key",
+                        yaml_inline(&other)
+                    )),
+                }
+                continue;
+            }
+            "priority" => {
+                match value.as_i64().map(i32::try_from) {
+                    Some(Ok(p)) => priority = p,
+                    _ => errors.push(format!(
+                        "priority must be a whole number between {} and {}, not {}: write e.g. \"priority: 10\" (higher starts first; the default is 0)",
+                        i32::MIN,
+                        i32::MAX,
+                        yaml_inline(&value)
+                    )),
+                }
+                continue;
+            }
             _ => {
                 let hint = match key.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
                     "servicename" | "service" => " (did you mean serviceName?)",
                     "agentname" | "agent" => " (did you mean agentName?)",
+                    "suspended" | "paused" | "pause" => " (did you mean suspend?)",
+                    "prio" | "priorities" => " (did you mean priority?)",
                     _ => "",
                 };
                 errors.push(format!(
-                    "unknown key \"{key}\"{hint}: only serviceName and agentName are allowed: remove or rename it"
+                    "unknown key \"{key}\"{hint}: only {TASK_YAML_KEYS} are allowed: remove or rename it"
                 ));
                 continue;
             }
@@ -333,9 +384,43 @@ fn parse_task_yaml(bytes: &[u8]) -> Result<(String, String), Vec<String>> {
         }
     }
     match (service, agent) {
-        (Some(s), Some(a)) if errors.is_empty() => Ok((s, a)),
+        (Some(service_name), Some(agent_name)) if errors.is_empty() => Ok(TaskSettings {
+            service_name,
+            agent_name,
+            suspend,
+            priority,
+        }),
         _ => Err(errors),
     }
+}
+
+/// task.yaml as the content digest sees it: without its top-level `suspend` and `priority`
+/// lines (and their indented continuation lines). Those are scheduling decisions, committed in
+/// Git like the rest, but they do not change what the agent reads: suspending, resuming or
+/// re-prioritising a task keeps its contextVersion, and a task.yaml without them digests exactly
+/// as before they existed.
+pub fn without_scheduling_keys(task_yaml: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(task_yaml.len());
+    let mut skipping = false;
+    for line in task_yaml.split_inclusive(|&b| b == b'\n') {
+        let indented = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if skipping && indented {
+            continue;
+        }
+        skipping = is_scheduling_key_line(line);
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn is_scheduling_key_line(line: &[u8]) -> bool {
+    ["suspend", "priority"].iter().any(|key| {
+        line.strip_prefix(key.as_bytes())
+            .map(|rest| rest.trim_ascii_start().starts_with(b":"))
+            .unwrap_or(false)
+    })
 }
 
 fn yaml_inline(value: &serde_norway::Value) -> String {

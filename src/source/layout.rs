@@ -158,6 +158,8 @@ fn task_folder(task_id: i64, path: String, content: &FolderContent) -> TaskFolde
         path,
         service_name: content.service_name.clone(),
         agent_name: content.agent_name.clone(),
+        suspend: content.suspend,
+        priority: content.priority,
         markdown_files: content.markdown_files.clone(),
         digest: content.digest.clone(),
     }

@@ -50,7 +50,13 @@ pub struct TaskFolder {
     pub path: String,
     pub service_name: String,
     pub agent_name: String,
-    /// Sorted by file name. Shared with the folder cache and the snapshots of other commits
+    /// task.yaml's `suspend` (default false).
+    #[serde(default)]
+    pub suspend: bool,
+    /// task.yaml's `priority` (default 0).
+    #[serde(default)]
+    pub priority: i32,
+    /// In reading order (prompt.md first, then natural order). Shared with the folder cache and the snapshots of other commits
     /// where the folder is the same, so reading a new commit copies no markdown.
     pub markdown_files: Arc<[MarkdownFile]>,
     pub digest: ContentDigest,

@@ -167,6 +167,12 @@ fn tasks_tree<'r>(
     if path.is_empty() {
         return Ok(root);
     }
+    if path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") {
+        // libgit2 reports such a path as an odd error, which would read as a broken mirror.
+        return Err(SourceError::PathOutsideRepository {
+            path: path.to_string(),
+        });
+    }
     let entry = root.get_path(Path::new(path)).map_err(|e| match e.code() {
         git2::ErrorCode::NotFound => SourceError::PathNotFound {
             path: path.to_string(),

@@ -44,6 +44,11 @@ pub struct SyncOptions {
     pub prune: bool,
     /// Writes in flight at once (at least 1).
     pub concurrency: usize,
+    /// Apply the controller's finalizer with each TaskRun, as a field the sync owns, so that the
+    /// controller needs no write of its own before the first reconcile. Set only where a
+    /// controller runs (`orchestrator run` with agent profiles): without one, a finalizer would
+    /// keep every pruned TaskRun Terminating. A controller adds it itself where it is missing.
+    pub finalizer: bool,
 }
 
 impl SyncOptions {
@@ -52,6 +57,7 @@ impl SyncOptions {
             namespace: namespace.into(),
             prune: true,
             concurrency: DEFAULT_CONCURRENCY,
+            finalizer: false,
         }
     }
 }
@@ -108,7 +114,13 @@ pub struct Syncer {
     desired: DesiredCache,
     /// What the last sync left in place, not compared again until it moves.
     settled: Settled,
+    /// The largest resourceVersion this syncer's own writes produced: the next sync waits
+    /// (briefly) for its watch to reach it before planning.
+    last_write: u64,
 }
+
+/// How long a sync waits for its watch to show its own previous writes before it lists.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Above this many TaskRuns whose spec changed since the last sync, one full list is cheaper
 /// than reading each.
@@ -125,6 +137,7 @@ impl Syncer {
             watch: None,
             desired: DesiredCache::new(),
             settled: Settled::default(),
+            last_write: 0,
         }
     }
 
@@ -139,6 +152,15 @@ impl Syncer {
     /// What the sync needs of the live TaskRuns of the namespace: a list in pages of
     /// [`LIST_PAGE_SIZE`], each page reduced to [`LiveTaskRun`]s before the next is read.
     pub async fn list_live(&self) -> Result<KnownTaskRuns, SyncError> {
+        self.list_live_and(|_| {}).await
+    }
+
+    /// [`Self::list_live`], showing each whole TaskRun (status included) to `also` before it
+    /// is reduced: `plan` takes the live outcomes from it.
+    pub async fn list_live_and(
+        &self,
+        mut also: impl FnMut(&TaskRun),
+    ) -> Result<KnownTaskRuns, SyncError> {
         let mut known = KnownTaskRuns::new();
         let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
         loop {
@@ -151,11 +173,10 @@ impl Syncer {
                     source,
                 })?;
             let next = page.metadata.continue_.filter(|c| !c.is_empty());
-            known.extend(
-                page.items
-                    .into_iter()
-                    .filter_map(|tr| Some((tr.metadata.name.clone()?, LiveTaskRun::from(tr)))),
-            );
+            known.extend(page.items.into_iter().filter_map(|tr| {
+                also(&tr);
+                Some((tr.metadata.name.clone()?, LiveTaskRun::from(tr)))
+            }));
             match next {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(known),
@@ -167,6 +188,16 @@ impl Syncer {
     /// After that the watch's metadata (or, while the watch may be behind, one metadata-only
     /// list) says which TaskRuns moved; only those are read again, one by one or, when many, by
     /// a full list. A no-op re-sync with a current watch makes no request.
+    /// Waits until this syncer's watch has seen the change at `rv` (a hand edit or delete made
+    /// through another client, say), so that the next sync plans against it; false after
+    /// `timeout`. The syncer's own writes are waited for by [`Self::sync`] itself.
+    pub async fn wait_until_seen(&self, rv: &str, timeout: Duration) -> bool {
+        let (Some(watch), Ok(rv)) = (&self.watch, rv.parse::<u64>()) else {
+            return false;
+        };
+        watch.wait_until_seen(rv, timeout).await
+    }
+
     async fn refresh_live(&mut self) -> Result<(), SyncError> {
         let list_failed = |source| SyncError::ListTaskRuns {
             namespace: self.options.namespace.clone(),
@@ -180,7 +211,9 @@ impl Syncer {
             self.known = Some(self.list_live().await?);
             return Ok(());
         };
-        let stale = match watch.current() {
+        // A watch that has not shown this syncer's last writes yet is not trusted: list.
+        let caught_up = watch.wait_until_seen(self.last_write, CATCH_UP).await;
+        let stale = match watch.current().filter(|_| caught_up) {
             Some(metas) => merge_metadata(
                 known,
                 &metas.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
@@ -232,6 +265,7 @@ impl Syncer {
         let desired =
             desired_task_runs_reusing(snapshot, &self.source, &self.options.namespace, live, cache);
         plan(PlanInput {
+            legacy_owner: Some(&self.source),
             desired: &desired,
             live,
             folder_errors: &snapshot.errors,
@@ -256,7 +290,13 @@ impl Syncer {
             Some(&self.settled),
         );
         self.desired = cache;
-        let (failures, written) = apply_plan(&self.api, &plan, self.options.concurrency).await;
+        let (failures, written) = apply_plan(
+            &self.api,
+            &plan,
+            self.options.concurrency,
+            self.options.finalizer,
+        )
+        .await;
         if let Some(known) = self.known.as_mut() {
             // What the server answered is what is live now; a prune or a failed write is read
             // again next time.
@@ -264,6 +304,14 @@ impl Syncer {
                 known.remove(&step.name);
             }
             for tr in written {
+                if let Some(rv) = tr
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                {
+                    self.last_write = self.last_write.max(rv);
+                }
                 if let Some(name) = tr.metadata.name.clone() {
                     known.insert(name, tr);
                 }
@@ -307,10 +355,14 @@ pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
+    finalizer: bool,
 ) -> (Vec<ApplyError>, Vec<LiveTaskRun>) {
     // The futures are built up front: a lazily mapped stream of borrowed steps trips the
     // compiler's Send inference when the caller spawns the sync.
-    let writes: Vec<_> = plan.writes().map(|step| write_step(api, step)).collect();
+    let writes: Vec<_> = plan
+        .writes()
+        .map(|step| write_step(api, step, finalizer))
+        .collect();
     let total = writes.len();
     let mut results = stream::iter(writes).buffer_unordered(concurrency.max(1));
     let mut throttle = Throttle::starting_at(Instant::now());
@@ -331,10 +383,12 @@ pub async fn apply_plan(
 }
 
 /// One write; the applied TaskRun as the server answered it, `None` for a prune. The apply body
-/// is built here and dropped when the write is done.
+/// is built here (with the controller's finalizer when `finalizer`) and dropped when the write
+/// is done.
 async fn write_step(
     api: &Api<TaskRun>,
     step: &PlanStep,
+    finalizer: bool,
 ) -> Result<Option<LiveTaskRun>, ApplyError> {
     let failed = |verb: &str, e: kube::Error| {
         warn!(task_run = %step.name, error = %e, "{verb} failed");
@@ -350,7 +404,10 @@ async fn write_step(
             };
             debug!(task_run = %step.name, version = desired.context_version, "apply");
             let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
-            let body = desired.apply_body();
+            let mut body = desired.apply_body();
+            if finalizer {
+                crate::crd::add_finalizer(&mut body);
+            }
             api.patch(&step.name, &params, &Patch::Apply(&body))
                 .await
                 .map(|applied| Some(LiveTaskRun::from(applied)))

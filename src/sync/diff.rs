@@ -46,6 +46,38 @@ pub struct DiffEntry {
     pub files: Vec<FileChange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<&'static str>,
+    /// The live TaskRun's phase: the run this change replaces or leaves alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_phase: Option<String>,
+    /// The live TaskRun's `status.result` (its agent's termination message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_result: Option<String>,
+}
+
+/// Adds each live TaskRun's phase and result (`statuses`, by name) to its entry, so the
+/// pull-request comment shows what a change replaces ("Failed: 3 tests fail").
+pub fn with_live_outcomes(
+    mut diff: PlanDiff,
+    statuses: &std::collections::HashMap<String, crate::crd::TaskRunStatus>,
+) -> PlanDiff {
+    for entry in &mut diff.task_runs {
+        let status = statuses.get(&entry.name);
+        entry.current_phase = status.and_then(|s| s.phase).map(|p| p.to_string());
+        entry.current_result = status.and_then(|s| s.result.clone());
+    }
+    diff
+}
+
+/// `Failed: <the result's last line, shortened>`, `Succeeded`, or `-`.
+fn outcome_cell(entry: &DiffEntry) -> String {
+    match (&entry.current_phase, &entry.current_result) {
+        (Some(phase), Some(result)) => format!(
+            "{phase}: {}",
+            crate::text_table::short_cell(Some(result), 60).replace('|', "\\|")
+        ),
+        (Some(phase), None) => phase.clone(),
+        (None, _) => "-".into(),
+    }
 }
 
 /// Pairs each plan step with the versions and files it changes.
@@ -65,6 +97,8 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                 reason: None,
                 files: vec![],
                 fields: vec![],
+                current_phase: None,
+                current_result: None,
             };
             match &step.action {
                 Action::Create => {
@@ -89,6 +123,9 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                             UpdateReason::ContentChanged => "content changed",
                             UpdateReason::Drift => "drift: restores fields edited in the cluster",
                             UpdateReason::Adopt => "adopt: a TaskRun without a source mark",
+                            UpdateReason::Migrate => {
+                                "mark migrated from this source's earlier identity (no re-run)"
+                            }
                         }
                         .to_string(),
                     );
@@ -125,7 +162,11 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                 Action::Conflict { owner } => {
                     summary.other += 1;
                     entry.action = "conflict";
-                    entry.reason = Some(format!("carries another source's mark ({owner})"));
+                    entry.reason = Some(format!(
+                        "owned by another source ({owner}); to adopt it here, remove its mark: kubectl label taskrun {} {}-",
+                        step.name,
+                        crate::names::LABEL_SOURCE
+                    ));
                 }
                 Action::WaitForDeletion => {
                     summary.other += 1;
@@ -231,9 +272,17 @@ pub fn render_markdown(diff: &PlanDiff) -> String {
     if changes.is_empty() {
         out.push_str("No changes: the cluster already holds this revision.\n");
     } else {
-        out.push_str(
-            "| Task | TaskRun | Action | Version | Files | Why |\n|---:|---|---|---|---|---|\n",
-        );
+        // The column of live outcomes only when the diff was made against a cluster with some.
+        let outcomes = changes.iter().any(|e| e.current_phase.is_some());
+        if outcomes {
+            out.push_str(
+                "| Task | TaskRun | Action | Version | Files | Why | Current run |\n|---:|---|---|---|---|---|---|\n",
+            );
+        } else {
+            out.push_str(
+                "| Task | TaskRun | Action | Version | Files | Why |\n|---:|---|---|---|---|---|\n",
+            );
+        }
         for e in changes {
             let icon = match e.action {
                 "create" => "🆕 create",
@@ -242,7 +291,7 @@ pub fn render_markdown(diff: &PlanDiff) -> String {
                 "conflict" => "⚠️ conflict",
                 other => other,
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "| {} | `{}` | {icon} | {} | {} | {} |",
                 e.task_id.map_or("-".into(), |t| t.to_string()),
@@ -251,6 +300,10 @@ pub fn render_markdown(diff: &PlanDiff) -> String {
                 files_cell(&e.files, true),
                 e.reason.as_deref().unwrap_or("").replace('|', "\\|")
             );
+            if outcomes {
+                let _ = write!(out, " {} |", outcome_cell(e));
+            }
+            out.push('\n');
         }
     }
     let unchanged: Vec<String> = diff
@@ -298,6 +351,7 @@ mod tests {
         });
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let p = plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live: &live,
             folder_errors: &snap.errors,
@@ -363,5 +417,48 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- `tasks/9-x`: no task.yaml"), "{md}");
+    }
+
+    #[test]
+    fn the_pull_request_comment_shows_the_run_a_change_replaces() {
+        let status = |phase, result: Option<&str>| crate::crd::TaskRunStatus {
+            phase: Some(phase),
+            result: result.map(str::to_string),
+            ..Default::default()
+        };
+        let live = std::collections::HashMap::from([
+            (
+                "task-2".to_string(),
+                status(
+                    crate::crd::TaskPhase::Failed,
+                    Some("log\n3 tests fail | login_test"),
+                ),
+            ),
+            (
+                "task-3".to_string(),
+                status(crate::crd::TaskPhase::Succeeded, None),
+            ),
+        ]);
+        let d = with_live_outcomes(diff(), &live);
+        assert_eq!(
+            d.task_runs[1].current_result.as_deref(),
+            Some("log\n3 tests fail | login_test")
+        );
+        let md = render_markdown(&d);
+        assert!(md.contains("| Why | Current run |"), "{md}");
+        assert!(
+            md.contains("| content changed | Failed: 3 tests fail \\| login_test |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| its folder left the revision | Succeeded |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 4 | `task-4` | 🆕 create | 1 | +`prompt.md` |  | - |"),
+            "{md}"
+        );
+        // Without a cluster's outcomes the table keeps its six columns.
+        assert!(!render_markdown(&diff()).contains("Current run"));
     }
 }

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -26,6 +26,9 @@ pub type LiveMeta = Arc<PartialObjectMeta<TaskRun>>;
 pub struct LiveWatch {
     store: Store<PartialObjectMeta<TaskRun>>,
     current: Arc<AtomicBool>,
+    /// The largest resourceVersion an event has shown, so that a sync can wait for the watch
+    /// to reach a write before it plans.
+    seen: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -39,14 +42,20 @@ impl LiveWatch {
         let (store, writer) = reflector::store();
         let current = Arc::new(AtomicBool::new(false));
         let flag = current.clone();
+        let seen = Arc::new(AtomicU64::new(0));
+        let seen_w = seen.clone();
         // The store keeps only what the sync reads (managedFields alone are most of a
-        // TaskRun's metadata).
+        // TaskRun's metadata); the resourceVersion `seen` counts is kept.
         let metas = watcher(meta_api, watcher::Config::default())
             .modify(|meta| trim_metadata(&mut meta.metadata));
-        let events = reflector::reflector(writer, metas).default_backoff();
+        let events =
+            reflector::reflector(writer, metas).backoff(crate::watch_backoff::watch_backoff());
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
+                if let Some(rv) = event_resource_version(&event) {
+                    seen_w.fetch_max(rv, Ordering::AcqRel);
+                }
                 flag.store(trusts(&event), Ordering::Release);
                 if let Err(e) = event {
                     debug!(error = %e, "TaskRun metadata watch interrupted; re-syncs list until it resumes");
@@ -56,8 +65,22 @@ impl LiveWatch {
         Self {
             store,
             current,
+            seen,
             task,
         }
+    }
+
+    /// Waits until the watch has shown a change at `rv` or later (resourceVersions of one
+    /// server grow); false when `timeout` passes first.
+    pub async fn wait_until_seen(&self, rv: u64, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.seen.load(Ordering::Acquire) < rv {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Every TaskRun's metadata, or `None` when the watch may be behind (not listed yet, or
@@ -72,6 +95,18 @@ impl LiveWatch {
 impl Drop for LiveWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The resourceVersion of an event's object (a DELETED event carries the deletion's).
+fn event_resource_version(
+    event: &Result<watcher::Event<PartialObjectMeta<TaskRun>>, watcher::Error>,
+) -> Option<u64> {
+    match event {
+        Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
+            o.metadata.resource_version.as_deref()?.parse().ok()
+        }
+        _ => None,
     }
 }
 
@@ -143,6 +178,8 @@ mod tests {
             context_version: generation,
             content_digest: format!("sha256:{rv}"),
             source_path: format!("tasks/1-{name}"),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![],
         };
         let mut tr = TaskRun::new(name, spec);

@@ -143,6 +143,7 @@ mod tests {
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
         let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
         let p = plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live: &KnownTaskRuns::new(),
             folder_errors: &[],

@@ -2,7 +2,7 @@
 //! out. Only the fields this source owns are compared, never whole objects, so status, the
 //! controller's finalizer and other managers' fields never cause a write.
 
-use crate::desired::{DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun};
+use crate::desired::{DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun, SourceIdentity};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
@@ -22,6 +22,9 @@ pub struct PlanInput<'a> {
     pub prune: bool,
     /// What earlier plans found in place; those TaskRuns are not compared again.
     pub settled: Option<&'a Settled>,
+    /// This source, to recognise the marks it wrote under an earlier identity
+    /// ([`SourceIdentity::owns_legacy_mark`]): those TaskRuns are its own, their mark rewritten.
+    pub legacy_owner: Option<&'a SourceIdentity>,
 }
 
 /// The described TaskRuns a sync left as the revision wants them: by name, the desired TaskRun
@@ -119,6 +122,8 @@ pub enum UpdateReason {
     Drift,
     /// A TaskRun of the same name without any source mark: taken over by this source.
     Adopt,
+    /// This source's TaskRun under the mark of an earlier identity: the mark is rewritten.
+    Migrate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -189,7 +194,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
             Some(live) if input.settled.is_some_and(|s| s.holds(desired, live)) => {
                 Action::Unchanged
             }
-            Some(live) => action_for_described(live, desired, input.source_label),
+            Some(live) => action_for_described(live, desired, &input),
         };
         steps.push(PlanStep {
             name: desired.name.clone(),
@@ -207,7 +212,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
         .collect();
 
     for (name, live) in input.live {
-        if desired_names.contains(name.as_str()) || source_of(live) != Some(input.source_label) {
+        if desired_names.contains(name.as_str()) || !is_own(live, &input) {
             continue;
         }
         let action = if broken.contains(name) {
@@ -239,18 +244,33 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
     SyncPlan { steps }
 }
 
+/// Whether `live` carries this source's mark, now or under an earlier identity.
+fn is_own(live: &LiveTaskRun, input: &PlanInput<'_>) -> bool {
+    source_of(live) == Some(input.source_label)
+        || input.legacy_owner.is_some_and(|s| s.owns_legacy_mark(live))
+}
+
+/// Who owns a TaskRun with another source's mark, as a person reads it: the source it names
+/// (annotation) and the mark itself.
+pub fn owner_of(live: &LiveTaskRun) -> String {
+    let mark = source_of(live).unwrap_or_default();
+    match annotation(live, names::ANNOTATION_SOURCE)
+        .or_else(|| annotation(live, names::ANNOTATION_SOURCE_URL))
+    {
+        Some(source) => format!("{source}, mark {}={mark}", names::LABEL_SOURCE),
+        None => format!("mark {}={mark}", names::LABEL_SOURCE),
+    }
+}
+
 fn action_for_described(
     live: &LiveTaskRun,
     desired: &DesiredTaskRun,
-    source_label: &str,
+    input: &PlanInput<'_>,
 ) -> Action {
-    match source_of(live) {
-        Some(owner) if owner != source_label => {
-            return Action::Conflict {
-                owner: owner.to_string(),
-            };
-        }
-        _ => {}
+    if source_of(live).is_some() && !is_own(live, input) {
+        return Action::Conflict {
+            owner: owner_of(live),
+        };
     }
     if live.metadata.deletion_timestamp.is_some() {
         return Action::WaitForDeletion;
@@ -263,6 +283,8 @@ fn action_for_described(
         UpdateReason::ContentChanged
     } else if source_of(live).is_none() {
         UpdateReason::Adopt
+    } else if source_of(live) != Some(input.source_label) {
+        UpdateReason::Migrate
     } else {
         UpdateReason::Drift
     };
@@ -299,6 +321,8 @@ pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'sta
         l.markdown_files != desired.fingerprints(),
         "spec.markdownFiles",
     );
+    differs(l.suspend != desired.suspend, "spec.suspend");
+    differs(l.priority != desired.priority, "spec.priority");
     differs(
         !contains_all(&live.metadata.labels, &desired.labels()),
         "metadata.labels",
@@ -375,6 +399,7 @@ mod tests {
     fn plan_of(snapshot: &SourceSnapshot, live: &KnownTaskRuns, prune: bool) -> SyncPlan {
         let desired = desired_task_runs(snapshot, &source(), "default", live);
         plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live,
             folder_errors: &snapshot.errors,
@@ -391,6 +416,7 @@ mod tests {
         live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let input = |desired, live, settled| PlanInput {
+            legacy_owner: None,
             desired,
             live,
             folder_errors: &[],
@@ -400,6 +426,7 @@ mod tests {
         };
         let label = source().label_value();
         let first = plan(PlanInput {
+            legacy_owner: None,
             source_label: &label,
             ..input(&desired, &live, None)
         });
@@ -437,6 +464,7 @@ mod tests {
         ];
         for (case, desired, live, want) in cases {
             let p = plan(PlanInput {
+                legacy_owner: None,
                 source_label: &label,
                 ..input(desired, live, Some(&settled))
             });
@@ -628,7 +656,9 @@ mod tests {
                 vec![(
                     "task-1",
                     Action::Conflict {
-                        owner: "src-other".into(),
+                        owner: "https://example.com/tasks.git (path tasks), mark \
+                                orchestrator.io/source=src-other"
+                            .into(),
                     },
                 )],
             ),

@@ -86,8 +86,10 @@ impl SyncReport {
         for step in &plan.steps {
             let message = match &step.action {
                 Action::Conflict { owner } => format!(
-                    "{} already exists and carries another source's mark ({}={owner}); give the \
-                     task another id or remove it from the other source",
+                    "{} already exists and is owned by another source ({owner}); give the task \
+                     another id, remove it from the other source, or adopt it here by removing its \
+                     mark: kubectl label taskrun {} {}-",
+                    step.name,
                     step.name,
                     crate::names::LABEL_SOURCE
                 ),
@@ -176,6 +178,7 @@ mod tests {
     fn planned(snap: &crate::source::snapshot::SourceSnapshot, live: &KnownTaskRuns) -> SyncPlan {
         let desired = desired_task_runs(snap, &source(), "default", live);
         plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live,
             folder_errors: &snap.errors,

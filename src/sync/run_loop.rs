@@ -4,7 +4,7 @@
 
 use crate::health::SyncStatus;
 use crate::source::GitSource;
-use crate::source::snapshot::Revision;
+use crate::source::snapshot::{FolderError, Revision};
 use crate::sync::apply::{Syncer, now_rfc3339};
 use crate::sync::metrics::{SyncMetrics, error_kind};
 use crate::sync::report::{ReportSender, SyncReport};
@@ -81,6 +81,7 @@ pub async fn run_sync_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut syncs = 0u64;
+    let mut logged_errors: Vec<FolderError> = vec![];
     while !*shutdown.borrow() {
         let mut delay = settings.interval;
         let snapshot = match source.fetch_snapshot().await {
@@ -93,6 +94,7 @@ pub async fn run_sync_loop(
             }
         };
         if let Some(snapshot) = snapshot {
+            log_folder_errors(&mut logged_errors, &snapshot.errors);
             syncs += 1;
             match syncer.sync(&snapshot).await {
                 Ok(outcome) => {
@@ -155,9 +157,83 @@ pub async fn run_sync_loop(
     info!("sync loop stopped");
 }
 
+/// One WARN line per broken folder when the set of folder errors changed since the last sync
+/// (and one INFO line when the last of them is fixed); nothing while it stays the same, so a
+/// broken commit is named in the log once, not once per sync.
+fn log_folder_errors(logged: &mut Vec<FolderError>, now: &[FolderError]) {
+    if !folder_errors_changed(logged, now) {
+        return;
+    }
+    if now.is_empty() {
+        info!("every task folder is valid again");
+    }
+    for error in now {
+        warn!(
+            folder = %error.folder,
+            file = %error.file.as_deref().unwrap_or("-"),
+            error = %error.message,
+            "task folder error: this task is kept as it is until the folder is fixed"
+        );
+    }
+    *logged = now.to_vec();
+}
+
+/// Whether two lists of folder errors differ as sets. Pure.
+pub fn folder_errors_changed(before: &[FolderError], now: &[FolderError]) -> bool {
+    let key = |e: &FolderError| (e.folder.clone(), e.file.clone(), e.message.clone());
+    let a: std::collections::BTreeSet<_> = before.iter().map(key).collect();
+    let b: std::collections::BTreeSet<_> = now.iter().map(key).collect();
+    a != b
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(folder: &str, message: &str) -> FolderError {
+        FolderError {
+            folder: folder.into(),
+            file: Some("task.yaml".into()),
+            task_id: None,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn folder_errors_are_logged_when_the_set_changes() {
+        let a = error("tasks/1-a", "agentName is missing");
+        let b = error("tasks/2-b", "bad yaml");
+        for (what, before, now, want) in [
+            ("none, none", vec![], vec![], false),
+            ("a new error", vec![], vec![a.clone()], true),
+            (
+                "the same errors",
+                vec![a.clone(), b.clone()],
+                vec![b.clone(), a.clone()],
+                false,
+            ),
+            (
+                "one fixed",
+                vec![a.clone(), b.clone()],
+                vec![b.clone()],
+                true,
+            ),
+            ("all fixed", vec![a.clone()], vec![], true),
+            (
+                "another message",
+                vec![a.clone()],
+                vec![error("tasks/1-a", "x")],
+                true,
+            ),
+        ] {
+            assert_eq!(folder_errors_changed(&before, &now), want, "{what}");
+        }
+    }
 }

@@ -13,6 +13,12 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_TASK_FAILED: i32 = 1;
 /// The sync did not reach Synced (a broken folder, a conflict): the table lists the errors.
 pub const EXIT_OUT_OF_SYNC: i32 = 2;
+/// The revision could not be read on the first fetch (branch, path, URL): nothing was synced.
+/// The same code as a broken folder: the repository is not in a state that can be synced.
+pub const EXIT_SOURCE_ERROR: i32 = 2;
+/// Nothing would run the tasks: no agent profiles, a task's agent without a profile, or no
+/// controller picking the TaskRuns up.
+pub const EXIT_NOT_RUNNABLE: i32 = 4;
 
 /// Whether every task of the report has a TaskRun at the report's contextVersion: what a cache
 /// that trails the sync shows once it has caught up.
@@ -55,6 +61,22 @@ fn phase_of(tr: Option<&TaskRun>) -> Option<TaskPhase> {
     tr.and_then(|tr| tr.status.as_ref()).and_then(|s| s.phase)
 }
 
+/// The RESULT column's width (the TaskRun's status.result has it whole).
+pub const RESULT_WIDTH: usize = 40;
+/// Lines of a Failed task's log printed after the table.
+pub const FAILED_LOG_LINES: i64 = 20;
+
+/// The TaskRuns of the report that Failed at the report's contextVersion, by task id: whose
+/// log tail `--until-done` prints after the table.
+pub fn failed_task_runs<'a>(report: &SyncReport, live: &'a LiveTaskRuns) -> Vec<&'a TaskRun> {
+    report
+        .tasks
+        .iter()
+        .filter_map(|t| live.get(&t.name))
+        .filter(|tr| phase_of(Some(tr)) == Some(TaskPhase::Failed))
+        .collect()
+}
+
 /// The table printed at the end: one row per task, then the sync's errors.
 pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
     let mut rows = vec![[
@@ -64,6 +86,7 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
         "PHASE".into(),
         "ATTEMPTS".into(),
         "JOB".into(),
+        "RESULT".into(),
         "MESSAGE".into(),
     ]];
     for task in &report.tasks {
@@ -76,6 +99,7 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
             status.phase.map_or("-".into(), |p| p.to_string()),
             status.attempts.to_string(),
             status.job_name.unwrap_or_else(|| "-".into()),
+            crate::text_table::short_cell(status.result.as_deref(), RESULT_WIDTH),
             status.message.unwrap_or_default().replace('\n', " "),
         ]);
     }
@@ -116,6 +140,7 @@ mod tests {
             .collect();
         let desired = desired_task_runs(&snap, &source, "default", &live);
         let p = plan(PlanInput {
+            legacy_owner: None,
             desired: &desired,
             live: &live,
             folder_errors: &[],
@@ -183,6 +208,33 @@ mod tests {
     }
 
     #[test]
+    fn the_table_shows_each_result_shortened_and_failed_tasks_are_picked() {
+        let mut live = with_phases(&[
+            Some((TaskPhase::Succeeded, 1)),
+            Some((TaskPhase::Failed, 1)),
+        ]);
+        live.get_mut("task-1")
+            .unwrap()
+            .status
+            .as_mut()
+            .unwrap()
+            .result = Some("opened PR #12: the login page, its tests and the docs for it".into());
+        let report = synced(&live);
+        let table = status_table(&report, &live);
+        let header = table.lines().next().unwrap();
+        assert!(header.contains("JOB       RESULT"), "{table}");
+        assert!(
+            table.contains("opened PR #12: the login page, its test…"),
+            "{table}"
+        );
+        let failed: Vec<_> = failed_task_runs(&report, &live)
+            .iter()
+            .map(|tr| tr.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(failed, ["task-2"]);
+    }
+
+    #[test]
     fn applied_means_every_task_at_the_reports_version() {
         let live = with_phases(&[None, None]);
         let report = synced(&live);
@@ -222,9 +274,10 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("task-2   1        Succeeded  1         web-2-v1"),
+            table.contains("task-2   1        Succeeded  1         web-2-v1  -"),
             "{table}"
         );
+        assert!(failed_task_runs(&report, &live).is_empty());
         assert!(
             table.contains("folder error: tasks/3-x/task.yaml: agentName is missing"),
             "{table}"

@@ -246,6 +246,8 @@ pub fn task_run(task_id: i64, version: i64, agent: &str, prompt: &str) -> TaskRu
             context_version: version,
             content_digest: format!("sha256:{}", names::short_hash(prompt, 64)),
             source_path: format!("tasks/{task_id}-demo"),
+            suspend: false,
+            priority: 0,
             markdown_files: vec![
                 MarkdownFile {
                     filename: "acceptance.md".to_string(),

@@ -113,6 +113,10 @@ impl States {
                 job_name: Some(format!("svc-{task_id}-v1")),
                 message: (phase == TaskPhase::Failed).then(|| "exit code 1".to_string()),
                 context_version: Some(1),
+                reason: Some(phase.to_string()),
+                result: phase
+                    .is_terminal()
+                    .then(|| format!("agent result of task {task_id}")),
             },
         );
     }

@@ -4,7 +4,7 @@
 
 use super::ANNOTATION_LOG_PATH;
 use super::plan::{self, PlanError};
-use super::pod::{self, PodState};
+use super::pod::{self, ANNOTATION_POD_LOG_END, ANNOTATION_POD_LOG_START, PodState};
 use super::process::{self, ProcessSpec};
 use super::status::{AttemptOutcome, JobLimits, JobRun, Resume, Step};
 use super::workspace;
@@ -24,10 +24,6 @@ use tokio::time::Instant;
 /// The field manager of the runner's writes (kube-controller-manager in a real cluster).
 pub const FIELD_MANAGER_RUNNER: &str = "orchestrator-runner";
 
-/// How long a run waits for a referenced ConfigMap or Secret to appear (the controller may
-/// create the Job a moment before its ConfigMap) before the attempt fails.
-const SOURCE_WAIT: Duration = Duration::from_secs(5);
-
 /// Kubernetes caps the Job controller's retry backoff at six minutes.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(360);
 
@@ -39,6 +35,11 @@ pub enum Stop {
     /// The runner is shutting down: kill the process, write nothing, so that the next runner
     /// starts the attempt again.
     Shutdown,
+    /// `spec.suspend` turned true: kill the process group, delete the Pod, write the
+    /// Suspended condition.
+    Suspended,
+    /// The Job disappeared while the runner wrote to it (internal).
+    Gone,
 }
 
 /// How following a Job ended.
@@ -52,6 +53,8 @@ pub enum Ending {
     Stopped(Stop),
     /// The Job disappeared while the runner wrote to it.
     Gone,
+    /// The Job is suspended: its Suspended condition is written, nothing runs.
+    Suspended,
 }
 
 /// A failed write to the API server.
@@ -77,7 +80,8 @@ pub enum DriveError {
     },
 }
 
-/// Follows `job` to its end. `stop` fires on deletion or shutdown.
+/// Follows `job` to its end, or until it is suspended. `stop` fires on deletion, shutdown or
+/// suspension.
 pub async fn drive_job(
     client: Client,
     config: &RunnerConfig,
@@ -93,6 +97,16 @@ pub async fn drive_job(
     let namespace = job.metadata.namespace.clone().unwrap_or_default();
     let key = format!("{namespace}/{name}");
     let api: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let job_status = JobStatusWriter {
+        api: &api,
+        name: &name,
+        key: &key,
+    };
+
+    if is_suspended(&job) {
+        return suspended(&job_status, &mut run).await;
+    }
+    run.resume_suspended(Timestamp::now());
 
     let log_path = match &config.mode {
         RunnerMode::Process => {
@@ -115,53 +129,104 @@ pub async fn drive_job(
         RunnerMode::Simulated { .. } => None,
     };
 
+    run.begin(Timestamp::now());
     loop {
         let now = Timestamp::now();
         if let Step::Finish(terminal) = run.next_step(limits, now) {
             run.finish(terminal, now);
-            return Ok(match write(&api, &name, &key, &run.status()).await? {
+            return Ok(match job_status.write(&run).await? {
                 Written::Done => Ending::Finished,
                 Written::Gone => Ending::Gone,
             });
         }
-        if run.failed > 0 {
+        if run.retries() > 0 {
             // A retry: show the failed attempt (active 0) while waiting out the backoff, as the
             // Job controller does before it creates the next pod.
-            if write(&api, &name, &key, &run.status()).await? == Written::Gone {
+            if job_status.write(&run).await? == Written::Gone {
                 return Ok(Ending::Gone);
             }
-            let backoff = retry_backoff(config.retry_backoff, run.failed);
+            let backoff = retry_backoff(config.retry_backoff, run.retries());
             let wake = earliest(Instant::now() + backoff, deadline_instant(&run, limits));
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
-                s = &mut stop => return Ok(Ending::Stopped(s.unwrap_or(Stop::Shutdown))),
+                s = &mut stop => return stopped(&job_status, &mut run, s).await,
             }
             if let Step::Finish(_) = run.next_step(limits, Timestamp::now()) {
                 continue;
             }
         }
-        run.start_attempt(Timestamp::now());
-        if write(&api, &name, &key, &run.status()).await? == Written::Gone {
-            return Ok(Ending::Gone);
-        }
         let deadline = deadline_instant(&run, limits);
         let attempt = run.failed + run.succeeded + 1;
         let outcome = match &config.mode {
             RunnerMode::Simulated { delay, outcome } => {
+                run.start_attempt(Timestamp::now(), true);
+                if job_status.write(&run).await? == Written::Gone {
+                    return Ok(Ending::Gone);
+                }
                 simulate(*delay, *outcome, deadline, &mut stop).await
             }
             RunnerMode::Process => {
                 let log_path = log_path.as_deref().unwrap_or(Path::new("/dev/null"));
-                run_process(
-                    &client, config, &job, attempt, log_path, deadline, &mut stop,
-                )
-                .await?
+                let attempt = Attempt {
+                    client: &client,
+                    config,
+                    job: &job,
+                    number: attempt,
+                    log_path,
+                    deadline,
+                };
+                match run_process(&attempt, &job_status, &mut run, &mut stop).await? {
+                    Err(Stop::Gone) => return Ok(Ending::Gone),
+                    other => other,
+                }
             }
         };
         match outcome {
             Ok(outcome) => run.end_attempt(outcome),
-            Err(stopped) => return Ok(Ending::Stopped(stopped)),
+            Err(s) => return stopped(&job_status, &mut run, Ok(s)).await,
         }
+    }
+}
+
+fn is_suspended(job: &Job) -> bool {
+    job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
+}
+
+/// Writes the Suspended condition (no active Pod) and ends following the Job.
+async fn suspended(
+    job_status: &JobStatusWriter<'_>,
+    run: &mut JobRun,
+) -> Result<Ending, DriveError> {
+    run.suspend(Timestamp::now());
+    Ok(match job_status.write(run).await? {
+        Written::Done => Ending::Suspended,
+        Written::Gone => Ending::Gone,
+    })
+}
+
+/// What a stop means for the Job: a suspension writes its condition; deletion and shutdown
+/// write nothing.
+async fn stopped(
+    job_status: &JobStatusWriter<'_>,
+    run: &mut JobRun,
+    stop: Result<Stop, oneshot::error::RecvError>,
+) -> Result<Ending, DriveError> {
+    match stop.unwrap_or(Stop::Shutdown) {
+        Stop::Suspended => suspended(job_status, run).await,
+        other => Ok(Ending::Stopped(other)),
+    }
+}
+
+/// Writes one Job's status.
+struct JobStatusWriter<'a> {
+    api: &'a Api<Job>,
+    name: &'a str,
+    key: &'a str,
+}
+
+impl JobStatusWriter<'_> {
+    async fn write(&self, run: &JobRun) -> Result<Written, DriveError> {
+        write(self.api, self.name, self.key, &run.status()).await
     }
 }
 
@@ -297,155 +362,367 @@ async fn simulate(
     }
 }
 
-/// Runs one attempt as a local process. Anything that stops the process from starting (a
-/// missing ConfigMap, no command, a program that does not exist) is written to the log and
-/// counts as a failed attempt, as a pod that cannot start counts in Kubernetes. A Pod object
-/// mirrors the attempt (best effort: a failed Pod write never fails the Job).
-async fn run_process(
-    client: &Client,
-    config: &RunnerConfig,
-    job: &Job,
-    attempt: i32,
-    log_path: &Path,
+/// One attempt's fixed inputs.
+struct Attempt<'a> {
+    client: &'a Client,
+    config: &'a RunnerConfig,
+    job: &'a Job,
+    number: i32,
+    log_path: &'a Path,
     deadline: Option<Instant>,
+}
+
+/// Runs one attempt as a local process, as the Job controller and the kubelet would: the Pod
+/// is created first (a refusal, such as a missing ServiceAccount, is `FailedCreate`: a Warning
+/// event on the Job, no process, a retry later); while a referenced ConfigMap or Secret is
+/// missing the Pod waits (`CreateContainerConfigError`), active but not ready, until it
+/// appears or the deadline passes; then the process runs, and its termination message lands
+/// on the Pod. Anything else that stops the process from starting (no command, a program that
+/// does not exist) is written to the log and counts as a failed attempt.
+async fn run_process(
+    a: &Attempt<'_>,
+    job_status: &JobStatusWriter<'_>,
+    run: &mut JobRun,
     stop: &mut oneshot::Receiver<Stop>,
 ) -> Result<Result<AttemptOutcome, Stop>, DriveError> {
+    let job = a.job;
     let open = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log_path);
+        .open(a.log_path);
     let mut log = open.map_err(|source| DriveError::OpenLog {
-        path: log_path.to_path_buf(),
+        path: a.log_path.to_path_buf(),
         source,
     })?;
     let name = job.metadata.name.as_deref().unwrap_or("job");
     let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
-    let _ = writeln!(
-        log,
-        "--- orchestrator local runner: Job {namespace}/{name}, attempt {attempt}, {} ---",
+    // The attempt's header line goes into the log once its Pod exists; the Pod's log starts
+    // right after it (a log reader never sees the runner's line).
+    let header = format!(
+        "--- local runner: Job {namespace}/{name}, attempt {}, {} ---\n",
+        a.number,
         Timestamp::now()
     );
-    let pod = PodMirror::create(client, job).await;
+    let log_start = log_len(&log) + header.len() as u64;
+    let pod = match PodMirror::create(a.client, job, a.log_path, log_start).await {
+        Ok(pod) => pod,
+        Err(message) => {
+            tracing::info!(job = %job_status.key, %message, "the Job's Pod cannot be created");
+            record_failed_create(a.client, job, &message).await;
+            return Ok(Ok(AttemptOutcome::NotCreated));
+        }
+    };
+    let _ = log.write_all(header.as_bytes());
+    run.start_attempt(Timestamp::now(), false);
+    if job_status.write(run).await? == Written::Gone {
+        return Ok(Err(Stop::Gone));
+    }
+    let created = Timestamp::now();
+    let run_dir = match tempfile::Builder::new()
+        .prefix(&format!("kube-envtest-{name}-"))
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            return finish_not_started(
+                a,
+                &pod,
+                &mut log,
+                format!("creating the run directory: {e}"),
+            )
+            .await;
+        }
+    };
+    let plan = match prepare(a, &pod, run_dir.path(), created, stop).await {
+        Ok(plan) => plan,
+        Err(Prepared::NotStarted(why)) => return finish_not_started(a, &pod, &mut log, why).await,
+        Err(Prepared::Killed(None)) => {
+            pod.annotate(&[(ANNOTATION_POD_LOG_END, log_len(&log).to_string())])
+                .await;
+            let _ = writeln!(
+                log,
+                "--- killed: the Job's activeDeadlineSeconds passed ---"
+            );
+            pod.set(
+                job,
+                PodState::Exited {
+                    started: created,
+                    finished: Timestamp::now(),
+                    exit_code: None,
+                    message: None,
+                },
+            )
+            .await;
+            return Ok(Ok(AttemptOutcome::DeadlineExceeded));
+        }
+        Err(Prepared::Killed(Some(s))) => {
+            pod.annotate(&[(ANNOTATION_POD_LOG_END, log_len(&log).to_string())])
+                .await;
+            pod.stopped(job, s, created).await;
+            return Ok(Err(s));
+        }
+    };
     let started = Timestamp::now();
-    let end = attempt_process(client, config, job, &log, deadline, stop).await;
+    let child = process::spawn(
+        &ProcessSpec {
+            program: &plan.program,
+            args: &plan.args,
+            env: &plan.env,
+            cwd: &plan.cwd,
+        },
+        &log,
+    );
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            return finish_not_started(
+                a,
+                &pod,
+                &mut log,
+                format!("starting {:?}: {e}", plan.program),
+            )
+            .await;
+        }
+    };
+    run.ready = true;
+    pod.set(job, PodState::Running { started }).await;
+    if job_status.write(run).await? == Written::Gone {
+        return Ok(Err(Stop::Gone));
+    }
+    let end = execute(a, child, stop).await;
     let finished = Timestamp::now();
-    let (line, state, result) = match end {
-        AttemptEnd::NotStarted(why) => (
-            format!("cannot run: {why}"),
-            Some(PodState::NotStarted { at: started }),
-            Ok(AttemptOutcome::Failed),
-        ),
+    let log_end = log_len(&log);
+    pod.annotate(&[(ANNOTATION_POD_LOG_END, log_end.to_string())])
+        .await;
+    let (line, result) = match &end {
         AttemptEnd::Exited(status) => {
-            let outcome = match &status {
+            let outcome = match status {
                 Ok(s) if s.success() => AttemptOutcome::Succeeded,
                 _ => AttemptOutcome::Failed,
             };
-            let exit_code = status.as_ref().ok().and_then(|s| s.code());
-            (
-                format!("exited: {}", describe(status)),
-                Some(PodState::Exited {
-                    started,
-                    finished,
-                    exit_code,
-                }),
-                Ok(outcome),
-            )
+            (format!("exited: {}", describe(status)), Ok(outcome))
         }
         AttemptEnd::Killed(None) => (
             "killed: the Job's activeDeadlineSeconds passed".to_string(),
-            Some(PodState::Exited {
-                started,
-                finished,
-                exit_code: None,
-            }),
             Ok(AttemptOutcome::DeadlineExceeded),
         ),
-        AttemptEnd::Killed(Some(stop)) => (
-            match stop {
-                Stop::Deleted => "killed: the Job was deleted".to_string(),
-                Stop::Shutdown => "killed: the runner shut down".to_string(),
-            },
-            // A deleted Job's Pod is garbage-collected; at shutdown, say it ended.
-            (stop == Stop::Shutdown).then_some(PodState::Exited {
-                started,
-                finished,
-                exit_code: None,
-            }),
-            Err(stop),
-        ),
+        AttemptEnd::Killed(Some(stop)) => (stop_line(*stop), Err(*stop)),
     };
-    let _ = writeln!(log, "--- {line} ---");
-    if let (Some(pod), Some(state)) = (&pod, state) {
-        pod.set(job, state).await;
+    match &end {
+        AttemptEnd::Killed(Some(s)) => pod.stopped(job, *s, started).await,
+        _ => {
+            let exit_code = match &end {
+                AttemptEnd::Exited(status) => status.as_ref().ok().and_then(|s| s.code()),
+                _ => None,
+            };
+            let file = read_prefix(&plan.termination_message, 1 << 20);
+            let tail = read_range(a.log_path, log_start, log_end, 64 * 1024);
+            let message =
+                pod::termination_message(&file, &tail, exit_code != Some(0), plan.fallback_to_logs);
+            pod.set(
+                job,
+                PodState::Exited {
+                    started,
+                    finished,
+                    exit_code,
+                    message: Some(message),
+                },
+            )
+            .await;
+        }
     }
+    let _ = writeln!(log, "--- {line} ---");
     Ok(result)
+}
+
+fn stop_line(stop: Stop) -> String {
+    match stop {
+        Stop::Deleted | Stop::Gone => "killed: the Job was deleted".to_string(),
+        Stop::Shutdown => "killed: the runner shut down".to_string(),
+        Stop::Suspended => "killed: the Job was suspended".to_string(),
+    }
+}
+
+fn log_len(log: &std::fs::File) -> u64 {
+    log.metadata().map_or(0, |m| m.len())
+}
+
+/// The first `max` bytes of a file; nothing when it cannot be read.
+fn read_prefix(path: &Path, max: u64) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(max).read_to_end(&mut out);
+    }
+    out
+}
+
+/// Bytes `start..end` of a file, at most the last `max` of them.
+fn read_range(path: &Path, start: u64, end: u64, max: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let from = start.max(end.saturating_sub(max));
+    let mut out = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(from)).is_ok()
+    {
+        let _ = f.take(end.saturating_sub(from)).read_to_end(&mut out);
+    }
+    out
+}
+
+/// An attempt whose process never started: logged, the Pod failed, one failed attempt.
+async fn finish_not_started(
+    a: &Attempt<'_>,
+    pod: &PodMirror,
+    log: &mut std::fs::File,
+    why: String,
+) -> Result<Result<AttemptOutcome, Stop>, DriveError> {
+    let _ = writeln!(log, "--- cannot run: {why} ---");
+    pod.annotate(&[(ANNOTATION_POD_LOG_END, log_len(log).to_string())])
+        .await;
+    pod.set(
+        a.job,
+        PodState::NotStarted {
+            at: Timestamp::now(),
+        },
+    )
+    .await;
+    Ok(Ok(AttemptOutcome::Failed))
+}
+
+/// The Job controller's `FailedCreate` event on the Job (core/v1, as kube-controller-manager
+/// records it), best effort.
+async fn record_failed_create(client: &Client, job: &Job, message: &str) {
+    let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
+    let name = job.metadata.name.as_deref().unwrap_or("job");
+    let now = Timestamp::now();
+    let now = Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string();
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "batch/v1", "kind": "Job", "name": name, "namespace": namespace,
+            "uid": job.metadata.uid, "resourceVersion": job.metadata.resource_version,
+        },
+        "reason": "FailedCreate",
+        "message": format!("Error creating: {message}"),
+        "type": "Warning",
+        "source": {"component": "job-controller"},
+        "reportingComponent": "job-controller",
+        "reportingInstance": "",
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let Ok(event) = serde_json::from_value(event) else {
+        return;
+    };
+    if let Err(e) = api.create(&PostParams::default(), &event).await {
+        tracing::debug!(job = name, error = %e, "recording the FailedCreate event failed");
+    }
+}
+
+/// Why an attempt's process did not get to start.
+enum Prepared {
+    NotStarted(String),
+    /// Killed at the deadline (`None`) or on a stop, while waiting.
+    Killed(Option<Stop>),
+}
+
+/// How often a waiting Pod looks for its missing ConfigMaps and Secrets again.
+const SOURCE_RETRY: Duration = Duration::from_millis(500);
+
+/// Plans the attempt and writes its files; while a referenced ConfigMap or Secret is missing
+/// the Pod waits, as the kubelet retries a container whose config cannot be built.
+async fn prepare(
+    a: &Attempt<'_>,
+    pod: &PodMirror,
+    run_dir: &Path,
+    since: Timestamp,
+    stop: &mut oneshot::Receiver<Stop>,
+) -> Result<plan::RunPlan, Prepared> {
+    let namespace = a.job.metadata.namespace.as_deref().unwrap_or("default");
+    let refs = plan::references(a.job);
+    let mut shown: Option<PodState> = None;
+    loop {
+        let sources = workspace::fetch_sources(a.client, namespace, &refs)
+            .await
+            .map_err(|e| Prepared::NotStarted(format!("reading ConfigMaps and Secrets: {e}")))?;
+        let state = match plan::plan_run(a.job, &sources, run_dir) {
+            Ok(plan) => {
+                workspace::write_files(&plan)
+                    .map_err(|e| Prepared::NotStarted(format!("writing the mounted files: {e}")))?;
+                return Ok(plan);
+            }
+            Err(e) => match waiting_reason(&e, namespace) {
+                Some((reason, message)) => PodState::Waiting {
+                    since,
+                    reason,
+                    message,
+                },
+                None => return Err(Prepared::NotStarted(e.to_string())),
+            },
+        };
+        if shown.as_ref() != Some(&state) {
+            pod.set(a.job, state.clone()).await;
+            shown = Some(state);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SOURCE_RETRY) => {}
+            _ = sleep_until_deadline(a.deadline) => return Err(Prepared::Killed(None)),
+            s = &mut *stop => return Err(Prepared::Killed(Some(s.unwrap_or(Stop::Shutdown)))),
+        }
+    }
+}
+
+/// The kubelet's waiting reason and message for a plan that waits on a missing object: env
+/// references are `CreateContainerConfigError` (`secret "x" not found`), volumes keep the
+/// container `ContainerCreating`. `None` for errors that retrying cannot fix.
+pub fn waiting_reason(e: &PlanError, namespace: &str) -> Option<(&'static str, Option<String>)> {
+    match e {
+        PlanError::Missing { by, .. } | PlanError::MissingKey { by, .. }
+            if by.starts_with("volume ") =>
+        {
+            Some((pod::REASON_CONTAINER_CREATING, None))
+        }
+        PlanError::Missing { kind, name, .. } => Some((
+            pod::REASON_CREATE_CONTAINER_CONFIG_ERROR,
+            Some(format!("{} \"{name}\" not found", kind.to_lowercase())),
+        )),
+        PlanError::MissingKey {
+            kind, name, key, ..
+        } => Some((
+            pod::REASON_CREATE_CONTAINER_CONFIG_ERROR,
+            Some(format!(
+                "couldn't find key {key} in {kind} {namespace}/{name}"
+            )),
+        )),
+        _ => None,
+    }
 }
 
 /// How an attempt's process ended.
 enum AttemptEnd {
-    NotStarted(String),
     Exited(std::io::Result<std::process::ExitStatus>),
     /// Killed at the deadline (`None`) or on a stop.
     Killed(Option<Stop>),
 }
 
-async fn attempt_process(
-    client: &Client,
-    config: &RunnerConfig,
-    job: &Job,
-    log: &std::fs::File,
-    deadline: Option<Instant>,
+async fn execute(
+    a: &Attempt<'_>,
+    mut child: process::RunningProcess,
     stop: &mut oneshot::Receiver<Stop>,
 ) -> AttemptEnd {
-    let name = job.metadata.name.as_deref().unwrap_or("job");
-    let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
-    let run_dir = match tempfile::Builder::new()
-        .prefix(&format!("orchestrator-{name}-"))
-        .tempdir()
-    {
-        Ok(dir) => dir,
-        Err(e) => return AttemptEnd::NotStarted(format!("creating the run directory: {e}")),
-    };
-    let refs = plan::references(job);
-    let give_up = Instant::now() + SOURCE_WAIT;
-    let plan = loop {
-        let sources = match workspace::fetch_sources(client, namespace, &refs).await {
-            Ok(s) => s,
-            Err(e) => {
-                return AttemptEnd::NotStarted(format!("reading ConfigMaps and Secrets: {e}"));
-            }
-        };
-        match plan::plan_run(job, &sources, run_dir.path()) {
-            Ok(plan) => break plan,
-            Err(PlanError::Missing { .. }) if Instant::now() < give_up => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    s = &mut *stop => return AttemptEnd::Killed(Some(s.unwrap_or(Stop::Shutdown))),
-                }
-            }
-            Err(e) => return AttemptEnd::NotStarted(e.to_string()),
-        }
-    };
-    if let Err(e) = workspace::write_files(&plan) {
-        return AttemptEnd::NotStarted(format!("writing the mounted files: {e}"));
-    }
-    let spec = ProcessSpec {
-        program: &plan.program,
-        args: &plan.args,
-        env: &plan.env,
-        cwd: &plan.cwd,
-    };
-    let mut child = match process::spawn(&spec, log) {
-        Ok(child) => child,
-        Err(e) => return AttemptEnd::NotStarted(format!("starting {:?}: {e}", plan.program)),
-    };
-    let grace = plan::grace_seconds(job)
+    let grace = plan::grace_seconds(a.job)
         .and_then(|s| u64::try_from(s).ok())
-        .map_or(config.termination_grace, Duration::from_secs);
-    // The run directory lives until the process group is gone.
+        .map_or(a.config.termination_grace, Duration::from_secs);
     tokio::select! {
         status = child.wait() => AttemptEnd::Exited(status),
-        _ = sleep_until_deadline(deadline) => {
+        _ = sleep_until_deadline(a.deadline) => {
             child.terminate(grace).await;
             AttemptEnd::Killed(None)
         }
@@ -456,35 +733,34 @@ async fn attempt_process(
     }
 }
 
-/// The Pod object of one attempt, written best effort.
+/// The Pod object of one attempt.
 struct PodMirror {
     api: Api<Pod>,
     name: String,
 }
 
 impl PodMirror {
-    async fn create(client: &Client, job: &Job) -> Option<PodMirror> {
+    /// Creates the attempt's Pod (Pending); `Err` carries the server's refusal.
+    async fn create(
+        client: &Client,
+        job: &Job,
+        log_path: &Path,
+        log_start: u64,
+    ) -> Result<PodMirror, String> {
         let namespace = job.metadata.namespace.as_deref().unwrap_or("default");
         let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-        let pod: Pod = serde_json::from_value(pod::pod_for(job)).ok()?;
+        let mut value = pod::pod_for(job);
+        value["metadata"]["annotations"][pod::ANNOTATION_POD_LOG_PATH] =
+            json!(log_path.to_string_lossy());
+        value["metadata"]["annotations"][ANNOTATION_POD_LOG_START] = json!(log_start.to_string());
+        let pod: Pod = serde_json::from_value(value).map_err(|e| e.to_string())?;
         match api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                let name = created.metadata.name?;
-                let mirror = PodMirror { api, name };
-                mirror
-                    .set(
-                        job,
-                        PodState::Running {
-                            started: Timestamp::now(),
-                        },
-                    )
-                    .await;
-                Some(mirror)
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "creating the attempt's Pod failed; going on without");
-                None
-            }
+            Ok(created) => Ok(PodMirror {
+                api,
+                name: created.metadata.name.unwrap_or_default(),
+            }),
+            Err(kube::Error::Api(e)) => Err(e.message),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -498,9 +774,47 @@ impl PodMirror {
             tracing::debug!(pod = %self.name, error = %e, "writing the Pod's status failed");
         }
     }
+
+    async fn annotate(&self, annotations: &[(&str, String)]) {
+        let map: serde_json::Map<String, Value> = annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), json!(v)))
+            .collect();
+        let patch = json!({"metadata": {"annotations": map}});
+        if let Err(e) = self
+            .api
+            .patch(&self.name, &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::debug!(pod = %self.name, error = %e, "annotating the Pod failed");
+        }
+    }
+
+    /// The attempt was stopped: a suspended Job's Pod is deleted (as the Job controller
+    /// deletes active Pods), a deleted Job's is garbage-collected, at shutdown it ended.
+    async fn stopped(&self, job: &Job, stop: Stop, started: Timestamp) {
+        match stop {
+            Stop::Suspended => {
+                let _ = self.api.delete(&self.name, &Default::default()).await;
+            }
+            Stop::Shutdown => {
+                self.set(
+                    job,
+                    PodState::Exited {
+                        started,
+                        finished: Timestamp::now(),
+                        exit_code: None,
+                        message: None,
+                    },
+                )
+                .await;
+            }
+            Stop::Deleted | Stop::Gone => {}
+        }
+    }
 }
 
-fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+fn describe(status: &std::io::Result<std::process::ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => match (s.code(), s.signal()) {

@@ -10,12 +10,15 @@
 //! Finished Jobs are never run again, also by a restarted runner.
 
 pub mod driver;
+pub mod heartbeat;
 pub mod mounts;
 pub mod plan;
 pub mod pod;
 pub mod process;
 pub mod status;
 pub mod workspace;
+
+pub use heartbeat::runner_attached;
 
 /// The annotation on a Job that names the local file holding its output.
 pub const ANNOTATION_LOG_PATH: &str = "orchestrator.io/log-path";
@@ -149,12 +152,17 @@ async fn run(client: Client, config: Arc<RunnerConfig>, mut stop: watch::Receive
         .default_backoff()
         .boxed();
     let mut runner = Runner::default();
-    let mut drivers: JoinSet<(String, String, Result<Ending, driver::DriveError>)> = JoinSet::new();
+    let mut heartbeat = tokio::time::interval(heartbeat::RENEW_INTERVAL);
+    type DriverResult = (String, u64, String, Result<Ending, driver::DriveError>);
+    let mut drivers: JoinSet<DriverResult> = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            _ = heartbeat.tick() => heartbeat::renew(&client).await,
             Some(done) = drivers.join_next(), if !drivers.is_empty() => match done {
-                Ok((uid, key, result)) => runner.driver_ended(&uid, &key, result),
+                Ok((uid, generation, key, result)) => {
+                    runner.driver_ended(&uid, generation, &key, result);
+                }
                 Err(e) => tracing::error!(error = %e, "a Job driver task failed"),
             },
             event = events.next() => match event {
@@ -164,12 +172,14 @@ async fn run(client: Client, config: Arc<RunnerConfig>, mut stop: watch::Receive
                         let uid = job.metadata.uid.clone().unwrap_or_default();
                         let key = job_key(&job);
                         tracing::info!(job = %key, "starting Job");
-                        runner.running.insert(uid.clone(), tx);
+                        runner.started += 1;
+                        let generation = runner.started;
+                        runner.running.insert(uid.clone(), (generation, tx));
                         let client = client.clone();
                         let config = config.clone();
                         drivers.spawn(async move {
                             let result = driver::drive_job(client, &config, job, rx).await;
-                            (uid, key, result)
+                            (uid, generation, key, result)
                         });
                     }
                 }
@@ -178,11 +188,11 @@ async fn run(client: Client, config: Arc<RunnerConfig>, mut stop: watch::Receive
             },
         }
     }
-    for (_, tx) in runner.running.drain() {
+    for (_, (_, tx)) in runner.running.drain() {
         let _ = tx.send(Stop::Shutdown);
     }
     while let Some(done) = drivers.join_next().await {
-        if let Ok((_, key, Err(e))) = done {
+        if let Ok((_, _, key, Err(e))) = done {
             tracing::warn!(job = %key, error = %e, "Job driver ended with an error at shutdown");
         }
     }
@@ -201,12 +211,18 @@ fn job_key(job: &Job) -> String {
 #[derive(Default)]
 struct Runner {
     /// Jobs with a driver, and the channel that stops it.
-    running: HashMap<String, oneshot::Sender<Stop>>,
+    running: HashMap<String, (u64, oneshot::Sender<Stop>)>,
+    /// Numbers the drivers, so that a stopped driver that ends late (a suspended Job resumed
+    /// at once) does not take the entry of the driver that replaced it.
+    started: u64,
     /// Jobs the runner is done with (finished, or given up on): never started again, even when
     /// a stale watch event shows them unfinished.
     done: HashSet<String>,
     /// Uids listed since the last watch restart, to find Jobs deleted while disconnected.
     relisted: Option<HashSet<String>>,
+    /// Suspended Jobs whose Suspended condition is written (or being written): started again
+    /// when `spec.suspend` turns false.
+    suspended: HashSet<String>,
 }
 
 impl Runner {
@@ -235,6 +251,7 @@ impl Runner {
                         self.stop(&uid, Stop::Deleted);
                     }
                     self.done.retain(|uid| seen.contains(uid));
+                    self.suspended.retain(|uid| seen.contains(uid));
                 }
                 Vec::new()
             }
@@ -243,6 +260,7 @@ impl Runner {
                 if let Some(uid) = &job.metadata.uid {
                     self.stop(uid, Stop::Deleted);
                     self.done.remove(uid);
+                    self.suspended.remove(uid);
                 }
                 Vec::new()
             }
@@ -255,24 +273,49 @@ impl Runner {
             self.stop(&uid, Stop::Deleted);
             return None;
         }
-        if self.running.contains_key(&uid) || self.done.contains(&uid) {
+        if self.done.contains(&uid) {
             return None;
         }
         if job.status.as_ref().is_some_and(status::is_finished) {
             self.done.insert(uid);
             return None;
         }
-        Some(job)
+        let suspend = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
+        match (suspend, self.running.contains_key(&uid)) {
+            // Suspending a running Job kills its process group; its driver writes the
+            // Suspended condition.
+            (true, true) => {
+                self.stop(&uid, Stop::Suspended);
+                self.suspended.insert(uid);
+                None
+            }
+            (_, true) => None,
+            // A suspended Job the runner has not written the condition for: a driver writes
+            // it and ends.
+            (true, false) => self.suspended.insert(uid).then_some(job),
+            (false, false) => {
+                self.suspended.remove(&uid);
+                Some(job)
+            }
+        }
     }
 
     fn stop(&mut self, uid: &str, why: Stop) {
-        if let Some(tx) = self.running.remove(uid) {
+        if let Some((_, tx)) = self.running.remove(uid) {
             let _ = tx.send(why);
         }
     }
 
-    fn driver_ended(&mut self, uid: &str, key: &str, result: Result<Ending, driver::DriveError>) {
-        self.running.remove(uid);
+    fn driver_ended(
+        &mut self,
+        uid: &str,
+        generation: u64,
+        key: &str,
+        result: Result<Ending, driver::DriveError>,
+    ) {
+        if self.running.get(uid).is_some_and(|(g, _)| *g == generation) {
+            self.running.remove(uid);
+        }
         match result {
             Ok(Ending::Finished) => {
                 tracing::info!(job = %key, "Job finished");
@@ -280,6 +323,9 @@ impl Runner {
             }
             Ok(Ending::AlreadyFinished) => {
                 self.done.insert(uid.to_string());
+            }
+            Ok(Ending::Suspended) => {
+                tracing::info!(job = %key, "Job suspended");
             }
             Ok(Ending::Stopped(_) | Ending::Gone) => {}
             Err(e) => {

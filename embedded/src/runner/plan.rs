@@ -45,7 +45,19 @@ pub struct RunPlan {
     pub dirs: Vec<PathBuf>,
     /// Files to write, absolute paths under the run directory.
     pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// The container's `terminationMessagePath` (default `/dev/termination-log`) as a local
+    /// file, created empty by `workspace::write_files`; the process finds it in `TERMINATION_MESSAGE_PATH` and wherever
+    /// the command, args or env name the container path.
+    pub termination_message: PathBuf,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: an empty message of a failed
+    /// container is taken from the end of its log.
+    pub fallback_to_logs: bool,
 }
+
+/// The kubelet's default `terminationMessagePath`.
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+/// The env var that names the local termination message file.
+pub const ENV_TERMINATION_MESSAGE_PATH: &str = "TERMINATION_MESSAGE_PATH";
 
 /// Why a Job cannot be run locally. Each message names the part of the Job at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -313,9 +325,22 @@ pub fn plan_run(job: &Job, sources: &Sources, run_dir: &Path) -> Result<RunPlan,
             env.push((var.name.clone(), value));
         }
     }
+    let message_path = container
+        .termination_message_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .unwrap_or(DEFAULT_TERMINATION_MESSAGE_PATH);
+    let termination_message = local_mount_dir(run_dir, message_path)?;
+    // The termination message file is rewritten like a mount path.
+    let mut rewrites = mount_dirs.clone();
+    rewrites.push((message_path.to_string(), termination_message.clone()));
     for (_, value) in &mut env {
-        *value = rewrite_mount_paths(value, &mount_dirs);
+        *value = rewrite_mount_paths(value, &rewrites);
     }
+    env.push((
+        ENV_TERMINATION_MESSAGE_PATH.to_string(),
+        termination_message.to_string_lossy().into_owned(),
+    ));
     env.push((
         "ORCHESTRATOR_RUN_DIR".to_string(),
         run_dir.to_string_lossy().into_owned(),
@@ -327,8 +352,7 @@ pub fn plan_run(job: &Job, sources: &Sources, run_dir: &Path) -> Result<RunPlan,
         ));
     }
 
-    let expand =
-        |s: &String| rewrite_mount_paths(&expand_vars(s, |n| lookup(&env, n)), &mount_dirs);
+    let expand = |s: &String| rewrite_mount_paths(&expand_vars(s, |n| lookup(&env, n)), &rewrites);
     let mut command: Vec<String> = container.command.iter().flatten().map(expand).collect();
     if command.is_empty() {
         return Err(PlanError::NoCommand {
@@ -361,6 +385,9 @@ pub fn plan_run(job: &Job, sources: &Sources, run_dir: &Path) -> Result<RunPlan,
         cwd,
         dirs,
         files,
+        termination_message,
+        fallback_to_logs: container.termination_message_policy.as_deref()
+            == Some("FallbackToLogsOnError"),
     })
 }
 
@@ -526,6 +553,15 @@ mod tests {
             "/tmp/run/workspace/task"
         );
         assert_eq!(env["ORCHESTRATOR_MOUNT_SCRATCH"], "/tmp/run/scratch");
+        assert_eq!(
+            env["TERMINATION_MESSAGE_PATH"], "/tmp/run/dev/termination-log",
+            "the kubelet's default path, as a local file"
+        );
+        assert_eq!(
+            plan.termination_message,
+            PathBuf::from("/tmp/run/dev/termination-log")
+        );
+        assert!(!plan.fallback_to_logs);
         assert_eq!(plan.cwd, PathBuf::from("/tmp/run"));
         assert_eq!(
             plan.files,

@@ -54,9 +54,26 @@ pub fn pod_for(job: &Job) -> Value {
     })
 }
 
+/// Annotations on a runner Pod that locate its container's log, for `pods/log`: the log file,
+/// and the byte range of this attempt in it (the end is set when the attempt ends).
+pub const ANNOTATION_POD_LOG_PATH: &str = "kube-envtest.io/log-path";
+pub const ANNOTATION_POD_LOG_START: &str = "kube-envtest.io/log-start";
+pub const ANNOTATION_POD_LOG_END: &str = "kube-envtest.io/log-end";
+
+/// The kubelet's waiting reasons the runner reports.
+pub const REASON_CONTAINER_CREATING: &str = "ContainerCreating";
+pub const REASON_CREATE_CONTAINER_CONFIG_ERROR: &str = "CreateContainerConfigError";
+
 /// How far the attempt has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodState {
+    /// The Pod exists, its container has not started (`ContainerCreating`,
+    /// `CreateContainerConfigError`): phase Pending.
+    Waiting {
+        since: Timestamp,
+        reason: &'static str,
+        message: Option<String>,
+    },
     Running {
         started: Timestamp,
     },
@@ -65,6 +82,8 @@ pub enum PodState {
         finished: Timestamp,
         /// `None` when killed by a signal (reported as 137, as the kubelet reports SIGKILL).
         exit_code: Option<i32>,
+        /// The termination message (the file at `terminationMessagePath`, or the log's end).
+        message: Option<String>,
     },
     /// The process never started (no command, missing ConfigMap, program not found).
     NotStarted {
@@ -87,6 +106,17 @@ pub fn pod_status_patch(job: &Job, state: PodState) -> Value {
             .to_string()
     };
     let (phase, ready, start, container_state) = match state {
+        PodState::Waiting {
+            since,
+            reason,
+            message,
+        } => {
+            let mut waiting = json!({"reason": reason});
+            if let Some(m) = message {
+                waiting["message"] = json!(m);
+            }
+            ("Pending", false, since, json!({ "waiting": waiting }))
+        }
         PodState::Running { started } => (
             "Running",
             true,
@@ -97,18 +127,23 @@ pub fn pod_status_patch(job: &Job, state: PodState) -> Value {
             started,
             finished,
             exit_code,
+            message,
         } => {
             let code = exit_code.unwrap_or(137);
+            let mut terminated = json!({
+                "exitCode": code,
+                "reason": if code == 0 { "Completed" } else { "Error" },
+                "startedAt": time(started),
+                "finishedAt": time(finished),
+            });
+            if let Some(m) = message.filter(|m| !m.is_empty()) {
+                terminated["message"] = json!(m);
+            }
             (
                 if code == 0 { "Succeeded" } else { "Failed" },
                 false,
                 started,
-                json!({"terminated": {
-                    "exitCode": code,
-                    "reason": if code == 0 { "Completed" } else { "Error" },
-                    "startedAt": time(started),
-                    "finishedAt": time(finished),
-                }}),
+                json!({ "terminated": terminated }),
             )
         }
         PodState::NotStarted { at } => (
@@ -120,12 +155,16 @@ pub fn pod_status_patch(job: &Job, state: PodState) -> Value {
         ),
     };
     let ready_status = if ready { "True" } else { "False" };
+    let started = container_state.get("waiting").is_none() && phase == "Running";
     json!({"status": {
         "phase": phase,
         "startTime": time(start),
         "hostIP": "127.0.0.1",
+        "podIP": "127.0.0.1",
         "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": time(start)},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": time(start)},
+            {"type": "ContainersReady", "status": ready_status, "lastTransitionTime": time(start)},
             {"type": "Ready", "status": ready_status, "lastTransitionTime": time(start)},
         ],
         "containerStatuses": [{
@@ -133,11 +172,46 @@ pub fn pod_status_patch(job: &Job, state: PodState) -> Value {
             "image": image,
             "imageID": "",
             "ready": ready,
-            "started": ready,
+            "started": started,
             "restartCount": 0,
             "state": container_state,
         }],
     }})
+}
+
+/// The kubelet's limits on a termination message: 4096 bytes from the file; on fallback, the
+/// last 80 lines of the log, at most 2048 bytes.
+pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+pub const FALLBACK_LOG_LINES: usize = 80;
+pub const FALLBACK_LOG_BYTES: usize = 2048;
+
+/// The termination message as the kubelet reads it: the last 4096 bytes of the file; when that
+/// is empty, the container failed and the policy is `FallbackToLogsOnError`, the end of the log.
+pub fn termination_message(
+    file: &[u8],
+    log: &[u8],
+    failed: bool,
+    fallback_to_logs: bool,
+) -> String {
+    let tail = |bytes: &[u8], max: usize| {
+        let cut = bytes.len().saturating_sub(max);
+        String::from_utf8_lossy(&bytes[cut..]).into_owned()
+    };
+    if !file.is_empty() {
+        return tail(file, MAX_TERMINATION_MESSAGE_BYTES);
+    }
+    if !(failed && fallback_to_logs) {
+        return String::new();
+    }
+    let body = log.strip_suffix(b"\n").unwrap_or(log);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(FALLBACK_LOG_LINES - 1)
+        .map_or(0, |(i, _)| i + 1);
+    tail(&log[start..], FALLBACK_LOG_BYTES)
 }
 
 #[cfg(test)]
@@ -186,6 +260,7 @@ mod tests {
                     started: t(0),
                     finished: t(2),
                     exit_code: Some(0),
+                    message: None,
                 },
                 "Succeeded",
                 false,
@@ -196,6 +271,7 @@ mod tests {
                     started: t(0),
                     finished: t(2),
                     exit_code: Some(3),
+                    message: None,
                 },
                 "Failed",
                 false,
@@ -206,6 +282,7 @@ mod tests {
                     started: t(0),
                     finished: t(2),
                     exit_code: None,
+                    message: None,
                 },
                 "Failed",
                 false,
@@ -218,7 +295,7 @@ mod tests {
                 Some(128),
             ),
         ] {
-            let patch = pod_status_patch(&job(), state);
+            let patch = pod_status_patch(&job(), state.clone());
             let status = &patch["status"];
             assert_eq!(status["phase"], phase, "{state:?}");
             assert_eq!(status["containerStatuses"][0]["ready"], ready, "{state:?}");
@@ -229,5 +306,40 @@ mod tests {
             );
             assert_eq!(status["startTime"], "2027-01-15T08:00:00Z");
         }
+        let waiting = pod_status_patch(
+            &job(),
+            PodState::Waiting {
+                since: t(0),
+                reason: REASON_CREATE_CONTAINER_CONFIG_ERROR,
+                message: Some("secret \"x\" not found".into()),
+            },
+        );
+        assert_eq!(waiting["status"]["phase"], "Pending");
+        assert_eq!(
+            waiting["status"]["containerStatuses"][0]["state"]["waiting"],
+            json!({"reason": "CreateContainerConfigError", "message": "secret \"x\" not found"})
+        );
+    }
+
+    #[test]
+    fn termination_messages_are_read_as_the_kubelet_reads_them() {
+        let big = vec![b'x'; 5000];
+        assert_eq!(termination_message(&big, b"", false, false).len(), 4096);
+        assert_eq!(termination_message(b"done", b"log", true, true), "done");
+        assert_eq!(termination_message(b"", b"log\n", true, false), "");
+        assert_eq!(
+            termination_message(b"", b"log\n", false, true),
+            "",
+            "only on failure"
+        );
+        let log: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        let msg = termination_message(b"", log.as_bytes(), true, true);
+        assert!(msg.starts_with("line 21\n"), "the last 80 lines: {msg:?}");
+        assert!(msg.ends_with("line 100\n"));
+        let long = "y".repeat(3000);
+        assert_eq!(
+            termination_message(b"", long.as_bytes(), true, true).len(),
+            2048
+        );
     }
 }

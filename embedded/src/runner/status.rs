@@ -60,7 +60,16 @@ pub enum AttemptOutcome {
     Failed,
     /// Killed because the Job's `activeDeadlineSeconds` passed.
     DeadlineExceeded,
+    /// The Pod could not be created (`FailedCreate`): no attempt ran and none is counted; the
+    /// Job controller tries again after a backoff.
+    NotCreated,
 }
+
+pub const CONDITION_SUSPENDED: &str = "Suspended";
+pub const REASON_JOB_SUSPENDED: &str = "JobSuspended";
+pub const REASON_JOB_RESUMED: &str = "JobResumed";
+pub const MESSAGE_JOB_SUSPENDED: &str = "Job suspended";
+pub const MESSAGE_JOB_RESUMED: &str = "Job resumed";
 
 /// How a Job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,10 +127,16 @@ pub enum Resume {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobRun {
     pub start_time: Option<Timestamp>,
-    /// An attempt is running now.
+    /// An attempt is running now (its Pod exists, whether or not its container started).
     pub active: bool,
+    /// The active attempt's container runs (a waiting Pod is active but not ready).
+    pub ready: bool,
     pub succeeded: i32,
     pub failed: i32,
+    /// Pod creations refused in a row (FailedCreate), for the retry backoff.
+    pub create_failures: i32,
+    /// The `Suspended` condition: (suspended, since).
+    pub suspended: Option<(bool, Timestamp)>,
     pub finished: Option<(Terminal, Timestamp)>,
 }
 
@@ -138,12 +153,25 @@ impl JobRun {
         if is_finished(status) {
             return Resume::AlreadyFinished;
         }
+        let suspended = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == CONDITION_SUSPENDED)
+            .map(|c| {
+                (
+                    c.status == "True",
+                    c.last_transition_time
+                        .as_ref()
+                        .map_or_else(Timestamp::now, |t| t.0),
+                )
+            });
         Resume::Continue(JobRun {
             start_time: status.start_time.as_ref().map(|t| t.0),
-            active: false,
             succeeded: status.succeeded.unwrap_or(0).max(0),
             failed: status.failed.unwrap_or(0).max(0),
-            finished: None,
+            suspended,
+            ..JobRun::default()
         })
     }
 
@@ -172,16 +200,53 @@ impl JobRun {
         Step::Start
     }
 
-    pub fn start_attempt(&mut self, now: Timestamp) {
+    /// The Job is synced for the first time (or again after a resume): `startTime` is set,
+    /// and with it the deadline starts, before any Pod exists.
+    pub fn begin(&mut self, now: Timestamp) {
+        self.start_time.get_or_insert(now);
+    }
+
+    /// A Pod for the next attempt exists; `ready` when its container runs at once.
+    pub fn start_attempt(&mut self, now: Timestamp, ready: bool) {
         self.start_time.get_or_insert(now);
         self.active = true;
+        self.ready = ready;
     }
 
     pub fn end_attempt(&mut self, outcome: AttemptOutcome) {
         self.active = false;
+        self.ready = false;
         match outcome {
             AttemptOutcome::Succeeded => self.succeeded += 1,
             AttemptOutcome::Failed | AttemptOutcome::DeadlineExceeded => self.failed += 1,
+            AttemptOutcome::NotCreated => self.create_failures += 1,
+        }
+        if outcome != AttemptOutcome::NotCreated {
+            self.create_failures = 0;
+        }
+    }
+
+    /// Failures so far that the next attempt backs off for.
+    pub fn retries(&self) -> i32 {
+        self.failed + self.create_failures
+    }
+
+    /// `spec.suspend` turned true: the active Pod is gone (not counted as failed), and the
+    /// deadline stops with `startTime` cleared, as the Job controller does.
+    pub fn suspend(&mut self, now: Timestamp) {
+        self.active = false;
+        self.ready = false;
+        self.start_time = None;
+        if self.suspended.is_none_or(|(s, _)| !s) {
+            self.suspended = Some((true, now));
+        }
+    }
+
+    /// `spec.suspend` turned false again: `startTime` starts anew.
+    pub fn resume_suspended(&mut self, now: Timestamp) {
+        if self.suspended.is_some_and(|(s, _)| s) {
+            self.suspended = Some((false, now));
+            self.start_time = None;
         }
     }
 
@@ -196,11 +261,27 @@ impl JobRun {
         let mut status = JobStatus {
             start_time: self.start_time.map(time),
             active: self.active.then_some(1),
-            ready: Some(i32::from(self.active)),
+            ready: Some(i32::from(self.active && self.ready)),
             succeeded: positive(self.succeeded),
             failed: positive(self.failed),
             ..JobStatus::default()
         };
+        let mut conditions = Vec::new();
+        if let Some((suspended, at)) = self.suspended {
+            let (status, reason, message) = if suspended {
+                ("True", REASON_JOB_SUSPENDED, MESSAGE_JOB_SUSPENDED)
+            } else {
+                ("False", REASON_JOB_RESUMED, MESSAGE_JOB_RESUMED)
+            };
+            conditions.push(JobCondition {
+                type_: CONDITION_SUSPENDED.to_string(),
+                status: status.to_string(),
+                reason: Some(reason.to_string()),
+                message: Some(message.to_string()),
+                last_probe_time: Some(time(at)),
+                last_transition_time: Some(time(at)),
+            });
+        }
         if let Some((terminal, at)) = self.finished {
             let (interim, last, reason, message) = terminal.conditions();
             let condition = |type_: &str| JobCondition {
@@ -211,10 +292,13 @@ impl JobRun {
                 last_probe_time: Some(time(at)),
                 last_transition_time: Some(time(at)),
             };
-            status.conditions = Some(vec![condition(interim), condition(last)]);
+            conditions.extend([condition(interim), condition(last)]);
             if terminal == Terminal::Complete {
                 status.completion_time = Some(time(at));
             }
+        }
+        if !conditions.is_empty() {
+            status.conditions = Some(conditions);
         }
         status
     }
@@ -237,7 +321,7 @@ pub fn status_after(limits: JobLimits, events: &[RunEvent]) -> JobStatus {
             break;
         }
         match *event {
-            RunEvent::Started(at) => run.start_attempt(at),
+            RunEvent::Started(at) => run.start_attempt(at, true),
             RunEvent::Ended(outcome, at) => {
                 run.end_attempt(outcome);
                 if let Step::Finish(terminal) = run.next_step(limits, at) {

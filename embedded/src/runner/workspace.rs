@@ -1,5 +1,6 @@
 //! The I/O around one attempt's plan: fetches the ConfigMaps and Secrets a Job references,
-//! and writes the planned directories and files into the private run directory.
+//! and writes the planned directories and files (and the empty termination message file) into
+//! the private run directory.
 
 use super::plan::{Data, References, RunPlan, Sources};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -66,5 +67,9 @@ pub fn write_files(plan: &RunPlan) -> io::Result<()> {
         }
         std::fs::write(path, bytes)?;
     }
+    if let Some(parent) = plan.termination_message.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&plan.termination_message, b"")?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! Use it with `mod support;` and `let c = support::cluster().await;`.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -95,7 +97,11 @@ impl TestCluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Installs the TaskRun CRD (server-side apply) and waits until it is Established.
+    /// Installs the fixture TaskRun CRD (server-side apply) and waits until it is Established.
+    pub async fn install_task_run_crd(&self) {
+        use kube::CustomResourceExt;
+        install_crd(&self.client, &fixture::TaskRun::crd()).await;
+    }
 
     /// A kubeconfig file for kubectl: the embedded server's, or `KUBECONFIG`.
     pub fn kubeconfig_path(&mut self) -> PathBuf {

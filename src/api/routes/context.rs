@@ -6,7 +6,7 @@ use crate::api::auth::Authorized;
 use crate::api::change::Change;
 use crate::api::commit::CommitError;
 use crate::api::error::{Answer, ApiError, ApiJson, ApiResponse};
-use crate::api::model::{AddContextRequest, WrittenData};
+use crate::api::model::{AddContextRequest, FieldErrorAnswer, WrittenAnswer, WrittenData};
 use crate::api::state::AppState;
 use crate::api::validate::{parse_task_id, validate_context};
 use crate::names::task_run_name;
@@ -19,12 +19,12 @@ use axum::http::StatusCode;
     post,
     path = "/api/v1/tasks/{id}/context",
     tag = "tasks",
-    params(("id" = i64, Path, description = "The task id")),
+    params(("id" = i64, Path, minimum = 0, description = "The task id")),
     request_body = AddContextRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Committed; data is WrittenData", body = ApiResponse),
-        (status = 400, description = "A field is wrong; data.field names it", body = ApiResponse),
+        (status = 201, description = "Committed; data is WrittenData", body = WrittenAnswer),
+        (status = 400, description = "A field (or the id) is wrong; data.field names it", body = FieldErrorAnswer),
         (status = 401, description = "Missing or wrong bearer token", body = ApiResponse),
         (status = 404, description = "No folder for the task", body = ApiResponse),
         (status = 409, description = "The context version is taken", body = ApiResponse),

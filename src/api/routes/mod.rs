@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod health;
+pub mod operations;
 pub mod status;
 pub mod tasks;
 pub mod webhook;

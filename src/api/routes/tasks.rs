@@ -6,7 +6,10 @@ use crate::api::auth::Authorized;
 use crate::api::change::Change;
 use crate::api::commit::CommitError;
 use crate::api::error::{Answer, ApiError, ApiJson, ApiResponse};
-use crate::api::model::{PmTaskRequest, TaskSummary, WrittenData};
+use crate::api::model::{
+    FieldErrorAnswer, PmTaskRequest, TaskAnswer, TaskListAnswer, TaskSummary, WrittenAnswer,
+    WrittenData,
+};
 use crate::api::state::AppState;
 use crate::api::validate::{parse_task_id, validate_task};
 use crate::names::task_run_name;
@@ -22,8 +25,8 @@ use axum::http::StatusCode;
     request_body = PmTaskRequest,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Committed; data is WrittenData", body = ApiResponse),
-        (status = 400, description = "A field is wrong; data.field names it", body = ApiResponse),
+        (status = 201, description = "Committed; data is WrittenData", body = WrittenAnswer),
+        (status = 400, description = "A field is wrong; data.field names it", body = FieldErrorAnswer),
         (status = 401, description = "Missing or wrong bearer token", body = ApiResponse),
         (status = 409, description = "Task already exists", body = ApiResponse),
         (status = 413, description = "Body too large", body = ApiResponse),
@@ -86,7 +89,7 @@ pub async fn submit_task(
     get,
     path = "/api/v1/tasks",
     tag = "tasks",
-    responses((status = 200, description = "data is a list of TaskSummary", body = ApiResponse))
+    responses((status = 200, description = "data is a list of TaskSummary", body = TaskListAnswer))
 )]
 pub async fn list_tasks(State(state): State<AppState>) -> Answer {
     let mut tasks: Vec<TaskSummary> = state
@@ -111,9 +114,10 @@ pub async fn list_tasks(State(state): State<AppState>) -> Answer {
     get,
     path = "/api/v1/tasks/{id}",
     tag = "tasks",
-    params(("id" = i64, Path, description = "The task id")),
+    params(("id" = i64, Path, minimum = 0, description = "The task id")),
     responses(
-        (status = 200, description = "data is a TaskSummary", body = ApiResponse),
+        (status = 200, description = "data is a TaskSummary", body = TaskAnswer),
+        (status = 400, description = "The id is not a non-negative integer that fits in 64 bits", body = FieldErrorAnswer),
         (status = 404, description = "No TaskRun for the id", body = ApiResponse),
     )
 )]

@@ -47,14 +47,26 @@ fn valid_folders() {
             ("web", "claude-code", vec!["prompt.md"]),
         ),
         (
-            "markdown sorted by name whatever the input order",
+            "markdown in reading order whatever the input order",
             vec![
                 file("z.md", "z"),
                 file("task.yaml", YAML),
+                file("context-v10.md", ""),
+                file("prompt.md", "p"),
                 file("a.md", "a"),
                 file("context-v2.md", ""),
             ],
-            ("web", "claude-code", vec!["a.md", "context-v2.md", "z.md"]),
+            (
+                "web",
+                "claude-code",
+                vec![
+                    "prompt.md",
+                    "a.md",
+                    "context-v2.md",
+                    "context-v10.md",
+                    "z.md",
+                ],
+            ),
         ),
         (
             "hidden files ignored",
@@ -181,11 +193,11 @@ fn invalid_folders_report_every_problem_exactly() {
             vec![
                 err(
                     Some("task.yaml"),
-                    "unknown key \"priority\": only serviceName and agentName are allowed: remove or rename it",
+                    "priority must be a whole number between -2147483648 and 2147483647, not \"high\": write e.g. \"priority: 10\" (higher starts first; the default is 0)",
                 ),
                 err(
                     Some("task.yaml"),
-                    "unknown key \"service_name\" (did you mean serviceName?): only serviceName and agentName are allowed: remove or rename it",
+                    "unknown key \"service_name\" (did you mean serviceName?): only serviceName, agentName, suspend and priority are allowed: remove or rename it",
                 ),
             ],
         ),
@@ -195,7 +207,7 @@ fn invalid_folders_report_every_problem_exactly() {
             vec![
                 err(
                     Some("task.yaml"),
-                    "unknown key \"agent\" (did you mean agentName?): only serviceName and agentName are allowed: remove or rename it",
+                    "unknown key \"agent\" (did you mean agentName?): only serviceName, agentName, suspend and priority are allowed: remove or rename it",
                 ),
                 err(
                     Some("task.yaml"),
@@ -343,7 +355,7 @@ fn invalid_folders_report_every_problem_exactly() {
             ],
             vec![err(
                 Some("huge.md"),
-                "the task's markdown totals 2.0 MiB (2097168 bytes), over the 900 KiB limit that keeps its ConfigMap under Kubernetes' 1 MiB object limit; this is its largest file (2.0 MiB): shrink it or split the task",
+                "the task's markdown totals 2.0 MiB (2097168 bytes), over the 450 KiB limit that keeps its ConfigMap (every file plus the generated TASK.md) under Kubernetes' 1 MiB object limit; this is its largest file (2.0 MiB): shrink it or split the task",
             )],
         ),
         (
@@ -354,7 +366,7 @@ fn invalid_folders_report_every_problem_exactly() {
                 .collect(),
             vec![err(
                 Some("part0.md"),
-                "the task's markdown totals 1.2 MiB (1228824 bytes), over the 900 KiB limit that keeps its ConfigMap under Kubernetes' 1 MiB object limit; this is its largest file (400.0 KiB): shrink it or split the task",
+                "the task's markdown totals 1.2 MiB (1228824 bytes), over the 450 KiB limit that keeps its ConfigMap (every file plus the generated TASK.md) under Kubernetes' 1 MiB object limit; this is its largest file (400.0 KiB): shrink it or split the task",
             )],
         ),
     ];
@@ -393,7 +405,7 @@ fn unread_oversized_file_is_reported_by_size() {
         errors(entries),
         vec![err(
             Some("huge.md"),
-            "the task's markdown totals 5.0 MiB (5242887 bytes), over the 900 KiB limit that keeps its ConfigMap under Kubernetes' 1 MiB object limit; this is its largest file (5.0 MiB): shrink it or split the task"
+            "the task's markdown totals 5.0 MiB (5242887 bytes), over the 450 KiB limit that keeps its ConfigMap (every file plus the generated TASK.md) under Kubernetes' 1 MiB object limit; this is its largest file (5.0 MiB): shrink it or split the task"
         )]
     );
 }
@@ -425,4 +437,108 @@ fn sizes_read_like_people_write_them() {
     ] {
         assert_eq!(human_size(bytes), text);
     }
+}
+
+#[test]
+fn suspend_and_priority_are_read_from_task_yaml() {
+    // (task.yaml, suspend, priority)
+    let cases = [
+        (YAML.to_string(), false, 0),
+        (format!("{YAML}suspend: true\n"), true, 0),
+        (format!("{YAML}suspend: false\npriority: 10\n"), false, 10),
+        (format!("priority: -5\n{YAML}"), false, -5),
+    ];
+    for (yaml, suspend, priority) in cases {
+        let content = parse_folder(vec![file("task.yaml", &yaml), file("p.md", "x")])
+            .unwrap_or_else(|e| panic!("{yaml}: {e:?}"));
+        assert_eq!(
+            (content.suspend, content.priority),
+            (suspend, priority),
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
+fn bad_suspend_and_priority_name_the_fix() {
+    let cases = [
+        (
+            "suspend: yes please\n",
+            "suspend must be true or false, not \"yes please\": write \"suspend: true\" to keep the task from running, or remove the key",
+        ),
+        (
+            "priority: 1.5\n",
+            "priority must be a whole number between -2147483648 and 2147483647, not 1.5: write e.g. \"priority: 10\" (higher starts first; the default is 0)",
+        ),
+        (
+            "priority: 99999999999\n",
+            "priority must be a whole number between -2147483648 and 2147483647, not 99999999999: write e.g. \"priority: 10\" (higher starts first; the default is 0)",
+        ),
+        (
+            "paused: true\n",
+            "unknown key \"paused\" (did you mean suspend?): only serviceName, agentName, suspend and priority are allowed: remove or rename it",
+        ),
+    ];
+    for (extra, want) in cases {
+        let yaml = format!("{YAML}{extra}");
+        assert_eq!(
+            errors(vec![file("task.yaml", &yaml), file("p.md", "x")]),
+            vec![err(Some("task.yaml"), want)],
+            "{extra}"
+        );
+    }
+}
+
+#[test]
+fn suspend_and_priority_do_not_change_the_digest() {
+    let digest = |yaml: &str| {
+        parse_folder(vec![file("task.yaml", yaml), file("p.md", "x")])
+            .unwrap()
+            .digest
+    };
+    let base = digest(YAML);
+    for same in [
+        format!("{YAML}suspend: true\n"),
+        format!("{YAML}priority: 7\n"),
+        format!("suspend:   false\n{YAML}priority:\n  3\n"),
+    ] {
+        assert_eq!(digest(&same), base, "{same}");
+    }
+    // Anything else in task.yaml still changes it.
+    assert_ne!(digest(&format!("{YAML}# a comment\n")), base);
+    assert_ne!(digest("serviceName: web\nagentName: codex\n"), base);
+}
+
+#[test]
+fn without_scheduling_keys_strips_only_those_top_level_lines() {
+    let cases = [
+        ("a: 1\nsuspend: true\nb: 2\n", "a: 1\nb: 2\n"),
+        ("priority:\n  5\nb: 2", "b: 2"),
+        ("suspendx: 1\n", "suspendx: 1\n"),
+        ("  suspend: true\n", "  suspend: true\n"),
+        ("# suspend: true\n", "# suspend: true\n"),
+        ("priority : 1\n", ""),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            String::from_utf8(without_scheduling_keys(input.as_bytes())).unwrap(),
+            want,
+            "{input:?}"
+        );
+    }
+}
+
+#[test]
+fn a_task_md_of_its_own_is_refused() {
+    assert_eq!(
+        errors(vec![
+            file("task.yaml", YAML),
+            file("TASK.md", "x"),
+            file("p.md", "x")
+        ]),
+        vec![err(
+            Some("TASK.md"),
+            "TASK.md is generated from the task's other files (in reading order, each under a heading); a task folder may not hold one: rename it, e.g. to task-notes.md"
+        )]
+    );
 }

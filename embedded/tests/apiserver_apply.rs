@@ -3,15 +3,14 @@
 
 mod support;
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::Status;
 use kube::core::{ApiResource, GroupVersionKind};
-use orchestrator::crd::TaskRun;
 use serde_json::{Value, json};
 use support::cluster;
+use support::fixture::TaskRun;
 
 fn config_map(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
@@ -177,35 +176,33 @@ async fn reapplying_the_same_config_keeps_the_resource_version() {
 #[tokio::test]
 async fn strategic_merge_patch_merges_containers_by_name_and_configmap_data_by_key() {
     let c = cluster().await;
-    let jobs: Api<Job> = c.api();
-    let job: Job = serde_json::from_value(json!({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "smp-job"},
-        "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "main", "image": "busybox", "command": ["true"],
+    // A Pod, whose container images may change (a Job's template may not): bound to a node
+    // that does not exist, so that nothing runs it on a real cluster either.
+    let pods: Api<Pod> = c.api();
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "smp-pod"},
+        "spec": {"nodeName": "kube-envtest-nowhere", "restartPolicy": "Never", "containers": [
+            {"name": "main", "image": "busybox:1", "command": ["true"],
              "env": [{"name": "A", "value": "1"}]},
-            {"name": "side", "image": "busybox", "command": ["true"]}]}}}
+            {"name": "side", "image": "busybox:1", "command": ["true"]}]}
     }))
-    .expect("job");
-    jobs.create(&PostParams::default(), &job)
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
         .await
-        .expect("create job");
-    let patched = jobs
+        .expect("create pod");
+    let patched = pods
         .patch(
-            "smp-job",
+            "smp-pod",
             &PatchParams {
                 field_manager: Some("smp-test".into()),
                 ..PatchParams::default()
             },
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "main", "env": [{"name": "B", "value": "2"}]}]}}}})),
+            &Patch::Strategic(json!({"spec": {"containers": [
+                {"name": "main", "image": "busybox:2"}]}})),
         )
         .await
         .expect("strategic patch");
-    let containers = patched
-        .spec
-        .and_then(|s| s.template.spec)
-        .map(|s| s.containers)
-        .unwrap_or_default();
+    let containers = patched.spec.map(|s| s.containers).unwrap_or_default();
     assert_eq!(
         containers
             .iter()
@@ -214,13 +211,14 @@ async fn strategic_merge_patch_merges_containers_by_name_and_configmap_data_by_k
         vec!["main", "side"],
         "the patch named one container; the other stays"
     );
+    assert_eq!(containers[0].image.as_deref(), Some("busybox:2"));
     let env_names: Vec<&str> = containers[0]
         .env
         .iter()
         .flatten()
         .map(|e| e.name.as_str())
         .collect();
-    assert_eq!(env_names, vec!["A", "B"], "env merges by name");
+    assert_eq!(env_names, vec!["A"], "fields the patch left out stay");
     let update_entry = patched
         .metadata
         .managed_fields
@@ -292,7 +290,7 @@ async fn lists_in_custom_resources_are_atomic_and_status_applies_are_marked() {
     c.install_task_run_crd().await;
     let api: Api<TaskRun> = c.api();
     let task_run = |files: Value| {
-        json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun", "metadata": {"name": "tr-ssa"},
+        json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun", "metadata": {"name": "tr-ssa"},
                "spec": {"taskId": 1, "serviceName": "s", "agentName": "a", "contextVersion": 1,
                         "markdownFiles": files}})
     };
@@ -333,7 +331,7 @@ async fn lists_in_custom_resources_are_atomic_and_status_applies_are_marked() {
             "tr-ssa",
             &PatchParams::apply("controller"),
             &Patch::Apply(
-                json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun",
+                json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun",
                                  "metadata": {"name": "tr-ssa"}, "status": {"phase": "Running"}}),
             ),
         )

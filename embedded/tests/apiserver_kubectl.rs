@@ -29,7 +29,7 @@ async fn kubectl_get_describe_apply_patch_delete() {
             &manifest,
             format!(
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  labels: {{app: demo}}\ndata:\n  level: \"{version}\"\n---\n\
-                 apiVersion: orchestrator.io/v1\nkind: TaskRun\nmetadata:\n  name: task-42\nspec:\n  taskId: 42\n  serviceName: web\n  agentName: claude\n  contextVersion: {version}\n"
+                 apiVersion: example.kube-envtest.dev/v1\nkind: TaskRun\nmetadata:\n  name: task-42\nspec:\n  taskId: 42\n  serviceName: web\n  agentName: claude\n  contextVersion: {version}\n"
             ),
         )
         .unwrap();
@@ -45,7 +45,7 @@ async fn kubectl_get_describe_apply_patch_delete() {
         text(&out)
     );
     assert!(
-        text(&out).contains("taskrun.orchestrator.io/task-42 created"),
+        text(&out).contains("taskrun.example.kube-envtest.dev/task-42 created"),
         "{}",
         text(&out)
     );
@@ -130,7 +130,7 @@ async fn kubectl_get_describe_apply_patch_delete() {
     assert!(text(&out).contains("level: \"4\""), "{}", text(&out));
 
     let bogus = dir.path().join("bogus.yaml");
-    std::fs::write(&bogus, "apiVersion: orchestrator.io/v1\nkind: TaskRun\nmetadata:\n  name: task-43\nspec:\n  taskId: 43\n  serviceName: web\n  agentName: claude\n  contextVersion: 1\n  bogus: 1\n").unwrap();
+    std::fs::write(&bogus, "apiVersion: example.kube-envtest.dev/v1\nkind: TaskRun\nmetadata:\n  name: task-43\nspec:\n  taskId: 43\n  serviceName: web\n  agentName: claude\n  contextVersion: 1\n  bogus: 1\n").unwrap();
     let out = c
         .kubectl(&["apply", "-f", bogus.to_str().unwrap()])
         .await

@@ -6,8 +6,8 @@ mod support;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube_envtest::{ApiServer, ApiServerConfig};
-use orchestrator::crd::{TaskRun, TaskRunSpec};
 use serde_json::json;
+use support::fixture::{TaskRun, TaskRunSpec};
 
 #[tokio::test]
 async fn restart_keeps_objects_and_resource_versions_keep_increasing() {

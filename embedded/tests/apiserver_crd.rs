@@ -7,9 +7,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope};
-use orchestrator::crd::TaskRun;
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::fixture::TaskRun;
 use support::{cluster, install_crd, unique_name, wait_until};
 
 fn api_error(e: kube::Error) -> Box<kube::core::response::Status> {
@@ -20,7 +20,7 @@ fn api_error(e: kube::Error) -> Box<kube::core::response::Status> {
 }
 
 fn task_run_json(name: &str, spec: Value) -> TaskRun {
-    serde_json::from_value(json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun", "metadata": {"name": name}, "spec": spec})).unwrap()
+    serde_json::from_value(json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun", "metadata": {"name": name}, "spec": spec})).unwrap()
 }
 
 fn good_spec() -> Value {
@@ -29,7 +29,7 @@ fn good_spec() -> Value {
 
 fn dynamic(c: &support::TestCluster) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("orchestrator.io", "v1", "TaskRun"),
+        &GroupVersionKind::gvk("example.kube-envtest.dev", "v1", "TaskRun"),
         "taskruns",
     );
     Api::namespaced_with(c.client.clone(), &c.namespace, &ar)
@@ -43,7 +43,7 @@ async fn crd_is_established_and_discovered() {
     let (ar, caps) = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
-        .find(|(ar, _)| ar.group == "orchestrator.io" && ar.kind == "TaskRun")
+        .find(|(ar, _)| ar.group == "example.kube-envtest.dev" && ar.kind == "TaskRun")
         .expect("TaskRun is discovered");
     assert_eq!(ar.plural, "taskruns");
     assert_eq!(caps.scope, Scope::Namespaced);
@@ -55,7 +55,7 @@ async fn crd_is_established_and_discovered() {
         caps.subresources
     );
     let crd = Api::<CustomResourceDefinition>::all(c.client.clone())
-        .get("taskruns.orchestrator.io")
+        .get("taskruns.example.kube-envtest.dev")
         .await
         .unwrap();
     let conditions = crd.status.unwrap().conditions.unwrap();
@@ -72,14 +72,14 @@ async fn schema_violations_are_422_with_field_paths() {
     c.install_task_run_crd().await;
     let api: Api<DynamicObject> = dynamic(&c);
     let obj = |name: &str, spec: Value| -> DynamicObject {
-        serde_json::from_value(json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun", "metadata": {"name": name}, "spec": spec})).unwrap()
+        serde_json::from_value(json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun", "metadata": {"name": name}, "spec": spec})).unwrap()
     };
 
     let e = api_error(api.create(&PostParams::default(), &obj("bad-type", json!({"taskId": "seven", "serviceName": "s", "agentName": "a", "contextVersion": 1}))).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
     assert!(
         e.message
-            .starts_with("TaskRun.orchestrator.io \"bad-type\" is invalid: spec.taskId"),
+            .starts_with("TaskRun.example.kube-envtest.dev \"bad-type\" is invalid: spec.taskId"),
         "{}",
         e.message
     );
@@ -147,7 +147,7 @@ async fn defaults_are_applied_and_unknown_fields_pruned() {
     spec["unknownField"] = json!("dropped");
     let raw: Api<DynamicObject> = dynamic(&c);
     let created: DynamicObject = raw
-        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "orchestrator.io/v1", "kind": "TaskRun", "metadata": {"name": "d"}, "spec": spec})).unwrap())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"apiVersion": "example.kube-envtest.dev/v1", "kind": "TaskRun", "metadata": {"name": "d"}, "spec": spec})).unwrap())
         .await
         .unwrap();
     assert!(
@@ -190,7 +190,7 @@ async fn table_output_carries_printer_columns() {
     .unwrap();
     let req = http::Request::builder()
         .uri(format!(
-            "/apis/orchestrator.io/v1/namespaces/{}/taskruns",
+            "/apis/example.kube-envtest.dev/v1/namespaces/{}/taskruns",
             c.namespace
         ))
         .header(
@@ -268,7 +268,7 @@ async fn table_watch_sends_one_row_tables() {
     let api: Api<TaskRun> = c.api();
     let req = http::Request::builder()
         .uri(format!(
-            "/apis/orchestrator.io/v1/namespaces/{}/taskruns?watch=true&resourceVersion=0",
+            "/apis/example.kube-envtest.dev/v1/namespaces/{}/taskruns?watch=true&resourceVersion=0",
             c.namespace
         ))
         .header(
