@@ -207,11 +207,16 @@ pub struct TaskRunCondition {
 /// `tr` with the controller's finalizer added: what the sync applies when a controller runs.
 pub fn with_finalizer(tr: &TaskRun) -> TaskRun {
     let mut tr = tr.clone();
+    add_finalizer(&mut tr);
+    tr
+}
+
+/// Adds the controller's finalizer to `tr` in place (the sync's apply body, not copied).
+pub fn add_finalizer(tr: &mut TaskRun) {
     let finalizers = tr.metadata.finalizers.get_or_insert_with(Vec::new);
     if !finalizers.iter().any(|f| f == crate::names::FINALIZER) {
         finalizers.push(crate::names::FINALIZER.to_string());
     }
-    tr
 }
 
 pub fn task_run_crd() -> CustomResourceDefinition {

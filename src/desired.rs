@@ -3,12 +3,18 @@
 //!
 //! The cluster is the only memory of versions: the live TaskRun carries `spec.contextVersion`
 //! and `spec.contentDigest`, so a restart of orchestrator or a lost local clone changes nothing.
+//!
+//! Markdown is held once, by the snapshot: a desired TaskRun shares the snapshot's files and
+//! builds its apply body only when it is written ([`DesiredTaskRun::apply_body`]), and what the
+//! sync keeps of a live TaskRun ([`LiveTaskRun`]) holds one fingerprint per file, not the file.
 
-use crate::crd::{TaskRun, TaskRunSpec};
+use crate::crd::{MarkdownFile, TaskRun, TaskRunSpec};
 use crate::names;
 use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Which repository and path a sync reads: the identity behind the ownership label.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,7 +76,7 @@ impl SourceIdentity {
     /// one of [`Self::legacy_repos`], or of the repository its `source-url` annotation names when
     /// that normalises to this source's repository. Such a TaskRun is this source's own: the
     /// next sync rewrites the mark (same contextVersion, no Job), never prunes it.
-    pub fn owns_legacy_mark(&self, live: &TaskRun) -> bool {
+    pub fn owns_legacy_mark(&self, live: &LiveTaskRun) -> bool {
         let Some(label) = live
             .metadata
             .labels
@@ -128,25 +134,258 @@ pub fn normalise_repo_url(url: &str) -> String {
     format!("{}{path}", host.to_ascii_lowercase())
 }
 
-/// One TaskRun as this source wants it, ready to be server-side applied.
-#[derive(Clone, Debug, PartialEq)]
+/// One TaskRun as this source wants it, as small as it can be held for every task: the fields
+/// this source owns, the snapshot's markdown (shared, never copied) and what every TaskRun of
+/// the sync shares ([`ApplyTarget`]). The apply body is built per write ([`Self::apply_body`]).
+#[derive(Clone, Debug)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
     pub name: String,
     pub digest: ContentDigest,
     pub context_version: i64,
-    /// Carries only the fields this source owns: the apply body.
-    pub task_run: TaskRun,
+    pub service_name: String,
+    pub agent_name: String,
+    /// The task folder's path inside the repository.
+    pub source_path: String,
+    /// task.yaml's `suspend` and `priority`: owned spec fields, not in the digest.
+    pub suspend: bool,
+    pub priority: i32,
+    /// The revision that produced this content version (the revision annotation); shared by
+    /// every task that revision produced.
+    pub producing_revision: Arc<str>,
+    /// Namespace and source: the same for every TaskRun of one sync.
+    pub target: Arc<ApplyTarget>,
+    /// The folder's markdown, sorted by file name: the snapshot's own `Arc`, never copied.
+    pub markdown_files: Arc<[MarkdownFile]>,
+    /// One fingerprint per markdown file, computed the first time a live TaskRun is compared.
+    fingerprints: OnceLock<Vec<FileFingerprint>>,
 }
 
-/// The live TaskRuns of one namespace by name.
+/// What every TaskRun of one sync shares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyTarget {
+    pub namespace: String,
+    /// This source's [`names::LABEL_SOURCE`] value.
+    pub source_label: String,
+    /// The repository, without credentials ([`names::ANNOTATION_SOURCE_URL`]); none with
+    /// `--source-name`, where the repository may be reached under several URLs.
+    pub source_url: Option<String>,
+    /// The source as a person reads it ([`names::ANNOTATION_SOURCE`]).
+    pub source_display: String,
+}
+
+impl PartialEq for DesiredTaskRun {
+    /// The fingerprints are derived from `markdown_files` and are not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.task_id == other.task_id
+            && self.name == other.name
+            && self.digest == other.digest
+            && self.context_version == other.context_version
+            && self.service_name == other.service_name
+            && self.agent_name == other.agent_name
+            && self.source_path == other.source_path
+            && self.suspend == other.suspend
+            && self.priority == other.priority
+            && self.producing_revision == other.producing_revision
+            && self.target == other.target
+            && self.markdown_files == other.markdown_files
+    }
+}
+
+impl DesiredTaskRun {
+    /// The server-side apply body: every field this source owns, markdown included. Built for
+    /// one write and dropped after it, so that only the writes in flight hold a body.
+    pub fn apply_body(&self) -> TaskRun {
+        let mut body = TaskRun::new(
+            &self.name,
+            TaskRunSpec {
+                task_id: self.task_id,
+                service_name: self.service_name.clone(),
+                agent_name: self.agent_name.clone(),
+                context_version: self.context_version,
+                content_digest: self.digest.0.clone(),
+                source_path: self.source_path.clone(),
+                suspend: self.suspend,
+                priority: self.priority,
+                markdown_files: self.markdown_files.to_vec(),
+            },
+        );
+        body.metadata.namespace = Some(self.target.namespace.clone());
+        body.metadata.labels = Some(self.labels());
+        body.metadata.annotations = Some(self.annotations());
+        body
+    }
+
+    /// The labels this source sets.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = task_labels(self.task_id, &self.service_name, self.context_version);
+        labels.insert(
+            names::LABEL_SOURCE.to_string(),
+            self.target.source_label.clone(),
+        );
+        labels
+    }
+
+    /// The annotations this source sets.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations =
+            task_annotations(&self.producing_revision, &self.digest, &self.source_path);
+        if let Some(url) = &self.target.source_url {
+            annotations.insert(names::ANNOTATION_SOURCE_URL.to_string(), url.clone());
+        }
+        annotations.insert(
+            names::ANNOTATION_SOURCE.to_string(),
+            self.target.source_display.clone(),
+        );
+        annotations
+    }
+
+    /// The fingerprints of [`Self::markdown_files`], as [`LiveTaskRun`] keeps the live files'.
+    pub fn fingerprints(&self) -> &[FileFingerprint] {
+        self.fingerprints.get_or_init(|| {
+            self.markdown_files
+                .iter()
+                .map(FileFingerprint::of)
+                .collect()
+        })
+    }
+}
+
+/// The live TaskRuns of one namespace by name, whole (status included), as a reflector cache
+/// holds them: what `--until-done` reads. The sync keeps [`KnownTaskRuns`] instead.
 pub type LiveTaskRuns = HashMap<String, TaskRun>;
+
+/// What the sync keeps of the live TaskRuns of one namespace, by name.
+pub type KnownTaskRuns = HashMap<String, LiveTaskRun>;
+
+/// What the sync needs of one live TaskRun to decide create, update, unchanged or prune: its
+/// metadata as [`trim_metadata`] leaves it and the spec fields this source owns, with each markdown
+/// file reduced to a fingerprint. Neither the markdown nor the status is kept: the sync holds
+/// each piece of markdown once, in the snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveTaskRun {
+    pub metadata: ObjectMeta,
+    pub spec: LiveSpec,
+}
+
+/// [`TaskRunSpec`] with [`FileFingerprint`]s in place of the markdown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSpec {
+    pub task_id: i64,
+    pub service_name: String,
+    pub agent_name: String,
+    pub context_version: i64,
+    pub content_digest: String,
+    pub source_path: String,
+    pub suspend: bool,
+    pub priority: i32,
+    /// In the live order.
+    pub markdown_files: Vec<FileFingerprint>,
+}
+
+/// A markdown file's name and the sha256 of its content: enough to tell whether the live file
+/// is the desired one, and which files an update adds, removes or modifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFingerprint {
+    pub filename: String,
+    pub sha256: [u8; 32],
+}
+
+impl FileFingerprint {
+    pub fn of(file: &MarkdownFile) -> Self {
+        Self {
+            filename: file.filename.clone(),
+            sha256: Sha256::digest(file.content.as_bytes()).into(),
+        }
+    }
+}
+
+/// The labels the sync reads on a live TaskRun: those it sets.
+const READ_LABELS: [&str; 5] = [
+    names::LABEL_TASK_ID,
+    names::LABEL_SERVICE_NAME,
+    names::LABEL_CONTEXT_VERSION,
+    names::LABEL_MANAGED_BY,
+    names::LABEL_SOURCE,
+];
+
+/// The annotations the sync reads on a live TaskRun: those it sets (the source ones also name
+/// the owner in a conflict and recognise an earlier mark), and the prune opt-out.
+const READ_ANNOTATIONS: [&str; 6] = [
+    names::ANNOTATION_REVISION,
+    names::ANNOTATION_CONTENT_DIGEST,
+    names::ANNOTATION_SOURCE_PATH,
+    names::ANNOTATION_SOURCE_URL,
+    names::ANNOTATION_SOURCE,
+    names::ANNOTATION_PRUNE,
+];
+
+/// Reduces a live TaskRun's metadata to what the sync reads: name, uid, resourceVersion,
+/// generation, deletionTimestamp, and the labels and annotations of [`READ_LABELS`] and
+/// [`READ_ANNOTATIONS`]. Other writers' keys, managedFields, finalizers and owner references
+/// are never compared, so they are not kept for every TaskRun.
+pub fn trim_metadata(meta: &mut ObjectMeta) {
+    let ObjectMeta {
+        name,
+        uid,
+        resource_version,
+        generation,
+        deletion_timestamp,
+        labels,
+        annotations,
+        ..
+    } = std::mem::take(meta);
+    let keep = |map: Option<BTreeMap<String, String>>, keys: &[&str]| {
+        map.map(|mut map| {
+            map.retain(|k, _| keys.contains(&k.as_str()));
+            map
+        })
+    };
+    *meta = ObjectMeta {
+        name,
+        uid,
+        resource_version,
+        generation,
+        deletion_timestamp,
+        labels: keep(labels, &READ_LABELS),
+        annotations: keep(annotations, &READ_ANNOTATIONS),
+        ..ObjectMeta::default()
+    };
+}
+
+impl From<TaskRun> for LiveTaskRun {
+    /// Keeps what the sync compares: [`trim_metadata`], and the spec without its markdown.
+    fn from(task_run: TaskRun) -> Self {
+        let TaskRun {
+            mut metadata, spec, ..
+        } = task_run;
+        trim_metadata(&mut metadata);
+        Self {
+            metadata,
+            spec: LiveSpec {
+                task_id: spec.task_id,
+                service_name: spec.service_name,
+                agent_name: spec.agent_name,
+                context_version: spec.context_version,
+                content_digest: spec.content_digest,
+                source_path: spec.source_path,
+                suspend: spec.suspend,
+                priority: spec.priority,
+                markdown_files: spec
+                    .markdown_files
+                    .iter()
+                    .map(FileFingerprint::of)
+                    .collect(),
+            },
+        }
+    }
+}
 
 /// The contextVersion for content `digest` given the live TaskRun of the same name:
 /// no live TaskRun → 1; the same digest → the live version; another digest → live version + 1.
 /// Versions never go backwards: content that returns to an older digest still gets a new,
 /// larger version, because only the live TaskRun is consulted, never history.
-pub fn context_version(live: Option<&TaskRun>, digest: &ContentDigest) -> i64 {
+pub fn context_version(live: Option<&LiveTaskRun>, digest: &ContentDigest) -> i64 {
     match live {
         None => 1,
         Some(live) if live.spec.content_digest == digest.0 => live.spec.context_version.max(1),
@@ -157,7 +396,7 @@ pub fn context_version(live: Option<&TaskRun>, digest: &ContentDigest) -> i64 {
 /// The revision annotation: the revision that produced the current content version. It is kept
 /// while the content stays the same, so a commit that touches one task rewrites one TaskRun.
 pub fn producing_revision(
-    live: Option<&TaskRun>,
+    live: Option<&LiveTaskRun>,
     digest: &ContentDigest,
     current: &Revision,
 ) -> String {
@@ -167,7 +406,7 @@ pub fn producing_revision(
 }
 
 /// The live revision annotation, when the live content is `digest`'s.
-fn kept_revision<'a>(live: Option<&'a TaskRun>, digest: &ContentDigest) -> Option<&'a str> {
+fn kept_revision<'a>(live: Option<&'a LiveTaskRun>, digest: &ContentDigest) -> Option<&'a str> {
     live.filter(|live| live.spec.content_digest == digest.0)
         .and_then(|live| live.metadata.annotations.as_ref())
         .and_then(|a| a.get(names::ANNOTATION_REVISION))
@@ -176,7 +415,8 @@ fn kept_revision<'a>(live: Option<&'a TaskRun>, digest: &ContentDigest) -> Optio
 
 /// The desired TaskRuns of the previous call by task id, reused while everything one is made of
 /// (content digest, path, version, producing revision, namespace, source) is the same: a
-/// re-sync then builds apply bodies, markdown included, only for the tasks that changed.
+/// re-sync then builds desired TaskRuns only for the tasks that changed. The entries share the
+/// snapshot's markdown and hold no apply body.
 #[derive(Clone, Debug, Default)]
 pub struct DesiredCache {
     by_task: HashMap<i64, Arc<DesiredTaskRun>>,
@@ -194,24 +434,18 @@ impl DesiredTaskRun {
         task: &TaskFolder,
         version: i64,
         revision: &str,
-        namespace: &str,
-        source_label: &str,
+        target: &ApplyTarget,
     ) -> bool {
-        let meta = &self.task_run.metadata;
         self.digest == task.digest
+            && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
             && self.context_version == version
-            && self.task_run.spec.source_path == task.path
+            && self.source_path == task.path
             // Not in the digest: a commit that only suspends or re-prioritises still rebuilds.
-            && self.task_run.spec.suspend == task.suspend
-            && self.task_run.spec.priority == task.priority
-            && meta.namespace.as_deref() == Some(namespace)
-            && value_of(&meta.annotations, names::ANNOTATION_REVISION) == Some(revision)
-            && value_of(&meta.labels, names::LABEL_SOURCE) == Some(source_label)
+            && self.suspend == task.suspend
+            && self.priority == task.priority
+            && *self.producing_revision == *revision
+            && *self.target == *target
     }
-}
-
-fn value_of<'a>(map: &'a Option<BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
-    map.as_ref().and_then(|m| m.get(key)).map(String::as_str)
 }
 
 /// Every TaskRun the snapshot describes, sorted by task id.
@@ -219,7 +453,7 @@ pub fn desired_task_runs(
     snapshot: &SourceSnapshot,
     source: &SourceIdentity,
     namespace: &str,
-    live: &LiveTaskRuns,
+    live: &KnownTaskRuns,
 ) -> Vec<Arc<DesiredTaskRun>> {
     desired_task_runs_reusing(snapshot, source, namespace, live, &mut DesiredCache::new())
 }
@@ -230,11 +464,20 @@ pub fn desired_task_runs_reusing(
     snapshot: &SourceSnapshot,
     source: &SourceIdentity,
     namespace: &str,
-    live: &LiveTaskRuns,
+    live: &KnownTaskRuns,
     cache: &mut DesiredCache,
 ) -> Vec<Arc<DesiredTaskRun>> {
-    let source_label = source.label_value();
-    let current = snapshot.revision.to_string();
+    let target = Arc::new(ApplyTarget {
+        namespace: namespace.to_string(),
+        source_label: source.label_value(),
+        // With --source-name the repository may be reached under several URLs, none of them
+        // the source's identity: plans from each would otherwise "restore" their own.
+        source_url: source.name.is_none().then(|| source.repo.clone()),
+        source_display: source.display(),
+    });
+    let current: Arc<str> = snapshot.revision.to_string().into();
+    // Producing revisions kept from live TaskRuns, one allocation each.
+    let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
     let desired = snapshot
         .tasks
@@ -243,25 +486,29 @@ pub fn desired_task_runs_reusing(
             let name = names::task_run_name(task.task_id);
             let live = live.get(&name);
             let version = context_version(live, &task.digest);
-            let revision = kept_revision(live, &task.digest).unwrap_or(&current);
+            let revision = match kept_revision(live, &task.digest) {
+                Some(kept) if kept != &*current => revisions
+                    .entry(kept)
+                    .or_insert_with(|| Arc::from(kept))
+                    .clone(),
+                _ => current.clone(),
+            };
             let desired = match cache.by_task.get(&task.task_id) {
-                Some(d) if d.is_made_of(task, version, revision, namespace, &source_label) => {
-                    d.clone()
-                }
+                Some(d) if d.is_made_of(task, version, &revision, &target) => d.clone(),
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
-                    task_run: task_run(
-                        task,
-                        namespace,
-                        version,
-                        &snapshot.revision,
-                        revision,
-                        source,
-                        &source_label,
-                    ),
                     name,
                     digest: task.digest.clone(),
                     context_version: version,
+                    service_name: task.service_name.clone(),
+                    agent_name: task.agent_name.clone(),
+                    source_path: task.path.clone(),
+                    suspend: task.suspend,
+                    priority: task.priority,
+                    producing_revision: revision,
+                    target: target.clone(),
+                    markdown_files: task.markdown_files.clone(),
+                    fingerprints: OnceLock::new(),
                 }),
             };
             next.insert(task.task_id, desired.clone());
@@ -270,37 +517,6 @@ pub fn desired_task_runs_reusing(
         .collect();
     cache.by_task = next;
     desired
-}
-
-fn task_run(
-    task: &TaskFolder,
-    namespace: &str,
-    version: i64,
-    current: &Revision,
-    producing_revision: &str,
-    source: &SourceIdentity,
-    source_label: &str,
-) -> TaskRun {
-    let mut task_run = task_run_for(task, version, current, namespace);
-    let meta = &mut task_run.metadata;
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(names::LABEL_SOURCE.to_string(), source_label.to_string());
-    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-    if source.name.is_none() {
-        // With --source-name the repository may be reached under several URLs, none of them
-        // the source's identity: plans from each would otherwise "restore" their own.
-        annotations.insert(
-            names::ANNOTATION_SOURCE_URL.to_string(),
-            source.repo.clone(),
-        );
-    }
-    annotations.insert(names::ANNOTATION_SOURCE.to_string(), source.display());
-    annotations.insert(
-        names::ANNOTATION_REVISION.to_string(),
-        producing_revision.to_string(),
-    );
-    task_run
 }
 
 /// The TaskRun one task folder describes at content version `version`: spec from the folder,
@@ -326,11 +542,22 @@ pub fn task_run_for(
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
-    task_run.metadata.labels = Some(BTreeMap::from([
-        (names::LABEL_TASK_ID.to_string(), folder.task_id.to_string()),
+    task_run.metadata.labels = Some(task_labels(folder.task_id, &folder.service_name, version));
+    task_run.metadata.annotations = Some(task_annotations(
+        &revision.to_string(),
+        &folder.digest,
+        &folder.path,
+    ));
+    task_run
+}
+
+/// The sketch's labels of a task's TaskRun.
+fn task_labels(task_id: i64, service_name: &str, version: i64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::LABEL_TASK_ID.to_string(), task_id.to_string()),
         (
             names::LABEL_SERVICE_NAME.to_string(),
-            folder.service_name.clone(),
+            service_name.to_string(),
         ),
         (
             names::LABEL_CONTEXT_VERSION.to_string(),
@@ -340,19 +567,23 @@ pub fn task_run_for(
             names::LABEL_MANAGED_BY.to_string(),
             names::MANAGED_BY.to_string(),
         ),
-    ]));
-    task_run.metadata.annotations = Some(BTreeMap::from([
+    ])
+}
+
+/// The annotations that trace a TaskRun back to the revision, digest and path.
+fn task_annotations(
+    revision: &str,
+    digest: &ContentDigest,
+    path: &str,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (names::ANNOTATION_REVISION.to_string(), revision.to_string()),
         (
             names::ANNOTATION_CONTENT_DIGEST.to_string(),
-            folder.digest.to_string(),
+            digest.to_string(),
         ),
-        (
-            names::ANNOTATION_SOURCE_PATH.to_string(),
-            folder.path.clone(),
-        ),
-    ]));
-    task_run
+        (names::ANNOTATION_SOURCE_PATH.to_string(), path.to_string()),
+    ])
 }
 
 /// `https://user:token@host/repo.git` → `https://host/repo.git`; anything else unchanged.
@@ -409,11 +640,19 @@ pub(crate) mod tests {
         SourceIdentity::new("https://example.com/tasks.git", "tasks")
     }
 
-    /// The TaskRun a sync of `snapshot` over `live` would leave in the cluster.
-    pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> LiveTaskRuns {
+    /// What the sync would know of the cluster after a sync of `snapshot` over `live`.
+    pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> KnownTaskRuns {
+        task_runs_after(snapshot, live)
+            .into_iter()
+            .map(|(name, tr)| (name, tr.into()))
+            .collect()
+    }
+
+    /// The TaskRuns a sync of `snapshot` over `live` would leave in the cluster.
+    pub(crate) fn task_runs_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> LiveTaskRuns {
         desired_task_runs(snapshot, &source(), "default", live)
             .into_iter()
-            .map(|d| (d.name.clone(), d.task_run.clone()))
+            .map(|d| (d.name.clone(), d.apply_body()))
             .collect()
     }
 
@@ -462,8 +701,8 @@ pub(crate) mod tests {
         let snap = snapshot('1', vec![folder(1, "a")]);
         // Written by a loop given `file:///srv/git/tasks` before identities were normalised.
         let old = SourceIdentity::new("file:///srv/git/tasks", "tasks");
-        let live = desired_task_runs(&snap, &old, "default", &LiveTaskRuns::new());
-        let live = &live[0].task_run;
+        let live = desired_task_runs(&snap, &old, "default", &KnownTaskRuns::new());
+        let live = &LiveTaskRun::from(live[0].apply_body());
         let clone = SourceIdentity::normalised("/srv/git/tasks.git", "tasks", None);
         assert_ne!(clone.label_value(), old.label_value());
         assert!(
@@ -474,17 +713,18 @@ pub(crate) mod tests {
         assert!(!elsewhere.owns_legacy_mark(live));
         // A loop on a working tree: its old mark came from the working tree's path.
         let working = SourceIdentity::new("/home/me/tasks", "tasks");
-        let live = desired_task_runs(&snap, &working, "default", &LiveTaskRuns::new());
+        let live = desired_task_runs(&snap, &working, "default", &KnownTaskRuns::new());
+        let live = LiveTaskRun::from(live[0].apply_body());
         let mut now = SourceIdentity::normalised("https://github.com/org/tasks", "tasks", None);
-        assert!(!now.owns_legacy_mark(&live[0].task_run));
+        assert!(!now.owns_legacy_mark(&live));
         now.legacy_repos.push("/home/me/tasks".into());
-        assert!(now.owns_legacy_mark(&live[0].task_run));
+        assert!(now.owns_legacy_mark(&live));
     }
 
     #[test]
     fn context_version_table() {
         let a = folder(1, "a");
-        let live_a3 = live_after(&snapshot('1', vec![a.clone()]), &LiveTaskRuns::new());
+        let live_a3 = live_after(&snapshot('1', vec![a.clone()]), &KnownTaskRuns::new());
         let mut at_3 = live_a3["task-1"].clone();
         at_3.spec.context_version = 3;
         let b = folder(1, "b");
@@ -501,7 +741,7 @@ pub(crate) mod tests {
     #[test]
     fn a_sequence_of_commits_never_moves_versions_backwards() {
         // a → b → a again (a force-push back) → restart (same live state) → a.
-        let mut live = LiveTaskRuns::new();
+        let mut live = KnownTaskRuns::new();
         let mut seen = vec![];
         for (rev, content) in [('1', "a"), ('2', "b"), ('3', "a"), ('3', "a"), ('4', "a")] {
             live = live_after(&snapshot(rev, vec![folder(1, content)]), &live);
@@ -514,11 +754,11 @@ pub(crate) mod tests {
     fn the_revision_annotation_names_the_commit_that_produced_the_content() {
         let first = live_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "x")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         // Commit 2 changes only task 2.
         let second = live_after(&snapshot('2', vec![folder(1, "a"), folder(2, "y")]), &first);
-        let rev = |live: &LiveTaskRuns, name: &str| {
+        let rev = |live: &KnownTaskRuns, name: &str| {
             live[name].metadata.annotations.as_ref().unwrap()[names::ANNOTATION_REVISION].clone()
         };
         assert_eq!(rev(&second, "task-1"), revision('1').to_string());
@@ -531,9 +771,9 @@ pub(crate) mod tests {
             &snapshot('1', vec![folder(42, "a")]),
             &source(),
             "team-a",
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
-        let tr = &desired[0].task_run;
+        let tr = &desired[0].apply_body();
         assert_eq!(tr.metadata.name.as_deref(), Some("task-42"));
         assert_eq!(tr.metadata.namespace.as_deref(), Some("team-a"));
         let labels = tr.metadata.labels.as_ref().unwrap();
@@ -549,12 +789,40 @@ pub(crate) mod tests {
         assert_eq!(tr.spec.content_digest, desired[0].digest.0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
+        assert_eq!(tr.spec.markdown_files[..], desired[0].markdown_files[..]);
+    }
+
+    #[test]
+    fn a_desired_task_run_shares_the_snapshots_markdown() {
+        let snap = snapshot('1', vec![folder(1, "a")]);
+        let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
+        assert!(Arc::ptr_eq(
+            &desired[0].markdown_files,
+            &snap.tasks[0].markdown_files
+        ));
+    }
+
+    #[test]
+    fn a_live_task_run_keeps_fingerprints_of_its_markdown_not_the_markdown() {
+        let snap = snapshot('1', vec![folder(1, "the markdown")]);
+        let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
+        let mut body = desired[0].apply_body();
+        body.metadata.managed_fields = Some(vec![Default::default()]);
+        body.status = Some(Default::default());
+        let live = LiveTaskRun::from(body);
+        assert_eq!(live.spec.markdown_files, desired[0].fingerprints());
+        assert_eq!(live.spec.markdown_files[0].filename, "prompt.md");
+        let sha256: [u8; 32] = Sha256::digest(b"the markdown").into();
+        assert_eq!(live.spec.markdown_files[0].sha256, sha256);
+        assert_eq!(live.metadata.managed_fields, None);
     }
 
     #[test]
     fn the_cache_reuses_a_desired_task_run_only_while_nothing_it_is_made_of_changed() {
-        let base = snapshot('1', vec![folder(1, "a")]);
-        let live = live_after(&base, &LiveTaskRuns::new());
+        // One folder read once: its markdown is one allocation, shared by every snapshot.
+        let a = folder(1, "a");
+        let base = snapshot('1', vec![a.clone()]);
+        let live = live_after(&base, &KnownTaskRuns::new());
         let renamed = {
             let mut s = snapshot('2', vec![folder(1, "a")]);
             s.tasks[0].path = "tasks/1-renamed".into();
@@ -570,18 +838,26 @@ pub(crate) mod tests {
         let cases: Vec<(
             &str,
             SourceSnapshot,
-            &LiveTaskRuns,
+            &KnownTaskRuns,
             &str,
             &SourceIdentity,
             bool,
         )> = vec![
             (
                 "a new commit, same content",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "default",
                 &ours,
                 true,
+            ),
+            (
+                "the same content read again into new memory",
+                snapshot('2', vec![folder(1, "a")]),
+                &live,
+                "default",
+                &ours,
+                false,
             ),
             (
                 "content changed",
@@ -594,7 +870,7 @@ pub(crate) mod tests {
             ("folder renamed", renamed, &live, "default", &ours, false),
             (
                 "live version moved",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &bumped,
                 "default",
                 &ours,
@@ -602,7 +878,7 @@ pub(crate) mod tests {
             ),
             (
                 "another namespace",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "team-b",
                 &ours,
@@ -610,7 +886,7 @@ pub(crate) mod tests {
             ),
             (
                 "another source",
-                snapshot('2', vec![folder(1, "a")]),
+                snapshot('2', vec![a.clone()]),
                 &live,
                 "default",
                 &other_source,
@@ -623,7 +899,7 @@ pub(crate) mod tests {
                 &base,
                 &ours,
                 "default",
-                &LiveTaskRuns::new(),
+                &KnownTaskRuns::new(),
                 &mut cache,
             );
             let second = desired_task_runs_reusing(&snap, source, namespace, live, &mut cache);

@@ -3,7 +3,7 @@
 
 use super::plan::{Output, PlanArgs};
 use crate::cluster::{ClusterChoice, ClusterInputs, EmbeddedSettings, choose_cluster, connect};
-use crate::desired::{LiveTaskRuns, SourceIdentity};
+use crate::desired::{KnownTaskRuns, SourceIdentity};
 use crate::source::SourceSnapshot;
 use crate::sync::apply::{SyncError, SyncOptions, Syncer};
 use crate::sync::diff::{PlanDiff, plan_diff, render_markdown, render_table};
@@ -35,18 +35,26 @@ pub fn live_diff(args: &PlanArgs, snapshot: &SourceSnapshot) -> anyhow::Result<O
                 identity,
                 SyncOptions::new(&namespace),
             );
-            let live = match syncer.list_live().await {
+            let mut statuses = std::collections::HashMap::new();
+            let live = match syncer
+                .list_live_and(|tr| {
+                    if let (Some(name), Some(status)) = (&tr.metadata.name, &tr.status) {
+                        statuses.insert(name.clone(), status.clone());
+                    }
+                })
+                .await
+            {
                 Ok(live) => live,
                 Err(SyncError::ListTaskRuns {
                     source: kube::Error::Api(status),
                     ..
-                }) if status.code == 404 => LiveTaskRuns::new(),
+                }) if status.code == 404 => KnownTaskRuns::new(),
                 Err(e) => return Err(anyhow::Error::new(e)),
             };
             let plan = syncer.plan_against(snapshot, &live);
             anyhow::Ok(crate::sync::diff::with_live_outcomes(
                 plan_diff(snapshot, &plan, &namespace),
-                &live,
+                &statuses,
             ))
         };
         match tokio::time::timeout(LIVE_TIMEOUT, work).await {

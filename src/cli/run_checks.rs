@@ -211,21 +211,23 @@ pub fn cached(store: &reflector::Store<TaskRun>) -> LiveTaskRuns {
 mod tests {
     use super::*;
     use crate::crd::{TaskPhase, TaskRunStatus};
-    use crate::desired::tests::{folder, live_after, snapshot};
+    use crate::desired::KnownTaskRuns;
+    use crate::desired::tests::{folder, live_after, snapshot, task_runs_after};
 
     fn report_and_live() -> (SyncReport, LiveTaskRuns) {
         let snap = snapshot('1', vec![folder(1, "a")]);
-        let live = live_after(&snap, &LiveTaskRuns::new());
+        let known = live_after(&snap, &KnownTaskRuns::new());
+        let live = task_runs_after(&snap, &KnownTaskRuns::new());
         let desired = crate::desired::desired_task_runs(
             &snap,
             &crate::desired::tests::source(),
             "default",
-            &live,
+            &known,
         );
         let plan = crate::sync::plan::plan(crate::sync::plan::PlanInput {
             legacy_owner: None,
             desired: &desired,
-            live: &live,
+            live: &known,
             folder_errors: &[],
             source_label: &crate::desired::tests::source().label_value(),
             prune: true,

@@ -3,7 +3,9 @@
 //! the plan names, a bounded number in flight.
 
 use crate::crd::TaskRun;
-use crate::desired::{DesiredCache, LiveTaskRuns, SourceIdentity, desired_task_runs_reusing};
+use crate::desired::{
+    DesiredCache, KnownTaskRuns, LiveTaskRun, SourceIdentity, desired_task_runs_reusing,
+};
 use crate::names;
 use crate::progress::{Throttle, fraction};
 use crate::source::snapshot::{Revision, SourceSnapshot};
@@ -26,8 +28,12 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[crate::rbac::ApiAccess {
 }];
 
 /// Writes in flight at once. Enough to hide loopback/cluster latency, few enough not to trip
-/// API priority and fairness on a real cluster.
+/// API priority and fairness on a real cluster. Also what bounds the apply bodies held at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
+
+/// TaskRuns per list request (client-go's pager uses the same): a full list holds one page of
+/// whole TaskRuns at a time, never every TaskRun's markdown.
+pub const LIST_PAGE_SIZE: u32 = 500;
 
 /// How the applier writes.
 #[derive(Clone, Debug)]
@@ -99,8 +105,9 @@ pub struct Syncer {
     source: SourceIdentity,
     options: SyncOptions,
     applied: Option<Revision>,
-    /// The TaskRuns as the last sync left them, so that a re-sync reads metadata only.
-    known: Option<LiveTaskRuns>,
+    /// What the sync knows of the TaskRuns as the last sync left them (no markdown), so that a
+    /// re-sync reads metadata only.
+    known: Option<KnownTaskRuns>,
     /// Keeps the metadata current between syncs; started by the first sync.
     watch: Option<Arc<LiveWatch>>,
     /// The last sync's desired TaskRuns, rebuilt only where something changed.
@@ -142,21 +149,39 @@ impl Syncer {
         &self.options
     }
 
-    /// The live TaskRuns of the namespace: one list request.
-    pub async fn list_live(&self) -> Result<LiveTaskRuns, SyncError> {
-        let list = self
-            .api
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| SyncError::ListTaskRuns {
-                namespace: self.options.namespace.clone(),
-                source,
-            })?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|tr| Some((tr.metadata.name.clone()?, tr)))
-            .collect())
+    /// What the sync needs of the live TaskRuns of the namespace: a list in pages of
+    /// [`LIST_PAGE_SIZE`], each page reduced to [`LiveTaskRun`]s before the next is read.
+    pub async fn list_live(&self) -> Result<KnownTaskRuns, SyncError> {
+        self.list_live_and(|_| {}).await
+    }
+
+    /// [`Self::list_live`], showing each whole TaskRun (status included) to `also` before it
+    /// is reduced: `plan` takes the live outcomes from it.
+    pub async fn list_live_and(
+        &self,
+        mut also: impl FnMut(&TaskRun),
+    ) -> Result<KnownTaskRuns, SyncError> {
+        let mut known = KnownTaskRuns::new();
+        let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
+        loop {
+            let page = self
+                .api
+                .list(&params)
+                .await
+                .map_err(|source| SyncError::ListTaskRuns {
+                    namespace: self.options.namespace.clone(),
+                    source,
+                })?;
+            let next = page.metadata.continue_.filter(|c| !c.is_empty());
+            known.extend(page.items.into_iter().filter_map(|tr| {
+                also(&tr);
+                Some((tr.metadata.name.clone()?, LiveTaskRun::from(tr)))
+            }));
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(known),
+            }
+        }
     }
 
     /// Brings `known` up to date. The first time, one full list, and the metadata watch starts.
@@ -211,7 +236,7 @@ impl Syncer {
         }
         for name in stale {
             match self.api.get_opt(&name).await.map_err(list_failed)? {
-                Some(tr) => known.insert(name, tr),
+                Some(tr) => known.insert(name, tr.into()),
                 None => known.remove(&name),
             };
         }
@@ -225,7 +250,7 @@ impl Syncer {
     }
 
     /// The plan for `snapshot` against `live` (pure; no request).
-    pub fn plan_against(&self, snapshot: &SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
+    pub fn plan_against(&self, snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> SyncPlan {
         self.plan_reusing(snapshot, live, &mut DesiredCache::new(), None)
     }
 
@@ -233,7 +258,7 @@ impl Syncer {
     fn plan_reusing(
         &self,
         snapshot: &SourceSnapshot,
-        live: &LiveTaskRuns,
+        live: &KnownTaskRuns,
         cache: &mut DesiredCache,
         settled: Option<&Settled>,
     ) -> SyncPlan {
@@ -256,7 +281,7 @@ impl Syncer {
     pub async fn sync(&mut self, snapshot: &SourceSnapshot) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         self.refresh_live().await?;
-        let empty = LiveTaskRuns::new();
+        let empty = KnownTaskRuns::new();
         let mut cache = std::mem::take(&mut self.desired);
         let plan = self.plan_reusing(
             snapshot,
@@ -323,14 +348,15 @@ impl Syncer {
     }
 }
 
-/// Carries out the writes of `plan`, at most `concurrency` at once. Every failure is returned
-/// for its task; none stops the others.
+/// Carries out the writes of `plan`, at most `concurrency` at once: only those hold an apply
+/// body or a response. Every failure is returned for its task; none stops the others. Returns
+/// what the server answered, reduced to [`LiveTaskRun`]s.
 pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
     finalizer: bool,
-) -> (Vec<ApplyError>, Vec<TaskRun>) {
+) -> (Vec<ApplyError>, Vec<LiveTaskRun>) {
     // The futures are built up front: a lazily mapped stream of borrowed steps trips the
     // compiler's Send inference when the caller spawns the sync.
     let writes: Vec<_> = plan
@@ -356,12 +382,14 @@ pub async fn apply_plan(
     (failures, written)
 }
 
-/// One write; the applied TaskRun as the server answered it, `None` for a prune.
+/// One write; the applied TaskRun as the server answered it, `None` for a prune. The apply body
+/// is built here (with the controller's finalizer when `finalizer`) and dropped when the write
+/// is done.
 async fn write_step(
     api: &Api<TaskRun>,
     step: &PlanStep,
     finalizer: bool,
-) -> Result<Option<TaskRun>, ApplyError> {
+) -> Result<Option<LiveTaskRun>, ApplyError> {
     let failed = |verb: &str, e: kube::Error| {
         warn!(task_run = %step.name, error = %e, "{verb} failed");
         ApplyError {
@@ -376,16 +404,13 @@ async fn write_step(
             };
             debug!(task_run = %step.name, version = desired.context_version, "apply");
             let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
-            let with_finalizer;
-            let body = if finalizer {
-                with_finalizer = crate::crd::with_finalizer(&desired.task_run);
-                &with_finalizer
-            } else {
-                &desired.task_run
-            };
-            api.patch(&step.name, &params, &Patch::Apply(body))
+            let mut body = desired.apply_body();
+            if finalizer {
+                crate::crd::add_finalizer(&mut body);
+            }
+            api.patch(&step.name, &params, &Patch::Apply(&body))
                 .await
-                .map(Some)
+                .map(|applied| Some(LiveTaskRun::from(applied)))
                 .map_err(|e| failed("apply", e))
         }
         Action::Prune { uid } => {

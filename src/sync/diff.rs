@@ -54,11 +54,14 @@ pub struct DiffEntry {
     pub current_result: Option<String>,
 }
 
-/// Adds each live TaskRun's phase and result to its entry, so the pull-request comment shows
-/// what a change replaces ("Failed: 3 tests fail").
-pub fn with_live_outcomes(mut diff: PlanDiff, live: &crate::desired::LiveTaskRuns) -> PlanDiff {
+/// Adds each live TaskRun's phase and result (`statuses`, by name) to its entry, so the
+/// pull-request comment shows what a change replaces ("Failed: 3 tests fail").
+pub fn with_live_outcomes(
+    mut diff: PlanDiff,
+    statuses: &std::collections::HashMap<String, crate::crd::TaskRunStatus>,
+) -> PlanDiff {
     for entry in &mut diff.task_runs {
-        let status = live.get(&entry.name).and_then(|tr| tr.status.as_ref());
+        let status = statuses.get(&entry.name);
         entry.current_phase = status.and_then(|s| s.phase).map(|p| p.to_string());
         entry.current_result = status.and_then(|s| s.result.clone());
     }
@@ -104,7 +107,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                     entry.files = step
                         .desired
                         .iter()
-                        .flat_map(|d| &d.task_run.spec.markdown_files)
+                        .flat_map(|d| d.markdown_files.iter())
                         .map(|f| FileChange {
                             filename: f.filename.clone(),
                             change: FileChangeKind::Added,
@@ -330,14 +333,14 @@ pub fn render_markdown(diff: &PlanDiff) -> String {
 mod tests {
     use super::*;
     use crate::desired::tests::{folder, live_after, snapshot, source};
-    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::desired::{KnownTaskRuns, desired_task_runs};
     use crate::sync::plan::{PlanInput, plan};
     use pretty_assertions::assert_eq;
 
     fn diff() -> PlanDiff {
         let live = live_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "b"), folder(3, "c")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         let mut snap = snapshot('2', vec![folder(1, "a"), folder(2, "b2"), folder(4, "d")]);
         snap.errors.push(FolderError {
@@ -418,39 +421,24 @@ mod tests {
 
     #[test]
     fn the_pull_request_comment_shows_the_run_a_change_replaces() {
-        let mut live = LiveTaskRuns::new();
         let status = |phase, result: Option<&str>| crate::crd::TaskRunStatus {
             phase: Some(phase),
             result: result.map(str::to_string),
             ..Default::default()
         };
-        for (name, s) in [
+        let live = std::collections::HashMap::from([
             (
-                "task-2",
+                "task-2".to_string(),
                 status(
                     crate::crd::TaskPhase::Failed,
                     Some("log\n3 tests fail | login_test"),
                 ),
             ),
-            ("task-3", status(crate::crd::TaskPhase::Succeeded, None)),
-        ] {
-            let mut tr = crate::crd::TaskRun::new(
-                name,
-                crate::crd::TaskRunSpec {
-                    task_id: 0,
-                    service_name: "web".into(),
-                    agent_name: "a".into(),
-                    context_version: 1,
-                    content_digest: String::new(),
-                    source_path: String::new(),
-                    markdown_files: vec![],
-                    suspend: false,
-                    priority: 0,
-                },
-            );
-            tr.status = Some(s);
-            live.insert(name.to_string(), tr);
-        }
+            (
+                "task-3".to_string(),
+                status(crate::crd::TaskPhase::Succeeded, None),
+            ),
+        ]);
         let d = with_live_outcomes(diff(), &live);
         assert_eq!(
             d.task_runs[1].current_result.as_deref(),

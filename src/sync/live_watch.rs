@@ -6,7 +6,7 @@
 //! syncer lists instead, so a broken watch costs speed, never correctness.
 
 use crate::crd::TaskRun;
-use crate::desired::LiveTaskRuns;
+use crate::desired::{KnownTaskRuns, trim_metadata};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
@@ -44,8 +44,12 @@ impl LiveWatch {
         let flag = current.clone();
         let seen = Arc::new(AtomicU64::new(0));
         let seen_w = seen.clone();
-        let events = reflector::reflector(writer, watcher(meta_api, watcher::Config::default()))
-            .backoff(crate::watch_backoff::watch_backoff());
+        // The store keeps only what the sync reads (managedFields alone are most of a
+        // TaskRun's metadata); the resourceVersion `seen` counts is kept.
+        let metas = watcher(meta_api, watcher::Config::default())
+            .modify(|meta| trim_metadata(&mut meta.metadata));
+        let events =
+            reflector::reflector(writer, metas).backoff(crate::watch_backoff::watch_backoff());
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
@@ -122,7 +126,7 @@ fn trusts<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
 /// writes and metadata edits do not bump the generation, a spec edit does) and takes the fresh
 /// metadata. Returns the names to read again: new, spec changed, or absent from `metas`
 /// (deleted, or created so recently that the watch has not shown it yet).
-pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<String> {
+pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<String> {
     let mut stale = Vec::new();
     let mut matched = 0;
     for meta in metas {
@@ -136,6 +140,7 @@ pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<St
                 matched += 1;
                 if tr.metadata.resource_version != meta.resource_version {
                     tr.metadata = (*meta).clone();
+                    trim_metadata(&mut tr.metadata);
                 }
             }
             Some(_) => {
@@ -162,8 +167,10 @@ pub fn merge_metadata(known: &mut LiveTaskRuns, metas: &[&ObjectMeta]) -> Vec<St
 mod tests {
     use super::*;
     use crate::crd::TaskRunSpec;
+    use crate::desired::LiveTaskRun;
+    use crate::names;
 
-    fn live(name: &str, uid: &str, generation: i64, rv: &str) -> TaskRun {
+    fn live(name: &str, uid: &str, generation: i64, rv: &str) -> LiveTaskRun {
         let spec = TaskRunSpec {
             task_id: 1,
             service_name: "web".into(),
@@ -179,12 +186,12 @@ mod tests {
         tr.metadata.uid = Some(uid.into());
         tr.metadata.generation = Some(generation);
         tr.metadata.resource_version = Some(rv.into());
-        tr
+        tr.into()
     }
 
     #[test]
     fn merging_metadata_keeps_known_specs_and_names_what_to_read_again() {
-        let known_before: LiveTaskRuns = [
+        let known_before: KnownTaskRuns = [
             live("same", "u1", 1, "10"),
             live("status-moved", "u2", 1, "11"),
             live("spec-edited", "u3", 1, "12"),
@@ -195,7 +202,15 @@ mod tests {
         .map(|tr| (tr.metadata.name.clone().unwrap(), tr))
         .collect();
         let mut status_moved = live("status-moved", "u2", 1, "21").metadata;
-        status_moved.finalizers = Some(vec!["orchestrator.io/cleanup".into()]);
+        status_moved.annotations = Some(
+            [
+                (names::ANNOTATION_PRUNE, names::PRUNE_DISABLED),
+                ("someone-else.io/note", "not read by the sync"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        );
+        status_moved.finalizers = Some(vec![names::FINALIZER.into()]);
         let metas = [
             live("same", "u1", 1, "10").metadata,
             status_moved.clone(),
@@ -207,7 +222,21 @@ mod tests {
         let stale = merge_metadata(&mut known, &metas.iter().collect::<Vec<_>>());
         assert_eq!(stale, ["gone", "new", "recreated", "spec-edited"]);
         assert_eq!(known["same"], known_before["same"]);
-        assert_eq!(known["status-moved"].metadata, status_moved);
+        let mut kept = status_moved.clone();
+        trim_metadata(&mut kept);
+        assert_eq!(known["status-moved"].metadata, kept);
+        assert_eq!(
+            kept.annotations,
+            Some(
+                [(
+                    names::ANNOTATION_PRUNE.to_string(),
+                    names::PRUNE_DISABLED.to_string()
+                )]
+                .into()
+            ),
+            "the prune opt-out is kept, other writers' keys are not"
+        );
+        assert_eq!(kept.finalizers, None);
         assert_eq!(
             known["status-moved"].spec,
             known_before["status-moved"].spec
@@ -219,7 +248,7 @@ mod tests {
         let mut tr = live("old-server", "u1", 1, "10");
         tr.metadata.generation = None;
         let meta = tr.metadata.clone();
-        let mut known = LiveTaskRuns::from([("old-server".to_string(), tr)]);
+        let mut known = KnownTaskRuns::from([("old-server".to_string(), tr)]);
         assert_eq!(merge_metadata(&mut known, &[&meta]), ["old-server"]);
     }
 

@@ -133,7 +133,7 @@ fn action_label(action: &Action) -> &'static str {
 mod tests {
     use super::*;
     use crate::desired::tests::{folder, snapshot, source};
-    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::desired::{KnownTaskRuns, desired_task_runs};
     use crate::sync::plan::{PlanInput, plan};
 
     #[test]
@@ -141,11 +141,11 @@ mod tests {
         let metrics = Metrics::new();
         let sync = SyncMetrics::register(&metrics);
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
-        let desired = desired_task_runs(&snap, &source(), "default", &LiveTaskRuns::new());
+        let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
         let p = plan(PlanInput {
             legacy_owner: None,
             desired: &desired,
-            live: &LiveTaskRuns::new(),
+            live: &KnownTaskRuns::new(),
             folder_errors: &[],
             source_label: &source().label_value(),
             prune: true,

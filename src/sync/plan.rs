@@ -2,8 +2,7 @@
 //! out. Only the fields this source owns are compared, never whole objects, so status, the
 //! controller's finalizer and other managers' fields never cause a write.
 
-use crate::crd::{MarkdownFile, TaskRun};
-use crate::desired::{DesiredTaskRun, LiveTaskRuns, SourceIdentity};
+use crate::desired::{DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun, SourceIdentity};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
@@ -14,7 +13,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug)]
 pub struct PlanInput<'a> {
     pub desired: &'a [Arc<DesiredTaskRun>],
-    pub live: &'a LiveTaskRuns,
+    pub live: &'a KnownTaskRuns,
     /// Broken folders of the revision; those with a task id keep their TaskRun.
     pub folder_errors: &'a [FolderError],
     /// This source's [`names::LABEL_SOURCE`] value.
@@ -41,7 +40,7 @@ pub struct Settled {
 impl Settled {
     /// The TaskRuns `plan` found unchanged or wrote successfully, as `live` (the cluster after
     /// the writes; a failed write is absent from it or at another resourceVersion) holds them.
-    pub fn after(plan: &SyncPlan, live: &LiveTaskRuns) -> Self {
+    pub fn after(plan: &SyncPlan, live: &KnownTaskRuns) -> Self {
         let by_name = plan
             .steps
             .iter()
@@ -60,7 +59,7 @@ impl Settled {
         Self { by_name }
     }
 
-    fn holds(&self, desired: &Arc<DesiredTaskRun>, live: &TaskRun) -> bool {
+    fn holds(&self, desired: &Arc<DesiredTaskRun>, live: &LiveTaskRun) -> bool {
         self.by_name
             .get(&desired.name)
             .is_some_and(|(settled, rv)| {
@@ -148,7 +147,8 @@ pub struct PlanStep {
     pub name: String,
     pub task_id: Option<i64>,
     pub action: Action,
-    /// The apply body, for the steps the revision describes.
+    /// The desired TaskRun (its apply body is built when it is written), for the steps the
+    /// revision describes.
     pub desired: Option<Arc<DesiredTaskRun>>,
 }
 
@@ -245,14 +245,14 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
 }
 
 /// Whether `live` carries this source's mark, now or under an earlier identity.
-fn is_own(live: &TaskRun, input: &PlanInput<'_>) -> bool {
+fn is_own(live: &LiveTaskRun, input: &PlanInput<'_>) -> bool {
     source_of(live) == Some(input.source_label)
         || input.legacy_owner.is_some_and(|s| s.owns_legacy_mark(live))
 }
 
 /// Who owns a TaskRun with another source's mark, as a person reads it: the source it names
 /// (annotation) and the mark itself.
-pub fn owner_of(live: &TaskRun) -> String {
+pub fn owner_of(live: &LiveTaskRun) -> String {
     let mark = source_of(live).unwrap_or_default();
     match annotation(live, names::ANNOTATION_SOURCE)
         .or_else(|| annotation(live, names::ANNOTATION_SOURCE_URL))
@@ -262,7 +262,11 @@ pub fn owner_of(live: &TaskRun) -> String {
     }
 }
 
-fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, input: &PlanInput<'_>) -> Action {
+fn action_for_described(
+    live: &LiveTaskRun,
+    desired: &DesiredTaskRun,
+    input: &PlanInput<'_>,
+) -> Action {
     if source_of(live).is_some() && !is_own(live, input) {
         return Action::Conflict {
             owner: owner_of(live),
@@ -271,7 +275,7 @@ fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, input: &PlanIn
     if live.metadata.deletion_timestamp.is_some() {
         return Action::WaitForDeletion;
     }
-    let fields = drifted_fields(live, &desired.task_run);
+    let fields = drifted_fields(live, desired);
     if fields.is_empty() {
         return Action::Unchanged;
     }
@@ -289,41 +293,42 @@ fn action_for_described(live: &TaskRun, desired: &DesiredTaskRun, input: &PlanIn
         to_version: desired.context_version,
         reason,
         fields,
-        files: file_changes(
-            &live.spec.markdown_files,
-            &desired.task_run.spec.markdown_files,
-        ),
+        files: file_changes(&live.spec.markdown_files, desired.fingerprints()),
     })
 }
 
 /// The fields this source owns whose live value differs from the desired one. Labels and
-/// annotations are compared key by key: other writers' keys are theirs.
-pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
-    let (l, d) = (&live.spec, &desired.spec);
+/// annotations are compared key by key: other writers' keys are theirs. Markdown is compared
+/// by fingerprint.
+pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'static str> {
+    let l = &live.spec;
     let mut fields = vec![];
     let mut differs = |changed: bool, field: &'static str| {
         if changed {
             fields.push(field);
         }
     };
-    differs(l.task_id != d.task_id, "spec.taskId");
-    differs(l.service_name != d.service_name, "spec.serviceName");
-    differs(l.agent_name != d.agent_name, "spec.agentName");
+    differs(l.task_id != desired.task_id, "spec.taskId");
+    differs(l.service_name != desired.service_name, "spec.serviceName");
+    differs(l.agent_name != desired.agent_name, "spec.agentName");
     differs(
-        l.context_version != d.context_version,
+        l.context_version != desired.context_version,
         "spec.contextVersion",
     );
-    differs(l.content_digest != d.content_digest, "spec.contentDigest");
-    differs(l.source_path != d.source_path, "spec.sourcePath");
-    differs(l.markdown_files != d.markdown_files, "spec.markdownFiles");
-    differs(l.suspend != d.suspend, "spec.suspend");
-    differs(l.priority != d.priority, "spec.priority");
+    differs(l.content_digest != desired.digest.0, "spec.contentDigest");
+    differs(l.source_path != desired.source_path, "spec.sourcePath");
     differs(
-        !contains_all(&live.metadata.labels, &desired.metadata.labels),
+        l.markdown_files != desired.fingerprints(),
+        "spec.markdownFiles",
+    );
+    differs(l.suspend != desired.suspend, "spec.suspend");
+    differs(l.priority != desired.priority, "spec.priority");
+    differs(
+        !contains_all(&live.metadata.labels, &desired.labels()),
         "metadata.labels",
     );
     differs(
-        !contains_all(&live.metadata.annotations, &desired.metadata.annotations),
+        !contains_all(&live.metadata.annotations, &desired.annotations()),
         "metadata.annotations",
     );
     fields
@@ -331,23 +336,22 @@ pub fn drifted_fields(live: &TaskRun, desired: &TaskRun) -> Vec<&'static str> {
 
 fn contains_all(
     live: &Option<BTreeMap<String, String>>,
-    wanted: &Option<BTreeMap<String, String>>,
+    wanted: &BTreeMap<String, String>,
 ) -> bool {
-    let Some(wanted) = wanted else { return true };
     let empty = BTreeMap::new();
     let live = live.as_ref().unwrap_or(&empty);
     wanted.iter().all(|(k, v)| live.get(k) == Some(v))
 }
 
 /// Markdown files added, removed or modified, sorted by file name.
-pub fn file_changes(live: &[MarkdownFile], desired: &[MarkdownFile]) -> Vec<FileChange> {
-    let live: BTreeMap<&str, &str> = live
+pub fn file_changes(live: &[FileFingerprint], desired: &[FileFingerprint]) -> Vec<FileChange> {
+    let live: BTreeMap<&str, &[u8; 32]> = live
         .iter()
-        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .map(|f| (f.filename.as_str(), &f.sha256))
         .collect();
-    let desired: BTreeMap<&str, &str> = desired
+    let desired: BTreeMap<&str, &[u8; 32]> = desired
         .iter()
-        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .map(|f| (f.filename.as_str(), &f.sha256))
         .collect();
     let all: BTreeSet<&str> = live.keys().chain(desired.keys()).copied().collect();
     all.into_iter()
@@ -367,7 +371,7 @@ pub fn file_changes(live: &[MarkdownFile], desired: &[MarkdownFile]) -> Vec<File
 }
 
 /// The source mark on a live TaskRun.
-pub fn source_of(live: &TaskRun) -> Option<&str> {
+pub fn source_of(live: &LiveTaskRun) -> Option<&str> {
     live.metadata
         .labels
         .as_ref()
@@ -375,7 +379,7 @@ pub fn source_of(live: &TaskRun) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn annotation<'a>(live: &'a TaskRun, key: &str) -> Option<&'a str> {
+fn annotation<'a>(live: &'a LiveTaskRun, key: &str) -> Option<&'a str> {
     live.metadata
         .annotations
         .as_ref()
@@ -386,12 +390,13 @@ fn annotation<'a>(live: &'a TaskRun, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::MarkdownFile;
     use crate::desired::desired_task_runs;
     use crate::desired::tests::{folder, live_after, snapshot, source};
     use crate::source::snapshot::SourceSnapshot;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn plan_of(snapshot: &SourceSnapshot, live: &LiveTaskRuns, prune: bool) -> SyncPlan {
+    fn plan_of(snapshot: &SourceSnapshot, live: &KnownTaskRuns, prune: bool) -> SyncPlan {
         let desired = desired_task_runs(snapshot, &source(), "default", live);
         plan(PlanInput {
             legacy_owner: None,
@@ -407,7 +412,7 @@ mod tests {
     #[test]
     fn a_settled_task_run_is_compared_again_only_when_its_desired_or_its_resource_version_moved() {
         let snap = snapshot('1', vec![folder(1, "a")]);
-        let mut live = live_after(&snap, &LiveTaskRuns::new());
+        let mut live = live_after(&snap, &KnownTaskRuns::new());
         live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let input = |desired, live, settled| PlanInput {
@@ -477,7 +482,7 @@ mod tests {
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b"), folder(3, "c")]);
         let mut live = live_after(
             &snapshot('0', vec![folder(1, "a"), folder(2, "old")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         for tr in live.values_mut() {
             tr.metadata.resource_version = Some("1".into());
@@ -500,12 +505,16 @@ mod tests {
             .collect()
     }
 
-    fn live_of(tasks: &[(i64, &str)]) -> LiveTaskRuns {
+    fn live_of(tasks: &[(i64, &str)]) -> KnownTaskRuns {
         let tasks = tasks.iter().map(|(id, c)| folder(*id, c)).collect();
-        live_after(&snapshot('1', tasks), &LiveTaskRuns::new())
+        live_after(&snapshot('1', tasks), &KnownTaskRuns::new())
     }
 
-    fn edit(mut live: LiveTaskRuns, name: &str, f: impl FnOnce(&mut TaskRun)) -> LiveTaskRuns {
+    fn edit(
+        mut live: KnownTaskRuns,
+        name: &str,
+        f: impl FnOnce(&mut LiveTaskRun),
+    ) -> KnownTaskRuns {
         f(live.get_mut(name).unwrap());
         live
     }
@@ -514,7 +523,7 @@ mod tests {
     type Case = (
         &'static str,
         SourceSnapshot,
-        LiveTaskRuns,
+        KnownTaskRuns,
         bool,
         Vec<(&'static str, Action)>,
     );
@@ -547,7 +556,6 @@ mod tests {
             tr.metadata.deletion_timestamp = Some(Time(Default::default()));
         });
         let status_and_finalizer_only = edit(base.clone(), "task-1", |tr| {
-            tr.status = Some(Default::default());
             tr.metadata.finalizers = Some(vec![names::FINALIZER.into()]);
             tr.metadata
                 .labels
@@ -564,7 +572,7 @@ mod tests {
             (
                 "first sync creates everything",
                 snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
-                LiveTaskRuns::new(),
+                KnownTaskRuns::new(),
                 true,
                 vec![("task-1", Action::Create), ("task-2", Action::Create)],
             ),
@@ -699,7 +707,10 @@ mod tests {
     #[test]
     fn a_hand_edited_spec_is_restored_at_the_same_version() {
         let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
-            tr.spec.markdown_files[0].content = "edited by hand".into();
+            tr.spec.markdown_files[0] = FileFingerprint::of(&MarkdownFile {
+                filename: "prompt.md".into(),
+                content: "edited by hand".into(),
+            });
             tr.spec.agent_name = "someone-else".into();
         });
         let plan = plan_of(&snapshot('1', vec![folder(1, "a")]), &live, true);
@@ -709,7 +720,7 @@ mod tests {
         assert_eq!(update.reason, UpdateReason::Drift);
         assert_eq!((update.from_version, update.to_version), (1, 1));
         assert_eq!(update.fields, vec!["spec.agentName", "spec.markdownFiles"]);
-        let body = &plan.steps[0].desired.as_ref().unwrap().task_run;
+        let body = plan.steps[0].desired.as_ref().unwrap().apply_body();
         assert_eq!(body.spec.markdown_files[0].content, "a");
     }
 

@@ -119,7 +119,7 @@ impl SyncReport {
                 name: d.name.clone(),
                 context_version: d.context_version,
                 digest: d.digest.0.clone(),
-                path: d.task_run.spec.source_path.clone(),
+                path: d.source_path.clone(),
             })
             .collect();
         SyncReport {
@@ -172,10 +172,10 @@ impl SyncReport {
 mod tests {
     use super::*;
     use crate::desired::tests::{folder, live_after, revision, snapshot, source};
-    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::desired::{KnownTaskRuns, desired_task_runs};
     use crate::sync::plan::{PlanInput, plan};
 
-    fn planned(snap: &crate::source::snapshot::SourceSnapshot, live: &LiveTaskRuns) -> SyncPlan {
+    fn planned(snap: &crate::source::snapshot::SourceSnapshot, live: &KnownTaskRuns) -> SyncPlan {
         let desired = desired_task_runs(snap, &source(), "default", live);
         plan(PlanInput {
             legacy_owner: None,
@@ -192,7 +192,7 @@ mod tests {
     fn a_clean_sync_is_synced_and_advances_the_applied_revision() {
         let live = live_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         let snap = snapshot('2', vec![folder(1, "a2"), folder(3, "c")]);
         let report = SyncReport::from_plan(
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn a_failed_write_or_a_broken_folder_is_out_of_sync_and_keeps_the_applied_revision() {
         let snap = snapshot('2', vec![folder(1, "a"), folder(2, "b")]);
-        let plan = planned(&snap, &LiveTaskRuns::new());
+        let plan = planned(&snap, &KnownTaskRuns::new());
         let failure = ApplyError {
             name: "task-2".into(),
             message: "denied".into(),

@@ -127,18 +127,22 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
 mod tests {
     use super::*;
     use crate::crd::TaskRunStatus;
-    use crate::desired::tests::{folder, live_after, snapshot};
-    use crate::desired::{LiveTaskRuns, desired_task_runs};
+    use crate::desired::tests::{folder, snapshot, task_runs_after};
+    use crate::desired::{KnownTaskRuns, LiveTaskRuns, desired_task_runs};
     use crate::sync::plan::{PlanInput, plan};
 
     fn synced(live: &LiveTaskRuns) -> SyncReport {
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
         let source = crate::desired::tests::source();
-        let desired = desired_task_runs(&snap, &source, "default", live);
+        let live: KnownTaskRuns = live
+            .iter()
+            .map(|(name, tr)| (name.clone(), tr.clone().into()))
+            .collect();
+        let desired = desired_task_runs(&snap, &source, "default", &live);
         let p = plan(PlanInput {
             legacy_owner: None,
             desired: &desired,
-            live,
+            live: &live,
             folder_errors: &[],
             source_label: &source.label_value(),
             prune: true,
@@ -148,9 +152,9 @@ mod tests {
     }
 
     fn with_phases(phases: &[Option<(TaskPhase, i64)>]) -> LiveTaskRuns {
-        let mut live = live_after(
+        let mut live = task_runs_after(
             &snapshot('1', vec![folder(1, "a"), folder(2, "b")]),
-            &LiveTaskRuns::new(),
+            &KnownTaskRuns::new(),
         );
         for (i, phase) in phases.iter().enumerate() {
             let tr = live.get_mut(&format!("task-{}", i + 1)).unwrap();

@@ -1,0 +1,311 @@
+//! The sync holds each piece of markdown once (the snapshot's): a syncer that kept a second copy
+//! of every task's markdown again (whole live TaskRuns, or an apply body per task) fails here.
+//!
+//! This test binary counts every heap byte it allocates. The API server runs in its own process
+//! (`orchestrator apiserver`), or is the cluster `KUBECONFIG` names, so the count is the sync's
+//! alone: the snapshot, the syncer's live cache and desired cache, the watch, the writes.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use orchestrator::crd::MarkdownFile;
+use orchestrator::desired::SourceIdentity;
+use orchestrator::source::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
+use orchestrator::sync::apply::{SyncOptions, Syncer};
+use orchestrator::sync::crd_install::ensure_crd;
+use sha2::{Digest, Sha256};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The system allocator, counting the bytes live now and the most live since the last reset.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(size: usize) {
+    let live = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Live heap bytes now; the peak restarts from here.
+fn live_bytes() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+/// `orchestrator apiserver` in its own process; stopped when dropped.
+struct ApiServerProcess {
+    child: Child,
+    kubeconfig: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ApiServerProcess {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+            .args(["apiserver", "--port", "0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("orchestrator apiserver starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("kubeconfig written") => break,
+                Some(Ok(_)) => {}
+                _ => panic!("orchestrator apiserver exited before writing its kubeconfig"),
+            }
+        }
+        // Keep draining its log so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+
+    async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("client config");
+        kube::Client::try_from(config).expect("client")
+    }
+}
+
+impl Drop for ApiServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tasks` task folders of three files of `file_bytes` each, every file distinct.
+fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
+    let tasks = (1..=tasks)
+        .map(|id| {
+            let files: Vec<MarkdownFile> = (0..3)
+                .map(|file| {
+                    let mut content = format!("# Task {id}, file {file}\n");
+                    while content.len() < file_bytes {
+                        content.push_str("Do the thing carefully, with tests. ");
+                    }
+                    content.truncate(file_bytes);
+                    MarkdownFile {
+                        filename: format!("file-{file}.md"),
+                        content,
+                    }
+                })
+                .collect();
+            let mut hasher = Sha256::new();
+            for f in &files {
+                hasher.update(f.filename.as_bytes());
+                hasher.update(f.content.as_bytes());
+            }
+            TaskFolder {
+                task_id: id,
+                path: format!("tasks/{id}-task"),
+                service_name: "web".into(),
+                agent_name: "claude-code".into(),
+                suspend: false,
+                priority: 0,
+                markdown_files: files.into(),
+                digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize()))),
+            }
+        })
+        .collect();
+    SourceSnapshot {
+        revision: Revision {
+            branch: "main".into(),
+            commit: "a".repeat(40),
+        },
+        path: "tasks".into(),
+        tasks,
+        errors: vec![],
+    }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// What one syncer held beside its snapshot.
+#[derive(Debug)]
+struct Held {
+    markdown: usize,
+    after_first: usize,
+    peak_first: usize,
+    after_resyncs: usize,
+}
+
+/// Syncs `tasks` tasks of three `file_bytes` files into `namespace` with a syncer of its own,
+/// then re-syncs 5 times, counting the heap the sync holds beside the snapshot.
+async fn held_by_sync(
+    client: kube::Client,
+    namespace: &str,
+    tasks: i64,
+    file_bytes: usize,
+) -> Held {
+    let snapshot = snapshot(tasks, file_bytes);
+    let markdown: usize = snapshot
+        .tasks
+        .iter()
+        .flat_map(|t| t.markdown_files.iter())
+        .map(|f| f.content.len())
+        .sum();
+    let source = SourceIdentity::new("https://example.com/memory.git", "tasks");
+    let mut syncer = Syncer::new(client, source, SyncOptions::new(namespace));
+
+    let before = live_bytes();
+    let first = syncer.sync(&snapshot).await.expect("first sync");
+    assert_eq!(first.report.created, tasks as usize, "{:?}", first.report);
+    let peak_first = PEAK.load(Ordering::Relaxed) - before;
+    drop(first);
+    let after_first = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+
+    // Let the watch catch up, so that the re-syncs read no TaskRun again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        let outcome = syncer.sync(&snapshot).await.expect("re-sync");
+        assert!(outcome.plan.is_noop(), "{:?}", outcome.report);
+    }
+    let after_resyncs = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let held = Held {
+        markdown,
+        after_first,
+        peak_first,
+        after_resyncs,
+    };
+    println!(
+        "{tasks} tasks × 3 × {file_bytes} bytes: markdown {}; the sync holds {} after the first \
+         sync (peak {}), {} after 5 no-op re-syncs",
+        mib(held.markdown),
+        mib(held.after_first),
+        mib(held.peak_first),
+        mib(held.after_resyncs),
+    );
+    held
+}
+
+async fn namespace(client: &kube::Client) -> String {
+    let name = format!("t-mem-{:08x}", rand::random::<u32>());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"orchestrator.io/test": "true"}},
+    }))
+    .expect("a namespace object");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("the test namespace is created");
+    name
+}
+
+/// Two syncs that differ only in the size of the markdown: what the sync holds beside the
+/// snapshot may grow with the number of tasks (metadata, fingerprints), not with the markdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
+    const TASKS: i64 = 500;
+    let (client, _server) = match std::env::var_os("KUBECONFIG") {
+        Some(_) => (
+            kube::Client::try_default()
+                .await
+                .expect("KUBECONFIG is set but no client could be built from it"),
+            None,
+        ),
+        None => {
+            let server = ApiServerProcess::start();
+            (server.client().await, Some(server))
+        }
+    };
+    ensure_crd(client.clone()).await.expect("the TaskRun CRD");
+
+    let small_ns = namespace(&client).await;
+    let small = held_by_sync(client.clone(), &small_ns, TASKS, 512).await;
+    let large_ns = namespace(&client).await;
+    let large = held_by_sync(client.clone(), &large_ns, TASKS, 16 * 1024).await;
+    for ns in [&small_ns, &large_ns] {
+        // A real cluster keeps the test's namespaces otherwise; failing to delete is not the
+        // sync's fault.
+        let _ = Api::<Namespace>::all(client.clone())
+            .delete(ns, &kube::api::DeleteParams::background())
+            .await;
+    }
+
+    // A second copy of every task's markdown would add `more_markdown`; a quarter of it leaves
+    // room for allocator noise and nothing else.
+    let more_markdown = large.markdown - small.markdown;
+    let allowed = more_markdown / 4;
+    for (what, small, large) in [
+        ("after the first sync", small.after_first, large.after_first),
+        (
+            "after 5 no-op re-syncs",
+            small.after_resyncs,
+            large.after_resyncs,
+        ),
+    ] {
+        let grew = large.saturating_sub(small);
+        assert!(
+            grew < allowed,
+            "{what}, the sync of {} more markdown holds {} more (allowed {}): is it keeping the \
+             live TaskRuns' markdown, or an apply body per task?",
+            mib(more_markdown),
+            mib(grew),
+            mib(allowed)
+        );
+    }
+    // The first sync's peak may grow by the writes in flight (32 bodies and responses), not by
+    // a body per task.
+    let grew = large.peak_first.saturating_sub(small.peak_first);
+    assert!(
+        grew < more_markdown / 2,
+        "the first sync of {} more markdown peaked {} higher: only the writes in flight should \
+         hold an apply body",
+        mib(more_markdown),
+        mib(grew)
+    );
+}
