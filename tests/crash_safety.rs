@@ -286,7 +286,9 @@ async fn run_killed_at_several_points_of_a_first_sync_converges_without_duplicat
     // further than where the killed run before it got.
     let total = 2 * TASKS_RUN_KILLED as usize;
     let mut kills = Vec::new();
-    for share in [0.01, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 0.95] {
+    for share in [
+        0.01, 0.05, 0.1, 0.18, 0.25, 0.33, 0.4, 0.48, 0.55, 0.63, 0.7, 0.78, 0.85, 0.92, 0.97,
+    ] {
         let at = ((total as f64 * share) as usize).max(1);
         let before = observer.observe(&client).await.expect("the server answers");
         if before.steps() >= at {

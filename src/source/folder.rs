@@ -147,7 +147,7 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
                         suggest_key(&name)
                     )));
                 }
-                sizes.push((name.clone(), size + name.len() as u64));
+                sizes.push((name.clone(), size.saturating_add(name.len() as u64)));
                 // Content is None when it alone is over the limit: the size check reports it.
                 if let Some(bytes) = content {
                     match check_text(&bytes) {
@@ -171,7 +171,9 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
         }
     }
 
-    let total: u64 = sizes.iter().map(|(_, s)| s).sum();
+    let total: u64 = sizes
+        .iter()
+        .fold(0u64, |sum, (_, s)| sum.saturating_add(*s));
     if total > MAX_TASK_BYTES {
         let (largest, largest_size) = sizes
             .iter()

@@ -542,3 +542,25 @@ fn a_task_md_of_its_own_is_refused() {
         )]
     );
 }
+
+/// Found by tests/fuzz_props.rs: a file whose size (from its git object header) is near
+/// u64::MAX overflowed the size sum. It is reported as too large, never a panic.
+#[test]
+fn a_file_size_near_the_largest_integer_is_reported_not_a_panic() {
+    let huge = kind(
+        "notes.md",
+        EntryKind::File {
+            size: 11_138_971_377_995_742_680,
+            content: None,
+        },
+    );
+    let found = errors(vec![
+        file("task.yaml", YAML),
+        huge,
+        file("prompt.md", "# P\n"),
+    ]);
+    assert!(
+        found.iter().any(|(f, _)| f.as_deref() == Some("notes.md")),
+        "{found:?}"
+    );
+}
