@@ -274,6 +274,9 @@ impl EmbeddedSettings {
     }
 }
 
+/// How long a clean exit waits for the local Job runner to stop its Jobs.
+const RUNNER_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connects to the chosen cluster; for the embedded one, starts the API server and the local
 /// Job runner and keeps them in [`Connected::embedded`].
 pub async fn connect(
@@ -390,7 +393,16 @@ impl Connected {
             ..
         }) = self.embedded
         {
-            runner.shutdown().await;
+            // Bounded: a Job driver that does not stop (a process that ignores its signals, a
+            // retry loop) must not keep the process from exiting; the runtime's shutdown ends it.
+            if tokio::time::timeout(RUNNER_SHUTDOWN_TIMEOUT, runner.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the local Job runner did not stop within {RUNNER_SHUTDOWN_TIMEOUT:?}; leaving it"
+                );
+            }
             server.shutdown().await;
             drop(scratch_logs);
         }
