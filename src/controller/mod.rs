@@ -33,6 +33,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource};
 use std::future::Future;
@@ -40,7 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The API calls of the controller, for the RBAC check of deploy/. Children are created (a GET
-/// only when the create answers 409), a ConfigMap whose content changed is server-side applied;
+/// only when the create answers 409), a ConfigMap whose content changed is server-side applied,
+/// a Job is patched for `spec.suspend` and deleted on cancel; a TaskRun's done-with cancel
+/// annotation is removed by a retry;
 /// Pods are watched for the caches; `taskruns/finalizers` update is what clusters with
 /// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
@@ -62,7 +65,7 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "batch",
         resource: "jobs",
-        verbs: &["get", "list", "watch", "create", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     crate::rbac::ApiAccess {
         group: "",
@@ -217,16 +220,14 @@ pub async fn run_controller(
         concurrency = config.concurrency,
         "starting the TaskRun controller"
     );
-    // Pods trigger nothing yet; their watch only keeps the cache current.
-    let pods_ctx = ctx.clone();
-    let pod_watch = tokio::spawn(pod_events.for_each(move |event| {
-        note_watch_result(&pods_ctx.outage, event.as_ref().err());
-        std::future::ready(())
-    }));
+    // A Pod's change reconciles the TaskRun of its Job: Running, what blocks it, its result.
+    let pod_jobs = ctx.caches.jobs.clone();
+    let pod_trigger = move |pod: Pod| task_run_of_pod(&pod_jobs, &pod);
     let watch_ctx = ctx.clone();
     Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
+        .watches_stream(pod_events, pod_trigger)
         .with_config(
             RuntimeConfig::default()
                 .concurrency(config.concurrency)
@@ -244,8 +245,26 @@ pub async fn run_controller(
             std::future::ready(())
         })
         .await;
-    pod_watch.abort();
     tracing::info!("TaskRun controller stopped");
+}
+
+/// The TaskRun controlling the Job that controls `pod`, as the Job cache knows it.
+fn task_run_of_pod(jobs: &caches::OwnedStore<Job>, pod: &Pod) -> Option<ObjectRef<TaskRun>> {
+    let ns = pod.metadata.namespace.as_deref()?;
+    let job = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == "Job")?;
+    let job = jobs.get(ns, &job.name)?;
+    let owner = job
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == TaskRun::kind(&()))?;
+    Some(ObjectRef::new(&owner.name).within(ns))
 }
 
 /// A watch error that means the server is unreachable goes to the outage log (one line per

@@ -10,12 +10,14 @@ use super::agents::ResolvedProfile;
 use super::backoff::Backoffs;
 use super::caches::Caches;
 use super::children::{
-    self, build_config_map, build_job, is_controlled_by, owner_reference, spec_hash_of,
+    self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
 use super::events::{publish, related};
 use super::job_phase::{format_time, job_phase};
+use super::lifecycle::{Cancel, LifecycleInput, lifecycle};
 use super::metrics::ControllerMetrics;
+use super::operations::{ANNOTATION_CANCEL, cancel_applies, plan_attempt};
 use super::profiles::LiveProfiles;
 use super::reasons::EventReason;
 use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
@@ -24,7 +26,7 @@ use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
 use crate::outage_log::OutageLog;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -163,12 +165,20 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let owner = owner_reference(tr)?;
     let ns = tr.namespace().unwrap_or_default();
     let version = tr.spec.context_version;
-    let job_name = children::job_name(tr);
     let config_map_name = children::config_map_name(tr);
     let rv = tr.metadata.resource_version.as_deref();
     let pending_write = ctx.written.pending(&owner.uid, rv);
     let previous = freshest(tr.status.as_ref(), rv, pending_write.as_ref());
     let status_is_current = previous.is_some_and(|s| s.context_version == Some(version));
+    let plan = plan_attempt(
+        tr.metadata.annotations.as_ref(),
+        previous,
+        status_is_current,
+    );
+    let job_name = children::attempt_job_name(tr, plan.attempt);
+    if plan.retried {
+        forget_cancel(api, tr).await?;
+    }
 
     let now = k8s_openapi::jiff::Timestamp::now();
     let superseded = if may_own_other_versions(previous, tr.metadata.generation, version) {
@@ -178,14 +188,61 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     };
 
     let agents = ctx.agents.current();
+    let mut life = None;
     let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
         },
-        Ok(_) if status_is_current && finished(previous, &job_name) => Outcome::Finished,
+        Ok(_) if status_is_current && finished(previous, &job_name) => {
+            // The Pod cache may show the agent's result after the Job cache showed the end.
+            if let Some(job) = ctx.caches.job(&ns, &job_name) {
+                life = Some(lifecycle(&LifecycleInput {
+                    job: Some(&job),
+                    pods: &pods_of(ctx, Some(&job)),
+                    ..LifecycleInput::default()
+                }));
+            }
+            Outcome::Finished
+        }
         Ok(profile) => {
             ensure_config_map(tr, ctx, &ns, &owner).await?;
-            let (job, created) = ensure_job(tr, ctx, &ns, &profile, &owner).await?;
+            let known = known_job(ctx, &ns, &job_name);
+            // A cancel of this attempt (not of one before a retry, nor of another version)
+            // stops its Job and creates none.
+            let cancel = (!plan.retried && (known.is_some() || status_is_current))
+                .then(|| {
+                    cancel_applies(
+                        tr.metadata.annotations.as_ref(),
+                        known
+                            .as_ref()
+                            .and_then(|j| j.metadata.creation_timestamp.as_ref())
+                            .map(|t| t.0),
+                    )
+                })
+                .flatten();
+            let (job, created) = match (&cancel, known) {
+                (Some(cancel), Some(job)) => {
+                    stop_cancelled(ctx, &ns, &job, cancel).await?;
+                    (Some(job), false)
+                }
+                (Some(_), None) => (None, false),
+                // suspend: true in task.yaml: no Job is started.
+                (None, None) if tr.spec.suspend => (None, false),
+                (None, _) => {
+                    let (job, created) =
+                        ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt).await?;
+                    follow_suspend(ctx, &ns, &job, tr.spec.suspend).await?;
+                    (Some(job), created)
+                }
+            };
+            life = Some(lifecycle(&LifecycleInput {
+                suspend: tr.spec.suspend,
+                cancel: cancel.as_ref(),
+                job: job.as_deref(),
+                pods: &pods_of(ctx, job.as_deref()),
+                ..LifecycleInput::default()
+            }));
+            let job = job.unwrap_or_default();
             Outcome::Job {
                 state: job_phase(&job),
                 superseded,
@@ -200,6 +257,9 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         job_name,
         config_map_name,
         outcome,
+        life,
+        retries: plan.retries,
+        retry_token: plan.retry_token,
     };
     let Decision {
         status,
@@ -232,6 +292,16 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     } else {
         Action::requeue(REQUEUE_ACTIVE)
     })
+}
+
+/// The Pods of `job`, as the Pod cache shows them.
+fn pods_of(ctx: &Context, job: Option<&Job>) -> Vec<Pod> {
+    job.and_then(|j| j.metadata.uid.as_deref())
+        .map(|uid| ctx.caches.pods_of_job(uid))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (**p).clone())
+        .collect()
 }
 
 /// Whether this TaskRun may still own children of another context version, so that they must be
@@ -373,15 +443,82 @@ async fn ensure_config_map(
     Ok(())
 }
 
-/// The current version's Job as it is now, and whether this reconcile created it.
+/// A retry starts a new attempt: a cancel of an earlier one is done with, and is removed so that
+/// it cannot be taken for a cancel of the new attempt (Job creation times count in seconds).
+async fn forget_cancel(api: &Api<TaskRun>, tr: &TaskRun) -> Result<(), Error> {
+    if !tr.annotations().contains_key(ANNOTATION_CANCEL) {
+        return Ok(());
+    }
+    let body = serde_json::json!({"metadata": {"annotations": {ANNOTATION_CANCEL: null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&tr.name_any(), &params, &Patch::Merge(&body))
+        .await
+        .map_err(|source| Error::WriteAnnotation {
+            name: tr.name_any(),
+            annotation: ANNOTATION_CANCEL,
+            source,
+        })?;
+    Ok(())
+}
+
+/// The Job `name` as the cache shows it, or as this controller created it a moment ago.
+fn known_job(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Job>> {
+    let cached = ctx.caches.job(ns, name);
+    cached.clone().or_else(|| {
+        ctx.created_jobs
+            .get(&format!("{ns}/{name}"), cached.is_some())
+    })
+}
+
+/// Stops a cancelled attempt's Job now: deleted with Background propagation, so its Pods go
+/// (the Job controller, or the local runner, kills the agent). A finished Job is kept.
+async fn stop_cancelled(ctx: &Context, ns: &str, job: &Job, cancel: &Cancel) -> Result<(), Error> {
+    if job_phase(job).phase.is_terminal() {
+        return Ok(());
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    delete(&api, "Job", &job.name_any()).await?;
+    info!(job = %job.name_any(), by = %cancel.by, at = %cancel.at, "cancelled: deleted the Job");
+    Ok(())
+}
+
+/// Gives a running Job the TaskRun's `suspend` (Job `spec.suspend`: the Job controller stops its
+/// Pods, and starts them again when it is set back to false). A finished Job is left alone.
+async fn follow_suspend(ctx: &Context, ns: &str, job: &Job, suspend: bool) -> Result<(), Error> {
+    let now = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    if now == suspend || job_phase(job).phase.is_terminal() {
+        return Ok(());
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({"spec": {"suspend": suspend}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&job.name_any(), &params, &Patch::Merge(&body))
+        .await
+        .map_err(|source| Error::ApplyChild {
+            kind: "Job",
+            name: job.name_any(),
+            source,
+        })?;
+    info!(job = %job.name_any(), suspend, "set the Job's spec.suspend");
+    Ok(())
+}
+
+/// The current attempt's Job as it is now, and whether this reconcile created it.
 async fn ensure_job(
     tr: &TaskRun,
     ctx: &Context,
     ns: &str,
     profile: &ResolvedProfile<'_>,
     owner: &OwnerReference,
+    attempt: u32,
 ) -> Result<(Arc<Job>, bool), Error> {
-    let desired = build_job(tr, profile, owner);
+    let desired = build_attempt_job(tr, profile, owner, attempt);
     let name = desired.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.job(ns, &name);

@@ -8,6 +8,7 @@
 //! something else changed.
 
 use super::job_phase::JobState;
+use super::lifecycle::Lifecycle;
 use super::reasons::*;
 use crate::crd::{TaskPhase, TaskRunCondition, TaskRunStatus};
 
@@ -19,6 +20,14 @@ pub struct Observation {
     pub job_name: String,
     pub config_map_name: String,
     pub outcome: Outcome,
+    /// What the Job's Pods say (see [`super::lifecycle`]): the phase short of terminal (Running
+    /// only while a Pod runs), the reason and message of what blocks it, the Pod and the
+    /// agent's result. `None` keeps the Job-only view.
+    pub life: Option<Lifecycle>,
+    /// Retries carried out for this content version, and the token of the latest (see
+    /// [`super::operations::plan_attempt`]).
+    pub retries: i32,
+    pub retry_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +59,15 @@ pub fn task_run_status(
         && prev.job_name.as_deref() == Some(observation.job_name.as_str());
 
     let mut next = match &observation.outcome {
-        Outcome::Finished if same_run => prev.clone(),
+        Outcome::Finished if same_run => {
+            // Only what outlives the run may still arrive: the Pod's name and the result.
+            let mut kept = prev.clone();
+            if let Some(life) = &observation.life {
+                kept.pod_name = life.pod_name.clone().or(kept.pod_name);
+                kept.result = life.result.clone().or(kept.result);
+            }
+            kept
+        }
         Outcome::AgentNotFound { message } => TaskRunStatus {
             phase: Some(TaskPhase::Failed),
             message: Some(message.clone()),
@@ -59,10 +76,18 @@ pub fn task_run_status(
         Outcome::Finished => TaskRunStatus::default(),
         Outcome::Job {
             state, superseded, ..
-        } => job_status(same_run.then_some(&prev), observation, state, superseded),
+        } => job_status(
+            same_run.then_some(&prev),
+            observation,
+            state,
+            superseded,
+            observation.life.as_ref(),
+        ),
     };
     next.context_version = Some(observation.context_version);
     next.observed_generation = observation.generation;
+    next.retries = observation.retries;
+    next.retry_token = observation.retry_token.clone();
     let reason = succeeded_reason(&observation.outcome, &next, &prev, same_run);
     next.conditions = conditions(
         next.phase.unwrap_or_default(),
@@ -192,16 +217,27 @@ fn job_status(
     observation: &Observation,
     state: &JobState,
     superseded: &[String],
+    life: Option<&Lifecycle>,
 ) -> TaskRunStatus {
     let prev_phase = prev.and_then(|p| p.phase);
-    // Forward only: a Job between two pod attempts (no pod active) stays Running.
-    let phase = match prev_phase {
-        Some(p) if rank(p) > rank(state.phase) => p,
+    // The Job decides a terminal phase; short of it, the Pods do (Running only while one runs).
+    let seen = match life {
+        // A cancel stops the Job; unless it had succeeded already, the run is Failed.
+        Some(l) if l.reason == REASON_CANCELLED => TaskPhase::Failed,
+        Some(l) if !state.phase.is_terminal() && !l.phase.is_terminal() => l.phase,
         _ => state.phase,
     };
-    let kept = Some(phase) == prev_phase && phase != state.phase;
+    // Forward only: a Job between two pod attempts (no pod active) stays Running; but a
+    // suspended one is Pending again (its Pods are stopped).
+    let suspended = life.is_some_and(|l| l.reason == REASON_SUSPENDED && seen == l.phase);
+    let phase = match prev_phase {
+        Some(p) if rank(p) > rank(seen) && (!suspended || p.is_terminal()) => p,
+        _ => seen,
+    };
+    let kept = Some(phase) == prev_phase && phase != seen;
     let attempts = state.attempts.max(prev.map(|p| p.attempts).unwrap_or(0));
     let job = &observation.job_name;
+    let pod_reason = life.filter(|l| l.phase == phase && phase == TaskPhase::Pending);
     let message = if kept {
         prev.and_then(|p| p.message.clone())
     } else {
@@ -210,21 +246,57 @@ fn job_status(
                 "Job {job} replaces superseded Job {}; waiting for it to start",
                 superseded.join(", ")
             ),
-            TaskPhase::Pending => format!("Job {job} created; waiting for it to start"),
-            TaskPhase::Running => format!("Job {job} is running"),
+            TaskPhase::Pending => match pod_reason {
+                Some(l) if l.reason != REASON_JOB_CREATED || l.pod_name.is_some() => {
+                    l.message.clone()
+                }
+                _ => format!("Job {job} created; waiting for it to start"),
+            },
+            TaskPhase::Running => match life.and_then(|l| l.pod_name.as_deref()) {
+                Some(pod) => format!("Job {job} is running (Pod {pod})"),
+                None => format!("Job {job} is running"),
+            },
             TaskPhase::Succeeded => match &state.message {
                 Some(m) => format!("Job {job} succeeded ({m})"),
                 None => format!("Job {job} succeeded"),
             },
-            TaskPhase::Failed => match &state.message {
-                Some(m) => format!("Job {job} failed: {m}"),
-                None => format!("Job {job} failed"),
+            // The lifecycle's message names the last attempt's exit code and reason.
+            TaskPhase::Failed => match life.filter(|l| l.phase == TaskPhase::Failed) {
+                Some(l) => l.message.clone(),
+                None => match &state.message {
+                    Some(m) => format!("Job {job} failed: {m}"),
+                    None => format!("Job {job} failed"),
+                },
             },
         })
     };
+    let reason = if kept {
+        prev.and_then(|p| p.reason.clone())
+    } else {
+        Some(match (phase, pod_reason) {
+            (TaskPhase::Pending, _) if !superseded.is_empty() => REASON_SUPERSEDED.to_string(),
+            (TaskPhase::Pending, Some(l)) => l.reason.to_string(),
+            (TaskPhase::Pending, None) => REASON_JOB_CREATED.to_string(),
+            (TaskPhase::Failed, _) => match life.filter(|l| l.phase == TaskPhase::Failed) {
+                Some(l) => l.reason.to_string(),
+                None => state.reason.to_string(),
+            },
+            _ => state.reason.to_string(),
+        })
+    };
+    // The Pod of the latest attempt and the agent's result outlive the Pods (TTL, GC).
+    let pod_name = life
+        .and_then(|l| l.pod_name.clone())
+        .or_else(|| prev.and_then(|p| p.pod_name.clone()));
+    let result = life
+        .and_then(|l| l.result.clone())
+        .or_else(|| prev.and_then(|p| p.result.clone()));
     TaskRunStatus {
         phase: Some(phase),
+        reason,
         job_name: Some(observation.job_name.clone()),
+        pod_name,
+        result,
         config_map_name: Some(observation.config_map_name.clone()),
         attempts,
         message,
@@ -258,6 +330,7 @@ fn succeeded_reason(
         Outcome::AgentNotFound { .. } => REASON_AGENT_NOT_FOUND,
         Outcome::Finished if same_run => previous_reason().unwrap_or(REASON_SUCCEEDED),
         Outcome::Finished => REASON_PENDING,
+        Outcome::Job { .. } if next.reason.as_deref() == Some(REASON_CANCELLED) => REASON_CANCELLED,
         Outcome::Job {
             state, superseded, ..
         } => {
@@ -285,6 +358,7 @@ fn known_reason(reason: &str) -> Option<&'static str> {
         REASON_DEADLINE_EXCEEDED,
         REASON_SUPERSEDED,
         REASON_AGENT_NOT_FOUND,
+        REASON_CANCELLED,
     ]
     .into_iter()
     .find(|r| *r == reason)
@@ -359,6 +433,9 @@ mod tests {
             job_name: format!("web-42-v{version}"),
             config_map_name: format!("web-42-v{version}-files"),
             outcome,
+            life: None,
+            retries: 0,
+            retry_token: None,
         }
     }
 
@@ -798,5 +875,108 @@ mod tests {
         }
         let stalled = decide(None, &not_found, T0).status;
         assert_eq!(decide(Some(&stalled), &not_found, T1).transition, None);
+    }
+    fn life(phase: TaskPhase, reason: &'static str, message: &str) -> Lifecycle {
+        Lifecycle {
+            phase,
+            reason,
+            message: message.to_string(),
+            pod_name: Some("web-42-v1-a".to_string()),
+            result: (phase == TaskPhase::Succeeded).then(|| "done".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_pods_decide_short_of_the_end_and_cancel_and_suspend_override() {
+        use TaskPhase::*;
+        // (previous phase, Job's phase, the Pods' view, phase, reason, message)
+        let cases = [
+            (
+                None,
+                Running,
+                life(Pending, REASON_IMAGE_PULL_BACK_OFF, "Pod p cannot start"),
+                Pending,
+                REASON_IMAGE_PULL_BACK_OFF,
+                "Pod p cannot start",
+            ),
+            (
+                None,
+                Running,
+                life(Running, REASON_RUNNING, "x"),
+                Running,
+                REASON_RUNNING,
+                "Job web-42-v1 is running (Pod web-42-v1-a)",
+            ),
+            // between attempts: forward only, Running is kept
+            (
+                Some(Running),
+                Running,
+                life(Pending, REASON_JOB_CREATED, "waiting"),
+                Running,
+                REASON_RUNNING,
+                "Job web-42-v1 is running (Pod web-42-v1-a)",
+            ),
+            // a suspended Job is Pending again
+            (
+                Some(Running),
+                Running,
+                life(Pending, REASON_SUSPENDED, "Job web-42-v1 is suspended"),
+                Pending,
+                REASON_SUSPENDED,
+                "Job web-42-v1 is suspended",
+            ),
+            (
+                Some(Running),
+                Running,
+                life(Failed, REASON_CANCELLED, "cancelled by ana at T"),
+                Failed,
+                REASON_CANCELLED,
+                "cancelled by ana at T",
+            ),
+            (
+                Some(Running),
+                Failed,
+                life(
+                    Failed,
+                    REASON_BACKOFF_LIMIT_EXCEEDED,
+                    "Job web-42-v1 failed: BackoffLimitExceeded; last attempt exited with code 3",
+                ),
+                Failed,
+                REASON_BACKOFF_LIMIT_EXCEEDED,
+                "Job web-42-v1 failed: BackoffLimitExceeded; last attempt exited with code 3",
+            ),
+            // the Job decides the end; the Pods' view gives the result
+            (
+                Some(Running),
+                Succeeded,
+                life(Succeeded, REASON_SUCCEEDED, "x"),
+                Succeeded,
+                REASON_SUCCEEDED,
+                "Job web-42-v1 succeeded (CompletionsReached)",
+            ),
+        ];
+        for (prev, job_phase, life, phase, reason, message) in cases {
+            let reason_of = |p: TaskPhase| match p {
+                Pending => REASON_PENDING,
+                Running => REASON_RUNNING,
+                Succeeded => REASON_SUCCEEDED,
+                Failed => REASON_BACKOFF_LIMIT_EXCEEDED,
+            };
+            let previous = prev.map(|p| {
+                let mut o = job(1, p, reason_of(p), 1);
+                o.life = Some(self::life(p, reason_of(p), "before"));
+                task_run_status(None, &o, T0)
+            });
+            let mut o = job(1, job_phase, reason_of(job_phase), 1);
+            o.life = Some(life.clone());
+            let next = task_run_status(previous.as_ref(), &o, T1);
+            assert_eq!(
+                (next.phase, next.reason.as_deref(), next.message.as_deref()),
+                (Some(phase), Some(reason), Some(message)),
+                "{prev:?} {job_phase:?} {life:?}"
+            );
+            assert_eq!(next.pod_name.as_deref(), Some("web-42-v1-a"));
+            assert_eq!(next.result, life.result, "{life:?}");
+        }
     }
 }

@@ -1,0 +1,281 @@
+//! The task lifecycle as the controller carries it out, on the embedded API server with the
+//! local Job runner: status from the Job's Pods (podName, Running only while a Pod runs, the
+//! failed attempt's exit code, the agent's result), cancel and retry through the annotations.
+
+mod controller_support;
+
+use controller_support::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use orchestrator::controller::operations::{ANNOTATION_CANCEL, ANNOTATION_RETRY, cancel_value};
+use orchestrator::crd::TaskPhase;
+use std::time::Duration;
+
+const AGENTS: &str = r#"
+defaults:
+  activeDeadlineSeconds: 60
+  backoffLimit: 0
+agents:
+  fails:
+    image: local/shell
+    command: ["sh", "-c", "echo about to fail; exit 3"]
+  sleeps:
+    image: local/shell
+    command: ["sh", "-c", "sleep 40"]
+  quick:
+    image: local/shell
+    command: ["sh", "-c", "echo done"]
+"#;
+
+const T: Duration = Duration::from_secs(20);
+
+fn pods(cluster: &Cluster) -> Api<Pod> {
+    Api::namespaced(cluster.client.clone(), NS)
+}
+
+async fn pods_of_job(cluster: &Cluster, job: &str) -> Vec<Pod> {
+    pods(cluster)
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await
+        .expect("pods are listed")
+        .items
+}
+
+async fn annotate(cluster: &Cluster, name: &str, key: &str, value: &str) {
+    let body = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    cluster
+        .task_runs()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .expect("annotation is written");
+}
+
+#[tokio::test]
+async fn status_follows_the_pods_running_pod_name_and_the_failed_exit_code() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+
+    // Running only once a Pod runs, naming it.
+    cluster.create(&task_run(1, 1, "sleeps", "# wait\n")).await;
+    let tr = cluster
+        .wait_for("task-1", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+    let status = tr.status.unwrap();
+    let pod_name = status
+        .pod_name
+        .clone()
+        .expect("podName is set while Running");
+    let listed = pods_of_job(&cluster, "web-1-v1").await;
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(&pod_name)),
+        "podName {pod_name} names a Pod of the Job: {:?}",
+        listed.iter().map(|p| &p.metadata.name).collect::<Vec<_>>()
+    );
+    assert_eq!(status.reason.as_deref(), Some("Running"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(format!("Job web-1-v1 is running (Pod {pod_name})").as_str())
+    );
+    assert_eq!(status.result, None, "no result before the agent finished");
+
+    // A failed Job says why its last attempt failed: the exit code, not only the limit.
+    cluster.create(&task_run(2, 1, "fails", "# fail\n")).await;
+    let tr = cluster
+        .wait_for("task-2", T, "Failed", |t| {
+            phase(t) == Some(TaskPhase::Failed)
+        })
+        .await;
+    let status = tr.status.unwrap();
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("exited with code 3") && message.contains("BackoffLimitExceeded"),
+        "{message}"
+    );
+    assert_eq!(status.reason.as_deref(), Some("BackoffLimitExceeded"));
+    let failed_pod = status
+        .pod_name
+        .clone()
+        .expect("podName of the failed attempt");
+    assert!(failed_pod.starts_with("web-2-v1-"), "{failed_pod}");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn the_result_is_the_pods_termination_message() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster.create(&task_run(3, 1, "quick", "# quick\n")).await;
+    let tr = cluster
+        .wait_for("task-3", T, "Succeeded", |t| {
+            phase(t) == Some(TaskPhase::Succeeded)
+        })
+        .await;
+    let pod_name = tr.status.unwrap().pod_name.expect("podName");
+    // What the kubelet writes when the container's termination message holds the result: the
+    // Pod's status is patched here as a kubelet would (the local runner may already do it).
+    let pod = pods(&cluster)
+        .get(&pod_name)
+        .await
+        .expect("the Pod is there");
+    let mut statuses = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .expect("container statuses");
+    let terminated = statuses[0]
+        .state
+        .as_mut()
+        .and_then(|s| s.terminated.as_mut())
+        .expect("terminated");
+    terminated.message = Some("3 files changed; tests pass\n".to_string());
+    let body = serde_json::json!({"status": {"containerStatuses": statuses}});
+    pods(&cluster)
+        .patch_status(&pod_name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .expect("the Pod's status is patched");
+    let tr = cluster
+        .wait_for("task-3", T, "a result", |t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.result.as_deref())
+                .is_some()
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(
+        status.result.as_deref(),
+        Some("3 files changed; tests pass")
+    );
+    assert_eq!(status.phase, Some(TaskPhase::Succeeded));
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_the_job_and_retry_runs_a_new_attempt_of_the_same_version() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster.create(&task_run(4, 1, "sleeps", "# long\n")).await;
+    cluster
+        .wait_for("task-4", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
+        .await;
+
+    let value = cancel_value("ana@example.com", k8s_openapi::jiff::Timestamp::now());
+    annotate(&cluster, "task-4", ANNOTATION_CANCEL, &value).await;
+    let tr = cluster
+        .wait_for("task-4", T, "Cancelled", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Cancelled")
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Failed));
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("cancelled by ana@example.com at "),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&tr_now(&cluster, "task-4").await, "Succeeded"),
+        Some(("False".to_string(), "Cancelled".to_string()))
+    );
+    // The Job is gone and is not made again.
+    let deadline = tokio::time::Instant::now() + T;
+    while !cluster.jobs_of(4).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cancelled Job is deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watch_quiet().await;
+    assert!(cluster.jobs_of(4).await.is_empty(), "no Job after a cancel");
+
+    // A retry after the cancel runs attempt 2 of the same version, under its own Job name.
+    annotate(&cluster, "task-4", ANNOTATION_RETRY, "t-1").await;
+    let tr = cluster
+        .wait_for("task-4", T, "attempt 2 running", |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.retries == 1
+                    && s.job_name.as_deref() == Some("web-4-v1-r2")
+                    && s.phase == Some(TaskPhase::Running)
+            })
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(status.context_version, Some(1));
+    assert_eq!(status.retry_token.as_deref(), Some("t-1"));
+    assert_eq!(tr.spec.context_version, 1);
+    let jobs = cluster.jobs_of(4).await;
+    assert_eq!(
+        jobs.iter()
+            .map(|j| j.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["web-4-v1-r2"]
+    );
+    assert_eq!(
+        jobs[0].metadata.labels.as_ref().unwrap()["orchestrator.io/attempt"],
+        "2"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_of_a_failed_task_keeps_the_old_job_and_counts_retries() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    cluster.create(&task_run(5, 1, "fails", "# fail\n")).await;
+    cluster
+        .wait_for("task-5", T, "Failed", |t| {
+            phase(t) == Some(TaskPhase::Failed)
+        })
+        .await;
+    annotate(&cluster, "task-5", ANNOTATION_RETRY, "a").await;
+    let tr = cluster
+        .wait_for("task-5", T, "attempt 2 failed", |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.job_name.as_deref() == Some("web-5-v1-r2") && s.phase == Some(TaskPhase::Failed)
+            })
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(
+        (status.retries, status.retry_token.as_deref()),
+        (1, Some("a"))
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exited with code 3"),
+        "{status:?}"
+    );
+    // The same token again asks for nothing; a new one runs attempt 3.
+    annotate(&cluster, "task-5", ANNOTATION_RETRY, "a").await;
+    watch_quiet().await;
+    assert_eq!(
+        cluster.jobs_of(5).await.len(),
+        2,
+        "web-5-v1 and web-5-v1-r2"
+    );
+    annotate(&cluster, "task-5", ANNOTATION_RETRY, "b").await;
+    cluster
+        .wait_for("task-5", T, "attempt 3 failed", |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.job_name.as_deref() == Some("web-5-v1-r3")
+                    && s.retries == 2
+                    && s.phase == Some(TaskPhase::Failed)
+            })
+        })
+        .await;
+    controller.stop().await;
+}
+
+async fn tr_now(cluster: &Cluster, name: &str) -> orchestrator::crd::TaskRun {
+    cluster.task_runs().get(name).await.expect("TaskRun")
+}
