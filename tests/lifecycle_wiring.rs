@@ -279,3 +279,71 @@ async fn a_retry_of_a_failed_task_keeps_the_old_job_and_counts_retries() {
 async fn tr_now(cluster: &Cluster, name: &str) -> orchestrator::crd::TaskRun {
     cluster.task_runs().get(name).await.expect("TaskRun")
 }
+
+async fn set_suspend(cluster: &Cluster, name: &str, suspend: bool) {
+    let body = serde_json::json!({"spec": {"suspend": suspend}});
+    cluster
+        .task_runs()
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .expect("spec.suspend is written");
+}
+
+#[tokio::test]
+async fn suspend_runs_no_job_suspends_a_running_one_and_removing_it_resumes() {
+    let cluster = Cluster::start(AGENTS).await;
+    let controller = cluster.start_controller();
+    let mut tr = task_run(6, 1, "sleeps", "# later\n");
+    tr.spec.suspend = true;
+    cluster.create(&tr).await;
+    let tr = cluster
+        .wait_for("task-6", T, "Suspended", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Suspended")
+        })
+        .await;
+    assert_eq!(phase(&tr), Some(TaskPhase::Pending));
+    watch_quiet().await;
+    assert!(cluster.jobs_of(6).await.is_empty(), "no Job while suspended");
+
+    // Removing it starts the Job.
+    set_suspend(&cluster, "task-6", false).await;
+    cluster
+        .wait_for("task-6", T, "Running", |t| phase(t) == Some(TaskPhase::Running))
+        .await;
+
+    // Suspending a running task suspends its Job (spec.suspend) and says Pending/Suspended.
+    set_suspend(&cluster, "task-6", true).await;
+    let tr = cluster
+        .wait_for("task-6", T, "Suspended again", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Suspended")
+        })
+        .await;
+    assert_eq!(phase(&tr), Some(TaskPhase::Pending));
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let job = cluster.jobs().get("web-6-v1").await.expect("the Job is kept");
+        if job.spec.and_then(|s| s.suspend) == Some(true) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Job spec.suspend is set");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set_suspend(&cluster, "task-6", false).await;
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let job = cluster.jobs().get("web-6-v1").await.expect("the Job is kept");
+        if job.spec.and_then(|s| s.suspend) == Some(false) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Job spec.suspend is cleared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tr = cluster
+        .wait_for("task-6", T, "no longer Suspended", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) != Some("Suspended")
+        })
+        .await;
+    assert_eq!(cluster.jobs_of(6).await.len(), 1, "the same Job resumes");
+    assert_eq!(tr.status.unwrap().job_name.as_deref(), Some("web-6-v1"));
+    controller.stop().await;
+}
