@@ -303,12 +303,17 @@ async fn suspend_runs_no_job_suspends_a_running_one_and_removing_it_resumes() {
         .await;
     assert_eq!(phase(&tr), Some(TaskPhase::Pending));
     watch_quiet().await;
-    assert!(cluster.jobs_of(6).await.is_empty(), "no Job while suspended");
+    assert!(
+        cluster.jobs_of(6).await.is_empty(),
+        "no Job while suspended"
+    );
 
     // Removing it starts the Job.
     set_suspend(&cluster, "task-6", false).await;
     cluster
-        .wait_for("task-6", T, "Running", |t| phase(t) == Some(TaskPhase::Running))
+        .wait_for("task-6", T, "Running", |t| {
+            phase(t) == Some(TaskPhase::Running)
+        })
         .await;
 
     // Suspending a running task suspends its Job (spec.suspend) and says Pending/Suspended.
@@ -321,21 +326,35 @@ async fn suspend_runs_no_job_suspends_a_running_one_and_removing_it_resumes() {
     assert_eq!(phase(&tr), Some(TaskPhase::Pending));
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let job = cluster.jobs().get("web-6-v1").await.expect("the Job is kept");
+        let job = cluster
+            .jobs()
+            .get("web-6-v1")
+            .await
+            .expect("the Job is kept");
         if job.spec.and_then(|s| s.suspend) == Some(true) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "Job spec.suspend is set");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Job spec.suspend is set"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     set_suspend(&cluster, "task-6", false).await;
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let job = cluster.jobs().get("web-6-v1").await.expect("the Job is kept");
+        let job = cluster
+            .jobs()
+            .get("web-6-v1")
+            .await
+            .expect("the Job is kept");
         if job.spec.and_then(|s| s.suspend) == Some(false) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "Job spec.suspend is cleared");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Job spec.suspend is cleared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tr = cluster
@@ -345,5 +364,151 @@ async fn suspend_runs_no_job_suspends_a_running_one_and_removing_it_resumes() {
         .await;
     assert_eq!(cluster.jobs_of(6).await.len(), 1, "the same Job resumes");
     assert_eq!(tr.status.unwrap().job_name.as_deref(), Some("web-6-v1"));
+    controller.stop().await;
+}
+
+const QUEUE_AGENTS: &str = r#"
+defaults:
+  activeDeadlineSeconds: 60
+  backoffLimit: 0
+agents:
+  limited:
+    image: local/shell
+    command: ["sh", "-c", "sleep 2"]
+    maxConcurrent: 2
+  other:
+    image: local/shell
+    command: ["sh", "-c", "sleep 1"]
+"#;
+
+/// Jobs of `agent` not finished, as the API lists them now.
+async fn active_jobs(cluster: &Cluster, agent_tasks: std::ops::RangeInclusive<i64>) -> usize {
+    let jobs = cluster
+        .jobs()
+        .list(&ListParams::default())
+        .await
+        .expect("jobs");
+    jobs.items
+        .iter()
+        .filter(|j| {
+            let id: i64 = j.metadata.labels.as_ref().unwrap()["task-id"]
+                .parse()
+                .unwrap();
+            agent_tasks.contains(&id)
+        })
+        .filter(|j| {
+            !j.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
+                    })
+                })
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn max_concurrent_queues_the_rest_in_priority_then_task_order() {
+    let cluster = Cluster::start(QUEUE_AGENTS).await;
+    // Five tasks of the limited agent (task 15 has priority 1), one of another agent, all there
+    // when the controller starts.
+    for id in 11..=15 {
+        let mut tr = task_run(id, 1, "limited", "# queued\n");
+        if id == 15 {
+            tr.spec.priority = 1;
+        }
+        cluster.create(&tr).await;
+    }
+    cluster.create(&task_run(20, 1, "other", "# free\n")).await;
+    let controller = cluster.start_controller();
+    let tr = cluster
+        .wait_for("task-14", T, "Queued", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Queued")
+        })
+        .await;
+    let status = tr.status.unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Pending));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("queued: position 3 of 3 waiting; agent limited runs 2 of maxConcurrent 2"),
+        "task 15 (priority 1) and task 11 start; 12, 13 and 14 wait in that order"
+    );
+    assert!(cluster.jobs_of(14).await.is_empty(), "no Job while queued");
+    // The other agent has no limit of its own: not held back.
+    assert!(!cluster.jobs_of(20).await.is_empty());
+    let metrics = controller.metrics_text();
+    assert_eq!(
+        sample(&metrics, "taskrun_queued{agent=\"limited\"}"),
+        Some(3.0),
+        "{metrics}"
+    );
+    let mut jobs_15 = cluster.jobs_of(15).await;
+    assert_eq!(jobs_15.len(), 1, "the priority task started first");
+    let first = jobs_15.pop().unwrap().metadata.creation_timestamp.unwrap();
+
+    // All finish; never more than 2 at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut max_seen = 0;
+    loop {
+        max_seen = max_seen.max(active_jobs(&cluster, 11..=15).await);
+        let list = cluster
+            .task_runs()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        if list
+            .items
+            .iter()
+            .all(|t| phase(t) == Some(TaskPhase::Succeeded))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "all tasks finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (1..=2).contains(&max_seen),
+        "at most maxConcurrent at once: {max_seen}"
+    );
+    let started_14 = cluster.jobs_of(14).await[0]
+        .metadata
+        .creation_timestamp
+        .clone()
+        .unwrap();
+    assert!(started_14.0 > first.0, "task 14 waited for the queue");
+    let metrics = controller.metrics_text();
+    assert_eq!(
+        sample(&metrics, "taskrun_queued{agent=\"limited\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn max_running_caps_all_agents() {
+    let cluster = Cluster::start(QUEUE_AGENTS).await;
+    let controller = cluster.start_controller_with(|c| c.max_running = Some(1));
+    for id in [31, 32] {
+        cluster
+            .create(&task_run(id, 1, "other", "# one at a time\n"))
+            .await;
+    }
+    let tr = cluster
+        .wait_for("task-32", T, "Queued", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Queued")
+        })
+        .await;
+    assert_eq!(
+        tr.status.unwrap().message.as_deref(),
+        Some("queued: position 1 of 1 waiting; all agents run 1 of --max-running 1")
+    );
+    cluster
+        .wait_for("task-32", T, "Succeeded", |t| {
+            phase(t) == Some(TaskPhase::Succeeded)
+        })
+        .await;
     controller.stop().await;
 }

@@ -108,6 +108,9 @@ pub struct ControllerConfig {
     pub backoff_base: Duration,
     /// The longest retry delay.
     pub backoff_max: Duration,
+    /// `--max-running`: Jobs running at once over all agents (each profile's `maxConcurrent`
+    /// caps its own). Over the limit a TaskRun waits, Pending/Queued, with no Job.
+    pub max_running: Option<u32>,
 }
 
 impl ControllerConfig {
@@ -127,6 +130,7 @@ impl ControllerConfig {
             debounce: Duration::from_millis(200),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
+            max_running: None,
         }
     }
 }
@@ -203,17 +207,25 @@ pub async fn run_controller(
         .modify(slim_task_run)
         .reflect(task_runs_writer)
         .touched_objects();
-    let ctx = Arc::new(reconcile::Context::new(
-        client.clone(),
-        config.agents.clone(),
-        metrics,
-        backoff::Backoffs::new(config.backoff_base, config.backoff_max),
-        Caches {
-            jobs,
-            config_maps,
-            pods,
-        },
-    ));
+    let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(
+        reconcile::Context::new(
+            client.clone(),
+            config.agents.clone(),
+            metrics,
+            backoff::Backoffs::new(config.backoff_base, config.backoff_max),
+            Caches {
+                jobs,
+                config_maps,
+                pods,
+            },
+        )
+        .with_queue(reconcile::QueueInputs {
+            task_runs: Some(task_runs.clone()),
+            max_running: config.max_running,
+            kick: Some(kick),
+        }),
+    );
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),
         agents = ?config.agents.names(),
@@ -228,6 +240,7 @@ pub async fn run_controller(
         .owns_stream(job_events)
         .owns_stream(config_map_events)
         .watches_stream(pod_events, pod_trigger)
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(kicked))
         .with_config(
             RuntimeConfig::default()
                 .concurrency(config.concurrency)

@@ -6,7 +6,7 @@
 //! the steady state a reconcile makes no read request: a GET happens only when a create finds
 //! the object already there (409), which a cache that is behind the server can cause.
 
-use super::agents::ResolvedProfile;
+use super::agents::{AgentProfiles, ResolvedProfile};
 use super::backoff::Backoffs;
 use super::caches::Caches;
 use super::children::{
@@ -15,10 +15,11 @@ use super::children::{
 use super::error::Error;
 use super::events::{publish, related};
 use super::job_phase::{format_time, job_phase};
-use super::lifecycle::{Cancel, LifecycleInput, lifecycle};
+use super::lifecycle::{Cancel, LifecycleInput, QueueSlot, lifecycle};
 use super::metrics::ControllerMetrics;
 use super::operations::{ANNOTATION_CANCEL, cancel_applies, plan_attempt};
 use super::profiles::LiveProfiles;
+use super::queue::{Limits, QueueEntry, QueuePlan, entry_state, plan_queue};
 use super::reasons::EventReason;
 use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
 use super::written::{WrittenStatuses, freshest};
@@ -32,7 +33,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -65,7 +66,26 @@ pub struct Context {
     written: WrittenStatuses,
     /// Jobs this controller created that the Job cache may not show yet, by namespace/name.
     created_jobs: CreatedJobs,
+    /// What the queue reads besides the caches (see [`super::queue`]).
+    queue: QueueInputs,
+    /// Held from the queue's decision to the Job's creation, so that two reconciles never both
+    /// take the last slot.
+    start_lock: tokio::sync::Mutex<()>,
 }
+
+/// The queue's inputs: every TaskRun (the controller's own store), the global cap, and where to
+/// ask for the reconcile of a TaskRun that may start now that a slot is free.
+#[derive(Clone, Default)]
+pub struct QueueInputs {
+    pub task_runs: Option<Store<TaskRun>>,
+    /// `--max-running`: Jobs running at once over all agents.
+    pub max_running: Option<u32>,
+    pub kick: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<TaskRun>>>,
+}
+
+/// A queued TaskRun is looked at again after this long even if no slot frees (its position in
+/// the message is refreshed then); a freed slot asks for the next TaskRun's reconcile at once.
+pub const REQUEUE_QUEUED: Duration = Duration::from_secs(30);
 
 /// Jobs created a moment ago, until the cache shows them: a reconcile triggered by another
 /// child's event (the ConfigMap's) must not try to create the Job again. Entries older than a
@@ -110,7 +130,15 @@ impl Context {
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
             created_jobs: CreatedJobs::default(),
+            queue: QueueInputs::default(),
+            start_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Turns the queue on: limits come from the profiles' `maxConcurrent` and `max_running`.
+    pub fn with_queue(mut self, queue: QueueInputs) -> Context {
+        self.queue = queue;
+        self
     }
 }
 
@@ -120,6 +148,10 @@ pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Er
     let mut timer = ctx.metrics.time_reconcile();
     // Until the children are listed, "not in the cache" would mean "not known yet".
     ctx.caches.ready().await;
+    if let Some(task_runs) = &ctx.queue.task_runs {
+        // The queue counts every TaskRun: not before they are all listed.
+        let _ = task_runs.wait_until_ready().await;
+    }
     let key = ObjectRef::from_obj(&*tr);
     let ns = tr
         .namespace()
@@ -189,6 +221,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
 
     let agents = ctx.agents.current();
     let mut life = None;
+    let mut queued = None;
     let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
@@ -228,6 +261,24 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
                 (Some(_), None) => (None, false),
                 // suspend: true in task.yaml: no Job is started.
                 (None, None) if tr.spec.suspend => (None, false),
+                (None, None) if queue_limits(ctx, &agents, &profile).is_some() => {
+                    let _start = ctx.start_lock.lock().await;
+                    match known_job(ctx, &ns, &job_name) {
+                        Some(job) => (Some(job), false),
+                        None => match queue_slot(tr, ctx, &ns, &agents) {
+                            Some(slot) => {
+                                queued = Some(slot);
+                                (None, false)
+                            }
+                            None => {
+                                let (job, created) =
+                                    ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt)
+                                        .await?;
+                                (Some(job), created)
+                            }
+                        },
+                    }
+                }
                 (None, _) => {
                     let (job, created) =
                         ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt).await?;
@@ -238,6 +289,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
             life = Some(lifecycle(&LifecycleInput {
                 suspend: tr.spec.suspend,
                 cancel: cancel.as_ref(),
+                queued: queued.as_ref(),
                 job: job.as_deref(),
                 pods: &pods_of(ctx, job.as_deref()),
                 ..LifecycleInput::default()
@@ -284,14 +336,121 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     }
     let phase = status.phase.unwrap_or_default();
     ctx.metrics.observe_phase(&owner.uid, phase);
+    if phase.is_terminal() || tr.spec.suspend {
+        // This TaskRun holds no slot (any more): the next in the queue may start.
+        kick_queue(ctx, &ns, &agents, &tr.name_any());
+    }
     Ok(if deferred {
         // The Job's first status update normally comes first and triggers a reconcile.
         Action::requeue(PENDING_GRACE)
     } else if phase.is_terminal() {
         Action::await_change()
+    } else if queued.is_some() {
+        Action::requeue(REQUEUE_QUEUED)
     } else {
         Action::requeue(REQUEUE_ACTIVE)
     })
+}
+
+/// The limits, when the queue is on and one applies to `profile` (its agent's maxConcurrent or
+/// the global cap): `None` means start at once.
+fn queue_limits(
+    ctx: &Context,
+    agents: &AgentProfiles,
+    profile: &ResolvedProfile<'_>,
+) -> Option<Limits> {
+    ctx.queue.task_runs.as_ref()?;
+    if profile.max_concurrent.is_none() && ctx.queue.max_running.is_none() {
+        return None;
+    }
+    Some(limits_of(ctx, agents))
+}
+
+fn limits_of(ctx: &Context, agents: &AgentProfiles) -> Limits {
+    Limits {
+        per_agent: agents
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let max = agents.resolve(&name).ok()?.max_concurrent?;
+                Some((name, max))
+            })
+            .collect(),
+        global: ctx.queue.max_running,
+    }
+}
+
+/// The queue of namespace `ns` as the caches show it; also sets `taskrun_queued`.
+fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePlan> {
+    let store = ctx.queue.task_runs.as_ref()?;
+    let limits = limits_of(ctx, agents);
+    if limits.per_agent.is_empty() && limits.global.is_none() {
+        return None;
+    }
+    let entries: Vec<QueueEntry> = store
+        .state()
+        .iter()
+        .filter(|tr| {
+            tr.namespace().as_deref() == Some(ns) && tr.meta().deletion_timestamp.is_none()
+        })
+        .filter_map(|tr| {
+            let status = tr.status.as_ref();
+            let current =
+                status.is_some_and(|s| s.context_version == Some(tr.spec.context_version));
+            let annotations = tr.metadata.annotations.as_ref();
+            let plan = plan_attempt(annotations, status, current);
+            let job = known_job(ctx, ns, &children::attempt_job_name(tr, plan.attempt));
+            let finished = current
+                && !plan.retried
+                && status
+                    .and_then(|s| s.phase)
+                    .is_some_and(TaskPhase::is_terminal);
+            let cancelled = current && !plan.retried && cancel_applies(annotations, None).is_some();
+            let unknown = agents.resolve(&tr.spec.agent_name).is_err();
+            let held = tr.spec.suspend || finished || cancelled || unknown;
+            Some(QueueEntry {
+                name: tr.name_any(),
+                agent: tr.spec.agent_name.clone(),
+                task_id: tr.spec.task_id,
+                priority: tr.spec.priority,
+                introduced: None,
+                state: entry_state(job.as_deref(), held)?,
+            })
+        })
+        .collect();
+    let plan = plan_queue(&entries, &limits);
+    ctx.metrics.set_queued(
+        limits.per_agent.keys().map(String::as_str),
+        &plan.queued_per_agent(),
+    );
+    Some(plan)
+}
+
+/// Where `tr` waits, or `None` when it may start its Job now.
+fn queue_slot(tr: &TaskRun, ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueueSlot> {
+    let plan = queue_plan(ctx, ns, agents)?;
+    let name = tr.name_any();
+    plan.queued
+        .into_iter()
+        .find(|q| q.name == name)
+        .map(|q| QueueSlot {
+            position: q.position,
+            waiting: q.waiting,
+            limit: q.limit,
+        })
+}
+
+/// Asks for the reconcile of the TaskRuns that may start now (a slot was freed by `freed`).
+fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
+    let Some(kick) = &ctx.queue.kick else {
+        return;
+    };
+    let Some(plan) = queue_plan(ctx, ns, agents) else {
+        return;
+    };
+    for name in plan.start.iter().filter(|n| n.as_str() != freed) {
+        let _ = kick.send(ObjectRef::new(name).within(ns));
+    }
 }
 
 /// The Pods of `job`, as the Pod cache shows them.
