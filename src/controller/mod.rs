@@ -207,6 +207,12 @@ pub async fn run_controller(
         .modify(slim_task_run)
         .reflect(task_runs_writer)
         .touched_objects();
+    // Every agent's queue is exported from the start, at 0.
+    let agent_names = config.agents.names();
+    metrics.set_queued(
+        agent_names.iter().map(String::as_str),
+        &std::collections::BTreeMap::new(),
+    );
     let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(
         reconcile::Context::new(
