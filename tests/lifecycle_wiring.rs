@@ -512,3 +512,39 @@ async fn max_running_caps_all_agents() {
         .await;
     controller.stop().await;
 }
+
+#[tokio::test]
+async fn a_blocked_task_turns_stalled_after_stall_after_with_one_warning() {
+    let agents = "agents:\n  slow-start:\n    image: local/shell\n    command: [\"true\"]\n    stallAfter: 1s\n";
+    let mut cluster = Cluster::start(agents).await;
+    // No runner: the Job never gets a Pod, as when nothing can start it.
+    cluster.runner.take().expect("runner").shutdown().await;
+    let controller = cluster.start_controller();
+    cluster
+        .create(&task_run(40, 1, "slow-start", "# blocked\n"))
+        .await;
+    let tr = cluster
+        .wait_for("task-40", T, "Stalled", |t| {
+            condition(t, "Stalled").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(phase(&tr), Some(TaskPhase::Pending));
+    assert_eq!(
+        condition(&tr, "Stalled"),
+        Some(("True".to_string(), "JobCreated".to_string()))
+    );
+    let status = tr.status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("JobCreated"));
+    // One Warning event, not one per reconcile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stalled: Vec<_> = cluster
+        .events_for("task-40")
+        .await
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "Stalled")
+        .collect();
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!(stalled[0].2, "Warning");
+    assert!(stalled[0].1.contains("web-40-v1"), "{stalled:?}");
+    controller.stop().await;
+}

@@ -21,7 +21,7 @@ use super::operations::{ANNOTATION_CANCEL, cancel_applies, plan_attempt};
 use super::profiles::LiveProfiles;
 use super::queue::{Limits, QueueEntry, QueuePlan, entry_state, plan_queue};
 use super::reasons::EventReason;
-use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
+use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
 use super::written::{WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
@@ -220,6 +220,10 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     };
 
     let agents = ctx.agents.current();
+    let stall_after = agents
+        .resolve(&tr.spec.agent_name)
+        .ok()
+        .map(|p| p.stall_after);
     let mut life = None;
     let mut queued = None;
     let outcome = match agents.resolve(&tr.spec.agent_name) {
@@ -312,6 +316,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         life,
         retries: plan.retries,
         retry_token: plan.retry_token,
+        stall_after,
     };
     let Decision {
         status,
@@ -347,6 +352,9 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         Action::await_change()
     } else if queued.is_some() {
         Action::requeue(REQUEUE_QUEUED)
+    } else if let Some(due) = stall_after.and_then(|t| stall_due(&status, now, t)) {
+        // Look again when a blocked run turns Stalled.
+        Action::requeue(due.max(Duration::from_millis(100)).min(REQUEUE_ACTIVE))
     } else {
         Action::requeue(REQUEUE_ACTIVE)
     })

@@ -8,9 +8,11 @@
 //! something else changed.
 
 use super::job_phase::JobState;
-use super::lifecycle::Lifecycle;
+use super::job_phase::format_time;
+use super::lifecycle::{Lifecycle, Stall, is_blocking, stall};
 use super::reasons::*;
 use crate::crd::{TaskPhase, TaskRunCondition, TaskRunStatus};
+use k8s_openapi::jiff::Timestamp;
 
 /// What the controller saw for the TaskRun's current context version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct Observation {
     /// [`super::operations::plan_attempt`]).
     pub retries: i32,
     pub retry_token: Option<String>,
+    /// The profile's stallAfter: blocked this long, the Stalled condition turns True. `None`
+    /// tracks no stall.
+    pub stall_after: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +101,9 @@ pub fn task_run_status(
         &prev.conditions,
         now,
     );
+    if let Some(threshold) = observation.stall_after {
+        mark_stall(&mut next, &prev, now, threshold);
+    }
     next.last_updated = prev.last_updated.clone();
     if next != prev {
         next.last_updated = Some(now.to_string());
@@ -171,6 +179,12 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
             note: format!("Created Job {job} running agent {agent}"),
             job: Some(job.clone()),
         })
+    } else if write && stalled(&status) && !previous.is_some_and(stalled) {
+        Some(Transition {
+            reason: EventReason::Stalled,
+            note: format!("Stalled: {}", status.message.clone().unwrap_or_default()),
+            job: status.job_name.clone(),
+        })
     } else if write && newly_terminal(previous, &status) {
         let phase = status.phase.unwrap_or_default();
         let reason = match (&observation.outcome, phase) {
@@ -191,6 +205,102 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         write,
         transition,
         deferred,
+    }
+}
+
+/// Blocked and past the stall threshold: the Stalled condition is True while the run goes on.
+pub fn stalled(status: &TaskRunStatus) -> bool {
+    !status.phase.unwrap_or_default().is_terminal()
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_STALLED && c.status == STATUS_TRUE)
+}
+
+/// When a blocked run turns Stalled: `None` unless it is blocked and not Stalled yet.
+pub fn stall_due(
+    status: &TaskRunStatus,
+    now: Timestamp,
+    threshold: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let phase = status.phase.unwrap_or_default();
+    let reason = status.reason.as_deref().unwrap_or_default();
+    if !is_blocking(phase, reason) || stalled(status) {
+        return None;
+    }
+    let since: Timestamp = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_STALLED)?
+        .last_transition_time
+        .parse()
+        .ok()?;
+    let blocked = now
+        .as_millisecond()
+        .saturating_sub(since.as_millisecond())
+        .max(0) as u64;
+    Some(std::time::Duration::from_millis(
+        (threshold.as_millis() as u64).saturating_sub(blocked),
+    ))
+}
+
+/// The Stalled condition of a run that is blocked (Pending for a reason someone must fix): False
+/// with lastTransitionTime when it became blocked, then True with the blocking reason once that
+/// is `threshold` ago. A run that is not blocked keeps the kstatus meaning (True when Failed).
+fn mark_stall(
+    next: &mut TaskRunStatus,
+    prev: &TaskRunStatus,
+    now: &str,
+    threshold: std::time::Duration,
+) {
+    let phase = next.phase.unwrap_or_default();
+    let reason = next.reason.clone().unwrap_or_default();
+    if !is_blocking(phase, &reason) {
+        return;
+    }
+    let Ok(now_ts) = now.parse::<Timestamp>() else {
+        return;
+    };
+    let prev_stalled = prev
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_STALLED);
+    let was_blocked = prev.context_version == next.context_version
+        && prev.job_name == next.job_name
+        && is_blocking(
+            prev.phase.unwrap_or_default(),
+            prev.reason.as_deref().unwrap_or_default(),
+        );
+    let since = prev_stalled
+        .filter(|_| was_blocked)
+        .and_then(|c| c.last_transition_time.parse::<Timestamp>().ok());
+    let Some(condition) = next
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == CONDITION_STALLED)
+    else {
+        return;
+    };
+    match stall(phase, &reason, since, now_ts, threshold) {
+        Stall::Stalled { .. } => {
+            condition.status = STATUS_TRUE.to_string();
+            condition.reason = Some(reason);
+            condition.last_transition_time = prev_stalled
+                .filter(|c| was_blocked && c.status == STATUS_TRUE)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.to_string());
+        }
+        Stall::Blocked { since } => {
+            condition.status = STATUS_FALSE.to_string();
+            condition.last_transition_time = if was_blocked {
+                prev_stalled
+                    .map(|c| c.last_transition_time.clone())
+                    .unwrap_or_else(|| format_time(since))
+            } else {
+                now.to_string()
+            };
+        }
+        Stall::Clear => {}
     }
 }
 
@@ -436,6 +546,7 @@ mod tests {
             life: None,
             retries: 0,
             retry_token: None,
+            stall_after: None,
         }
     }
 
@@ -978,5 +1089,70 @@ mod tests {
             assert_eq!(next.pod_name.as_deref(), Some("web-42-v1-a"));
             assert_eq!(next.result, life.result, "{life:?}");
         }
+    }
+    #[test]
+    fn a_blocked_run_turns_stalled_once_after_the_threshold() {
+        use TaskPhase::*;
+        let observe = |l: Lifecycle, job_phase: TaskPhase| {
+            let reason = if job_phase == Running {
+                REASON_RUNNING
+            } else {
+                REASON_PENDING
+            };
+            let mut o = job(1, job_phase, reason, 0);
+            o.life = Some(l);
+            o.stall_after = Some(std::time::Duration::from_secs(60));
+            o
+        };
+        let blocked = life(Pending, REASON_IMAGE_PULL_BACK_OFF, "Pod p cannot start");
+        // (time, observation, Stalled (status, reason, lastTransitionTime), event)
+        let steps = [
+            (
+                T0,
+                observe(blocked.clone(), Pending),
+                (STATUS_FALSE, REASON_PENDING, T0),
+                None,
+            ),
+            (
+                T1,
+                observe(blocked.clone(), Pending),
+                (STATUS_TRUE, REASON_IMAGE_PULL_BACK_OFF, T1),
+                Some(EventReason::Stalled),
+            ),
+            (
+                T2,
+                observe(blocked.clone(), Pending),
+                (STATUS_TRUE, REASON_IMAGE_PULL_BACK_OFF, T1),
+                None,
+            ),
+            (
+                T2,
+                observe(life(Running, REASON_RUNNING, "x"), Running),
+                (STATUS_FALSE, REASON_RUNNING, T2),
+                None,
+            ),
+        ];
+        let mut previous: Option<TaskRunStatus> = None;
+        for (i, (now, o, want, event)) in steps.into_iter().enumerate() {
+            let d = decide(previous.as_ref(), &o, now);
+            let c = condition(&d.status, CONDITION_STALLED);
+            assert_eq!(
+                (
+                    c.status.as_str(),
+                    c.reason.as_deref().unwrap_or(""),
+                    c.last_transition_time.as_str()
+                ),
+                want,
+                "step {i}"
+            );
+            assert_eq!(d.transition.map(|t| t.reason), event, "step {i}");
+            previous = Some(d.status);
+        }
+        let due = stall_due(
+            &task_run_status(None, &observe(blocked, Pending), T0),
+            T1.parse().unwrap(),
+            std::time::Duration::from_secs(90),
+        );
+        assert_eq!(due, Some(std::time::Duration::from_secs(30)));
     }
 }
