@@ -184,6 +184,10 @@ async fn raw_baseline(n: usize) -> anyhow::Result<Duration> {
                             created: None,
                             young: false,
                         },
+                        life: None,
+                        retries: 0,
+                        retry_token: None,
+                        stall_after: None,
                     };
                     let status =
                         task_run_status(previous.as_ref(), &observation, "2026-01-01T10:00:00Z");

@@ -28,6 +28,10 @@ pub struct ControllerArgs {
     /// client-side rate limit).
     #[arg(long, default_value_t = crate::controller::DEFAULT_CONCURRENCY)]
     pub concurrency: u16,
+    /// Jobs that may run at once over all agents (each agent profile's maxConcurrent caps its
+    /// own). Over the limit a TaskRun waits, Pending with reason Queued, and gets no Job.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running: Option<u32>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -86,6 +90,7 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     ));
     let mut config = ControllerConfig::new(args.namespace, agents);
     config.concurrency = args.concurrency;
+    config.max_running = args.max_running;
     run_controller(client, config, metrics, shutdown_signal()).await;
     server.abort();
     connected.shutdown().await;

@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// Writes in flight at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// Jobs that may run at once over all agents (each agent profile's maxConcurrent caps its
+    /// own). Over the limit a TaskRun waits, Pending with reason Queued, and gets no Job.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running: Option<u32>,
     /// Where bare mirrors of remote repositories are kept.
     #[arg(long)]
     pub mirror_dir: Option<PathBuf>,
@@ -524,7 +528,8 @@ async fn run_connected(
     let notes_profiles = agents.clone();
     let controller = agents.map(|agents| {
         let controller_metrics = Arc::new(metrics.register_with(ControllerMetrics::register));
-        let config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
+        let mut config = ControllerConfig::with_live_profiles(Some(args.namespace.clone()), agents);
+        config.max_running = args.max_running;
         tokio::spawn(run_controller(
             client.clone(),
             config,

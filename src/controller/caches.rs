@@ -176,11 +176,11 @@ impl Caches {
         self.pods.owned_by(job_uid)
     }
 
-    /// Resolves once Jobs and ConfigMaps are listed (Pods are not waited for: nothing decides
-    /// on them yet).
+    /// Resolves once Jobs, ConfigMaps and Pods are listed.
     pub async fn ready(&self) {
         self.jobs.ready().await;
         self.config_maps.ready().await;
+        self.pods.ready().await;
     }
 }
 

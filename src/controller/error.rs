@@ -57,6 +57,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("cannot remove the done-with annotation {annotation} from TaskRun {name}: {source}")]
+    WriteAnnotation {
+        name: String,
+        annotation: &'static str,
+        #[source]
+        source: kube::Error,
+    },
     #[error("finalizer {}: {source}", crate::names::FINALIZER)]
     Finalizer {
         #[source]
@@ -76,6 +83,7 @@ impl Error {
             Error::DeleteChild { .. } => "delete_child",
             Error::ForeignChild { .. } => "foreign_child",
             Error::WriteStatus { .. } => "write_status",
+            Error::WriteAnnotation { .. } => "write_annotation",
             Error::Finalizer { source } => match source.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.kind(),
@@ -97,7 +105,8 @@ impl Error {
             | Error::ApplyChild { source, .. }
             | Error::ListChildren { source, .. }
             | Error::DeleteChild { source, .. }
-            | Error::WriteStatus { source, .. } => Some(source),
+            | Error::WriteStatus { source, .. }
+            | Error::WriteAnnotation { source, .. } => Some(source),
             Error::Finalizer { source } => match source.as_ref() {
                 F::ApplyFailed(e) | F::CleanupFailed(e) => e.client_error(),
                 F::AddFinalizer(e) | F::RemoveFinalizer(e) => Some(e),

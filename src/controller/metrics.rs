@@ -23,6 +23,12 @@ pub struct ReconcileLabels {
     pub result: &'static str,
 }
 
+/// An agent profile's name: a bounded set, fixed by the profiles file.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub kind: &'static str,
@@ -44,6 +50,8 @@ pub struct ControllerMetrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// `controller_jobs_created_total`.
     pub jobs_created: Counter,
+    /// `taskrun_queued{agent}`: TaskRuns waiting for a slot (maxConcurrent, --max-running).
+    pub taskrun_queued: Family<AgentLabels, Gauge>,
     phases: Mutex<HashMap<String, TaskPhase>>,
 }
 
@@ -69,6 +77,7 @@ impl ControllerMetrics {
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             reconcile_errors: Family::default(),
             jobs_created: Counter::default(),
+            taskrun_queued: Family::default(),
             phases: Mutex::new(HashMap::new()),
         };
         // prometheus-client appends `_total` to counters.
@@ -102,6 +111,11 @@ impl ControllerMetrics {
             "Jobs the controller created",
             m.jobs_created.clone(),
         );
+        registry.register(
+            "taskrun_queued",
+            "TaskRuns waiting for a slot of their agent's maxConcurrent or --max-running, by agent",
+            m.taskrun_queued.clone(),
+        );
         for phase in PHASES {
             // Zero series exist from the start, so a scrape shows every phase.
             m.taskrun_phase
@@ -111,6 +125,21 @@ impl ControllerMetrics {
                 .set(0);
         }
         m
+    }
+
+    /// Sets `taskrun_queued` for every agent in `agents` (0 when none of its TaskRuns waits).
+    pub fn set_queued<'a>(
+        &self,
+        agents: impl IntoIterator<Item = &'a str>,
+        queued: &std::collections::BTreeMap<&str, usize>,
+    ) {
+        for agent in agents {
+            self.taskrun_queued
+                .get_or_create(&AgentLabels {
+                    agent: agent.to_string(),
+                })
+                .set(queued.get(agent).copied().unwrap_or(0) as i64);
+        }
     }
 
     /// Records the phase a TaskRun (by uid) is in now.

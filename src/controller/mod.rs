@@ -34,6 +34,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource};
 use std::future::Future;
@@ -41,7 +42,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The API calls of the controller, for the RBAC check of deploy/. Children are created (a GET
-/// only when the create answers 409), a ConfigMap whose content changed is server-side applied;
+/// only when the create answers 409), a ConfigMap whose content changed is server-side applied,
+/// a Job is patched for `spec.suspend` and deleted on cancel; a TaskRun's done-with cancel
+/// annotation is removed by a retry;
 /// Pods are watched for the caches; `taskruns/finalizers` update is what clusters with
 /// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
@@ -63,7 +66,7 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "batch",
         resource: "jobs",
-        verbs: &["get", "list", "watch", "create", "delete"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     crate::rbac::ApiAccess {
         group: "",
@@ -106,6 +109,9 @@ pub struct ControllerConfig {
     pub backoff_base: Duration,
     /// The longest retry delay.
     pub backoff_max: Duration,
+    /// `--max-running`: Jobs running at once over all agents (each profile's `maxConcurrent`
+    /// caps its own). Over the limit a TaskRun waits, Pending/Queued, with no Job.
+    pub max_running: Option<u32>,
 }
 
 impl ControllerConfig {
@@ -125,6 +131,7 @@ impl ControllerConfig {
             debounce: Duration::from_millis(200),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(300),
+            max_running: None,
         }
     }
 }
@@ -227,6 +234,13 @@ pub async fn run_controller(
         .reflect(task_runs_writer)
         .touched_objects()
         .filter_map(|result| std::future::ready(result.ok().map(Ok)));
+    // Every agent's queue is exported from the start, at 0.
+    let agent_names = config.agents.names();
+    metrics.set_queued(
+        agent_names.iter().map(String::as_str),
+        &std::collections::BTreeMap::new(),
+    );
+    let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
     let mut ctx = reconcile::Context::new(
         client.clone(),
         config.agents.clone(),
@@ -237,7 +251,12 @@ pub async fn run_controller(
             config_maps,
             pods,
         },
-    );
+    )
+    .with_queue(reconcile::QueueInputs {
+        task_runs: Some(task_runs.clone()),
+        max_running: config.max_running,
+        kick: Some(kick),
+    });
     ctx.outage = outage;
     let ctx = Arc::new(ctx);
     tracing::info!(
@@ -246,12 +265,15 @@ pub async fn run_controller(
         concurrency = config.concurrency,
         "starting the TaskRun controller"
     );
-    // Pods trigger nothing yet; their watch only keeps the cache current.
-    let pod_watch = tokio::spawn(pod_events.for_each(|_| std::future::ready(())));
+    // A Pod's change reconciles the TaskRun of its Job: Running, what blocks it, its result.
+    let pod_jobs = ctx.caches.jobs.clone();
+    let pod_trigger = move |pod: Pod| task_run_of_pod(&pod_jobs, &pod);
     let watch_ctx = ctx.clone();
     Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
+        .watches_stream(pod_events, pod_trigger)
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(kicked))
         // The streams above retry on their own and pass no error on; should one come through,
         // the pause is capped as theirs is.
         .trigger_backoff(watch_backoff())
@@ -272,8 +294,26 @@ pub async fn run_controller(
             std::future::ready(())
         })
         .await;
-    pod_watch.abort();
     tracing::info!("TaskRun controller stopped");
+}
+
+/// The TaskRun controlling the Job that controls `pod`, as the Job cache knows it.
+fn task_run_of_pod(jobs: &caches::OwnedStore<Job>, pod: &Pod) -> Option<ObjectRef<TaskRun>> {
+    let ns = pod.metadata.namespace.as_deref()?;
+    let job = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == "Job")?;
+    let job = jobs.get(ns, &job.name)?;
+    let owner = job
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && r.kind == TaskRun::kind(&()))?;
+    Some(ObjectRef::new(&owner.name).within(ns))
 }
 
 /// A watch error that means the server is unreachable goes to the outage log (one line per

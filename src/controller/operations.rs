@@ -69,6 +69,55 @@ pub fn retry_decision(
     }
 }
 
+/// Which attempt of the current content version the controller runs, and the retry bookkeeping
+/// the status records for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptPlan {
+    /// 1 for the first run, N for the (N-1)th retry: names the Job ([`crate::names::attempt_job_name`]).
+    pub attempt: u32,
+    pub retries: i32,
+    pub retry_token: Option<String>,
+    /// This reconcile starts a retry: a cancel of the earlier attempt does not apply to it.
+    pub retried: bool,
+}
+
+/// `previous` is the TaskRun's status, `current` whether it describes the spec's contextVersion.
+/// A new version starts at attempt 1 (its retries count from 0) but keeps the last token carried
+/// out, so an annotation left on the TaskRun is not taken for a new request.
+pub fn plan_attempt(
+    annotations: Option<&BTreeMap<String, String>>,
+    previous: Option<&TaskRunStatus>,
+    current: bool,
+) -> AttemptPlan {
+    let carried = previous.and_then(|s| s.retry_token.clone());
+    if !current {
+        return AttemptPlan {
+            attempt: 1,
+            retries: 0,
+            retry_token: carried,
+            retried: false,
+        };
+    }
+    match retry_decision(annotations, previous) {
+        RetryDecision::Retry {
+            token,
+            attempt,
+            retries,
+        } => AttemptPlan {
+            attempt,
+            retries,
+            retry_token: Some(token),
+            retried: true,
+        },
+        RetryDecision::Nothing | RetryDecision::Wait { .. } => AttemptPlan {
+            attempt: current_attempt(previous),
+            retries: previous.map(|s| s.retries.max(0)).unwrap_or(0),
+            retry_token: carried,
+            retried: false,
+        },
+    }
+}
+
 /// Why a retry or cancel is refused, before any annotation is written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OperationRefused {
@@ -302,5 +351,71 @@ mod tests {
         assert_eq!(cancel_applies(None, None), None);
         let token = retry_token(t("2026-01-01T10:02:00.123Z"));
         assert_eq!(token, "20260101T100200.123Z");
+    }
+    #[test]
+    fn attempt_plans() {
+        let status = |phase, retries, token: Option<&str>| TaskRunStatus {
+            phase: Some(phase),
+            retries,
+            retry_token: token.map(str::to_string),
+            ..TaskRunStatus::default()
+        };
+        let plan = |attempt, retries, token: Option<&str>, retried| AttemptPlan {
+            attempt,
+            retries,
+            retry_token: token.map(str::to_string),
+            retried,
+        };
+        let asked = annotations(&[(ANNOTATION_RETRY, "t2")]);
+        let cases = [
+            // (annotations, status, current, plan)
+            (None, None, false, plan(1, 0, None, false)),
+            (
+                None,
+                Some(status(TaskPhase::Failed, 0, None)),
+                true,
+                plan(1, 0, None, false),
+            ),
+            (
+                Some(&asked),
+                Some(status(TaskPhase::Failed, 0, None)),
+                true,
+                plan(2, 1, Some("t2"), true),
+            ),
+            (
+                Some(&asked),
+                Some(status(TaskPhase::Failed, 1, Some("t1"))),
+                true,
+                plan(3, 2, Some("t2"), true),
+            ),
+            // carried out already: stays on the attempt it started
+            (
+                Some(&asked),
+                Some(status(TaskPhase::Running, 1, Some("t2"))),
+                true,
+                plan(2, 1, Some("t2"), false),
+            ),
+            // asked while running: waits for the attempt to finish
+            (
+                Some(&asked),
+                Some(status(TaskPhase::Running, 0, None)),
+                true,
+                plan(1, 0, None, false),
+            ),
+            // a new version: attempt 1 again, the token carried out is kept
+            (
+                Some(&asked),
+                Some(status(TaskPhase::Failed, 1, Some("t2"))),
+                false,
+                plan(1, 0, Some("t2"), false),
+            ),
+        ];
+        for (annotations, status, current, want) in cases {
+            assert_eq!(
+                plan_attempt(annotations, status.as_ref(), current),
+                want,
+                "{annotations:?} {status:?} {current}"
+            );
+        }
     }
 }

@@ -7,6 +7,8 @@
 //! version, then the smaller task id. A task held back by its agent's limit does not hold back
 //! tasks of other agents.
 
+use super::job_phase::job_phase;
+use k8s_openapi::api::batch::v1::Job;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
@@ -65,6 +67,20 @@ impl QueuePlan {
             *counts.entry(q.agent.as_str()).or_insert(0) += 1;
         }
         counts
+    }
+}
+
+/// Where one TaskRun stands: `job` is its current attempt's Job as last seen (or just created);
+/// `held` says it wants no Job (suspended, its run finished, or cancelled). `None`: neither takes
+/// a slot nor waits for one.
+pub fn entry_state(job: Option<&Job>, held: bool) -> Option<EntryState> {
+    match job {
+        Some(job) => {
+            let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+            let finished = job_phase(job).phase.is_terminal();
+            (!suspended && !finished).then_some(EntryState::Running)
+        }
+        None => (!held).then_some(EntryState::Waiting),
     }
 }
 
@@ -345,5 +361,39 @@ mod tests {
             rounds += 1;
         }
         assert_eq!(rounds, 20);
+    }
+    #[test]
+    fn entry_states() {
+        use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
+        let job = |suspend: Option<bool>, complete: bool| Job {
+            spec: Some(JobSpec {
+                suspend,
+                ..JobSpec::default()
+            }),
+            status: complete.then(|| JobStatus {
+                conditions: Some(vec![JobCondition {
+                    type_: "Complete".into(),
+                    status: "True".into(),
+                    ..JobCondition::default()
+                }]),
+                ..JobStatus::default()
+            }),
+            ..Job::default()
+        };
+        let cases = [
+            (Some(job(None, false)), false, Some(EntryState::Running)),
+            (
+                Some(job(Some(false), false)),
+                true,
+                Some(EntryState::Running),
+            ),
+            (Some(job(Some(true), false)), false, None),
+            (Some(job(None, true)), false, None),
+            (None, false, Some(EntryState::Waiting)),
+            (None, true, None),
+        ];
+        for (job, held, want) in cases {
+            assert_eq!(entry_state(job.as_ref(), held), want, "{job:?} {held}");
+        }
     }
 }

@@ -57,6 +57,8 @@ pub enum EventReason {
     Succeeded,
     Failed,
     AgentNotFound,
+    /// Blocked (Pending for a reason someone must fix) for longer than the profile's stallAfter.
+    Stalled,
     CleanupDone,
 }
 
@@ -71,6 +73,7 @@ impl EventReason {
             EventReason::Succeeded => "Succeeded",
             EventReason::Failed => "Failed",
             EventReason::AgentNotFound => "AgentNotFound",
+            EventReason::Stalled => "Stalled",
             EventReason::CleanupDone => "CleanupDone",
         }
     }
@@ -79,7 +82,10 @@ impl EventReason {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            EventReason::Failed | EventReason::AgentNotFound | EventReason::JobOutdated
+            EventReason::Failed
+                | EventReason::AgentNotFound
+                | EventReason::JobOutdated
+                | EventReason::Stalled
         )
     }
 
@@ -89,9 +95,10 @@ impl EventReason {
             EventReason::ConfigMapCreated | EventReason::JobCreated => "Create",
             EventReason::JobSuperseded | EventReason::OldVersionDeleted => "Supersede",
             EventReason::JobOutdated => "Compare",
-            EventReason::Succeeded | EventReason::Failed | EventReason::AgentNotFound => {
-                "Reconcile"
-            }
+            EventReason::Succeeded
+            | EventReason::Failed
+            | EventReason::AgentNotFound
+            | EventReason::Stalled => "Reconcile",
             EventReason::CleanupDone => "Cleanup",
         }
     }

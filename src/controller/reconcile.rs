@@ -6,31 +6,34 @@
 //! the steady state a reconcile makes no read request: a GET happens only when a create finds
 //! the object already there (409), which a cache that is behind the server can cause.
 
-use super::agents::ResolvedProfile;
+use super::agents::{AgentProfiles, ResolvedProfile};
 use super::backoff::Backoffs;
 use super::caches::Caches;
 use super::children::{
-    self, build_config_map, build_job, is_controlled_by, owner_reference, spec_hash_of,
+    self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
 use super::events::{publish, related};
 use super::job_phase::{format_time, job_phase};
+use super::lifecycle::{Cancel, LifecycleInput, QueueSlot, lifecycle};
 use super::metrics::ControllerMetrics;
+use super::operations::{ANNOTATION_CANCEL, cancel_applies, plan_attempt};
 use super::profiles::LiveProfiles;
+use super::queue::{Limits, QueueEntry, QueuePlan, entry_state, plan_queue};
 use super::reasons::EventReason;
-use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide};
+use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
 use super::written::{WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
 use crate::outage_log::OutageLog;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -64,7 +67,26 @@ pub struct Context {
     written: WrittenStatuses,
     /// Jobs this controller created that the Job cache may not show yet, by namespace/name.
     created_jobs: CreatedJobs,
+    /// What the queue reads besides the caches (see [`super::queue`]).
+    queue: QueueInputs,
+    /// Held from the queue's decision to the Job's creation, so that two reconciles never both
+    /// take the last slot.
+    start_lock: tokio::sync::Mutex<()>,
 }
+
+/// The queue's inputs: every TaskRun (the controller's own store), the global cap, and where to
+/// ask for the reconcile of a TaskRun that may start now that a slot is free.
+#[derive(Clone, Default)]
+pub struct QueueInputs {
+    pub task_runs: Option<Store<TaskRun>>,
+    /// `--max-running`: Jobs running at once over all agents.
+    pub max_running: Option<u32>,
+    pub kick: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<TaskRun>>>,
+}
+
+/// A queued TaskRun is looked at again after this long even if no slot frees (its position in
+/// the message is refreshed then); a freed slot asks for the next TaskRun's reconcile at once.
+pub const REQUEUE_QUEUED: Duration = Duration::from_secs(30);
 
 /// Jobs created a moment ago, until the cache shows them: a reconcile triggered by another
 /// child's event (the ConfigMap's) must not try to create the Job again. Entries older than a
@@ -109,7 +131,15 @@ impl Context {
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
             created_jobs: CreatedJobs::default(),
+            queue: QueueInputs::default(),
+            start_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Turns the queue on: limits come from the profiles' `maxConcurrent` and `max_running`.
+    pub fn with_queue(mut self, queue: QueueInputs) -> Context {
+        self.queue = queue;
+        self
     }
 }
 
@@ -119,6 +149,10 @@ pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Er
     let mut timer = ctx.metrics.time_reconcile();
     // Until the children are listed, "not in the cache" would mean "not known yet".
     ctx.caches.ready().await;
+    if let Some(task_runs) = &ctx.queue.task_runs {
+        // The queue counts every TaskRun: not before they are all listed.
+        let _ = task_runs.wait_until_ready().await;
+    }
     let key = ObjectRef::from_obj(&*tr);
     let ns = tr
         .namespace()
@@ -163,12 +197,20 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let owner = owner_reference(tr)?;
     let ns = tr.namespace().unwrap_or_default();
     let version = tr.spec.context_version;
-    let job_name = children::job_name(tr);
     let config_map_name = children::config_map_name(tr);
     let rv = tr.metadata.resource_version.as_deref();
     let pending_write = ctx.written.pending(&owner.uid, rv);
     let previous = freshest(tr.status.as_ref(), rv, pending_write.as_ref());
     let status_is_current = previous.is_some_and(|s| s.context_version == Some(version));
+    let plan = plan_attempt(
+        tr.metadata.annotations.as_ref(),
+        previous,
+        status_is_current,
+    );
+    let job_name = children::attempt_job_name(tr, plan.attempt);
+    if plan.retried {
+        forget_cancel(api, tr).await?;
+    }
 
     let now = k8s_openapi::jiff::Timestamp::now();
     let superseded = if may_own_other_versions(previous, tr.metadata.generation, version) {
@@ -178,14 +220,85 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     };
 
     let agents = ctx.agents.current();
+    let stall_after = agents
+        .resolve(&tr.spec.agent_name)
+        .ok()
+        .map(|p| p.stall_after);
+    let mut life = None;
+    let mut queued = None;
     let outcome = match agents.resolve(&tr.spec.agent_name) {
         Err(unknown) => Outcome::AgentNotFound {
             message: unknown.to_string(),
         },
-        Ok(_) if status_is_current && finished(previous, &job_name) => Outcome::Finished,
+        Ok(_) if status_is_current && finished(previous, &job_name) => {
+            // The Pod cache may show the agent's result after the Job cache showed the end.
+            if let Some(job) = ctx.caches.job(&ns, &job_name) {
+                life = Some(lifecycle(&LifecycleInput {
+                    job: Some(&job),
+                    pods: &pods_of(ctx, Some(&job)),
+                    ..LifecycleInput::default()
+                }));
+            }
+            Outcome::Finished
+        }
         Ok(profile) => {
             ensure_config_map(tr, ctx, &ns, &owner).await?;
-            let (job, created) = ensure_job(tr, ctx, &ns, &profile, &owner).await?;
+            let known = known_job(ctx, &ns, &job_name);
+            // A cancel of this attempt (not of one before a retry, nor of another version)
+            // stops its Job and creates none.
+            let cancel = (!plan.retried && (known.is_some() || status_is_current))
+                .then(|| {
+                    cancel_applies(
+                        tr.metadata.annotations.as_ref(),
+                        known
+                            .as_ref()
+                            .and_then(|j| j.metadata.creation_timestamp.as_ref())
+                            .map(|t| t.0),
+                    )
+                })
+                .flatten();
+            let (job, created) = match (&cancel, known) {
+                (Some(cancel), Some(job)) => {
+                    stop_cancelled(ctx, &ns, &job, cancel).await?;
+                    (Some(job), false)
+                }
+                (Some(_), None) => (None, false),
+                // suspend: true in task.yaml: no Job is started.
+                (None, None) if tr.spec.suspend => (None, false),
+                (None, None) if queue_limits(ctx, &agents, &profile).is_some() => {
+                    let _start = ctx.start_lock.lock().await;
+                    match known_job(ctx, &ns, &job_name) {
+                        Some(job) => (Some(job), false),
+                        None => match queue_slot(tr, ctx, &ns, &agents) {
+                            Some(slot) => {
+                                queued = Some(slot);
+                                (None, false)
+                            }
+                            None => {
+                                let (job, created) =
+                                    ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt)
+                                        .await?;
+                                (Some(job), created)
+                            }
+                        },
+                    }
+                }
+                (None, _) => {
+                    let (job, created) =
+                        ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt).await?;
+                    follow_suspend(ctx, &ns, &job, tr.spec.suspend).await?;
+                    (Some(job), created)
+                }
+            };
+            life = Some(lifecycle(&LifecycleInput {
+                suspend: tr.spec.suspend,
+                cancel: cancel.as_ref(),
+                queued: queued.as_ref(),
+                job: job.as_deref(),
+                pods: &pods_of(ctx, job.as_deref()),
+                ..LifecycleInput::default()
+            }));
+            let job = job.unwrap_or_default();
             Outcome::Job {
                 state: job_phase(&job),
                 superseded,
@@ -200,6 +313,10 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         job_name,
         config_map_name,
         outcome,
+        life,
+        retries: plan.retries,
+        retry_token: plan.retry_token,
+        stall_after,
     };
     let Decision {
         status,
@@ -224,14 +341,134 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     }
     let phase = status.phase.unwrap_or_default();
     ctx.metrics.observe_phase(&owner.uid, phase);
+    if phase.is_terminal() || tr.spec.suspend {
+        // This TaskRun holds no slot (any more): the next in the queue may start.
+        kick_queue(ctx, &ns, &agents, &tr.name_any());
+    }
     Ok(if deferred {
         // The Job's first status update normally comes first and triggers a reconcile.
         Action::requeue(PENDING_GRACE)
     } else if phase.is_terminal() {
         Action::await_change()
+    } else if queued.is_some() {
+        Action::requeue(REQUEUE_QUEUED)
+    } else if let Some(due) = stall_after.and_then(|t| stall_due(&status, now, t)) {
+        // Look again when a blocked run turns Stalled.
+        Action::requeue(due.max(Duration::from_millis(100)).min(REQUEUE_ACTIVE))
     } else {
         Action::requeue(REQUEUE_ACTIVE)
     })
+}
+
+/// The limits, when the queue is on and one applies to `profile` (its agent's maxConcurrent or
+/// the global cap): `None` means start at once.
+fn queue_limits(
+    ctx: &Context,
+    agents: &AgentProfiles,
+    profile: &ResolvedProfile<'_>,
+) -> Option<Limits> {
+    ctx.queue.task_runs.as_ref()?;
+    if profile.max_concurrent.is_none() && ctx.queue.max_running.is_none() {
+        return None;
+    }
+    Some(limits_of(ctx, agents))
+}
+
+fn limits_of(ctx: &Context, agents: &AgentProfiles) -> Limits {
+    Limits {
+        per_agent: agents
+            .names()
+            .into_iter()
+            .filter_map(|name| {
+                let max = agents.resolve(&name).ok()?.max_concurrent?;
+                Some((name, max))
+            })
+            .collect(),
+        global: ctx.queue.max_running,
+    }
+}
+
+/// The queue of namespace `ns` as the caches show it; also sets `taskrun_queued`.
+fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePlan> {
+    let store = ctx.queue.task_runs.as_ref()?;
+    let limits = limits_of(ctx, agents);
+    if limits.per_agent.is_empty() && limits.global.is_none() {
+        return None;
+    }
+    let entries: Vec<QueueEntry> = store
+        .state()
+        .iter()
+        .filter(|tr| {
+            tr.namespace().as_deref() == Some(ns) && tr.meta().deletion_timestamp.is_none()
+        })
+        .filter_map(|tr| {
+            let status = tr.status.as_ref();
+            let current =
+                status.is_some_and(|s| s.context_version == Some(tr.spec.context_version));
+            let annotations = tr.metadata.annotations.as_ref();
+            let plan = plan_attempt(annotations, status, current);
+            let job = known_job(ctx, ns, &children::attempt_job_name(tr, plan.attempt));
+            let finished = current
+                && !plan.retried
+                && status
+                    .and_then(|s| s.phase)
+                    .is_some_and(TaskPhase::is_terminal);
+            let cancelled = current && !plan.retried && cancel_applies(annotations, None).is_some();
+            let unknown = agents.resolve(&tr.spec.agent_name).is_err();
+            let held = tr.spec.suspend || finished || cancelled || unknown;
+            Some(QueueEntry {
+                name: tr.name_any(),
+                agent: tr.spec.agent_name.clone(),
+                task_id: tr.spec.task_id,
+                priority: tr.spec.priority,
+                introduced: None,
+                state: entry_state(job.as_deref(), held)?,
+            })
+        })
+        .collect();
+    let plan = plan_queue(&entries, &limits);
+    ctx.metrics.set_queued(
+        limits.per_agent.keys().map(String::as_str),
+        &plan.queued_per_agent(),
+    );
+    Some(plan)
+}
+
+/// Where `tr` waits, or `None` when it may start its Job now.
+fn queue_slot(tr: &TaskRun, ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueueSlot> {
+    let plan = queue_plan(ctx, ns, agents)?;
+    let name = tr.name_any();
+    plan.queued
+        .into_iter()
+        .find(|q| q.name == name)
+        .map(|q| QueueSlot {
+            position: q.position,
+            waiting: q.waiting,
+            limit: q.limit,
+        })
+}
+
+/// Asks for the reconcile of the TaskRuns that may start now (a slot was freed by `freed`).
+fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
+    let Some(kick) = &ctx.queue.kick else {
+        return;
+    };
+    let Some(plan) = queue_plan(ctx, ns, agents) else {
+        return;
+    };
+    for name in plan.start.iter().filter(|n| n.as_str() != freed) {
+        let _ = kick.send(ObjectRef::new(name).within(ns));
+    }
+}
+
+/// The Pods of `job`, as the Pod cache shows them.
+fn pods_of(ctx: &Context, job: Option<&Job>) -> Vec<Pod> {
+    job.and_then(|j| j.metadata.uid.as_deref())
+        .map(|uid| ctx.caches.pods_of_job(uid))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (**p).clone())
+        .collect()
 }
 
 /// Whether this TaskRun may still own children of another context version, so that they must be
@@ -373,15 +610,82 @@ async fn ensure_config_map(
     Ok(())
 }
 
-/// The current version's Job as it is now, and whether this reconcile created it.
+/// A retry starts a new attempt: a cancel of an earlier one is done with, and is removed so that
+/// it cannot be taken for a cancel of the new attempt (Job creation times count in seconds).
+async fn forget_cancel(api: &Api<TaskRun>, tr: &TaskRun) -> Result<(), Error> {
+    if !tr.annotations().contains_key(ANNOTATION_CANCEL) {
+        return Ok(());
+    }
+    let body = serde_json::json!({"metadata": {"annotations": {ANNOTATION_CANCEL: null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&tr.name_any(), &params, &Patch::Merge(&body))
+        .await
+        .map_err(|source| Error::WriteAnnotation {
+            name: tr.name_any(),
+            annotation: ANNOTATION_CANCEL,
+            source,
+        })?;
+    Ok(())
+}
+
+/// The Job `name` as the cache shows it, or as this controller created it a moment ago.
+fn known_job(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Job>> {
+    let cached = ctx.caches.job(ns, name);
+    cached.clone().or_else(|| {
+        ctx.created_jobs
+            .get(&format!("{ns}/{name}"), cached.is_some())
+    })
+}
+
+/// Stops a cancelled attempt's Job now: deleted with Background propagation, so its Pods go
+/// (the Job controller, or the local runner, kills the agent). A finished Job is kept.
+async fn stop_cancelled(ctx: &Context, ns: &str, job: &Job, cancel: &Cancel) -> Result<(), Error> {
+    if job_phase(job).phase.is_terminal() {
+        return Ok(());
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    delete(&api, "Job", &job.name_any()).await?;
+    info!(job = %job.name_any(), by = %cancel.by, at = %cancel.at, "cancelled: deleted the Job");
+    Ok(())
+}
+
+/// Gives a running Job the TaskRun's `suspend` (Job `spec.suspend`: the Job controller stops its
+/// Pods, and starts them again when it is set back to false). A finished Job is left alone.
+async fn follow_suspend(ctx: &Context, ns: &str, job: &Job, suspend: bool) -> Result<(), Error> {
+    let now = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    if now == suspend || job_phase(job).phase.is_terminal() {
+        return Ok(());
+    }
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({"spec": {"suspend": suspend}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER_CONTROLLER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&job.name_any(), &params, &Patch::Merge(&body))
+        .await
+        .map_err(|source| Error::ApplyChild {
+            kind: "Job",
+            name: job.name_any(),
+            source,
+        })?;
+    info!(job = %job.name_any(), suspend, "set the Job's spec.suspend");
+    Ok(())
+}
+
+/// The current attempt's Job as it is now, and whether this reconcile created it.
 async fn ensure_job(
     tr: &TaskRun,
     ctx: &Context,
     ns: &str,
     profile: &ResolvedProfile<'_>,
     owner: &OwnerReference,
+    attempt: u32,
 ) -> Result<(Arc<Job>, bool), Error> {
-    let desired = build_job(tr, profile, owner);
+    let desired = build_attempt_job(tr, profile, owner, attempt);
     let name = desired.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.job(ns, &name);

@@ -8,8 +8,11 @@
 //! something else changed.
 
 use super::job_phase::JobState;
+use super::job_phase::format_time;
+use super::lifecycle::{Lifecycle, Stall, is_blocking, stall};
 use super::reasons::*;
 use crate::crd::{TaskPhase, TaskRunCondition, TaskRunStatus};
+use k8s_openapi::jiff::Timestamp;
 
 /// What the controller saw for the TaskRun's current context version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +22,17 @@ pub struct Observation {
     pub job_name: String,
     pub config_map_name: String,
     pub outcome: Outcome,
+    /// What the Job's Pods say (see [`super::lifecycle`]): the phase short of terminal (Running
+    /// only while a Pod runs), the reason and message of what blocks it, the Pod and the
+    /// agent's result. `None` keeps the Job-only view.
+    pub life: Option<Lifecycle>,
+    /// Retries carried out for this content version, and the token of the latest (see
+    /// [`super::operations::plan_attempt`]).
+    pub retries: i32,
+    pub retry_token: Option<String>,
+    /// The profile's stallAfter: blocked this long, the Stalled condition turns True. `None`
+    /// tracks no stall.
+    pub stall_after: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +64,15 @@ pub fn task_run_status(
         && prev.job_name.as_deref() == Some(observation.job_name.as_str());
 
     let mut next = match &observation.outcome {
-        Outcome::Finished if same_run => prev.clone(),
+        Outcome::Finished if same_run => {
+            // Only what outlives the run may still arrive: the Pod's name and the result.
+            let mut kept = prev.clone();
+            if let Some(life) = &observation.life {
+                kept.pod_name = life.pod_name.clone().or(kept.pod_name);
+                kept.result = life.result.clone().or(kept.result);
+            }
+            kept
+        }
         Outcome::AgentNotFound { message } => TaskRunStatus {
             phase: Some(TaskPhase::Failed),
             message: Some(message.clone()),
@@ -59,10 +81,18 @@ pub fn task_run_status(
         Outcome::Finished => TaskRunStatus::default(),
         Outcome::Job {
             state, superseded, ..
-        } => job_status(same_run.then_some(&prev), observation, state, superseded),
+        } => job_status(
+            same_run.then_some(&prev),
+            observation,
+            state,
+            superseded,
+            observation.life.as_ref(),
+        ),
     };
     next.context_version = Some(observation.context_version);
     next.observed_generation = observation.generation;
+    next.retries = observation.retries;
+    next.retry_token = observation.retry_token.clone();
     let reason = succeeded_reason(&observation.outcome, &next, &prev, same_run);
     next.conditions = conditions(
         next.phase.unwrap_or_default(),
@@ -71,6 +101,9 @@ pub fn task_run_status(
         &prev.conditions,
         now,
     );
+    if let Some(threshold) = observation.stall_after {
+        mark_stall(&mut next, &prev, now, threshold);
+    }
     next.last_updated = prev.last_updated.clone();
     if next != prev {
         next.last_updated = Some(now.to_string());
@@ -146,6 +179,12 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
             note: format!("Created Job {job} running agent {agent}"),
             job: Some(job.clone()),
         })
+    } else if write && stalled(&status) && !previous.is_some_and(stalled) {
+        Some(Transition {
+            reason: EventReason::Stalled,
+            note: format!("Stalled: {}", status.message.clone().unwrap_or_default()),
+            job: status.job_name.clone(),
+        })
     } else if write && newly_terminal(previous, &status) {
         let phase = status.phase.unwrap_or_default();
         let reason = match (&observation.outcome, phase) {
@@ -166,6 +205,102 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         write,
         transition,
         deferred,
+    }
+}
+
+/// Blocked and past the stall threshold: the Stalled condition is True while the run goes on.
+pub fn stalled(status: &TaskRunStatus) -> bool {
+    !status.phase.unwrap_or_default().is_terminal()
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == CONDITION_STALLED && c.status == STATUS_TRUE)
+}
+
+/// When a blocked run turns Stalled: `None` unless it is blocked and not Stalled yet.
+pub fn stall_due(
+    status: &TaskRunStatus,
+    now: Timestamp,
+    threshold: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let phase = status.phase.unwrap_or_default();
+    let reason = status.reason.as_deref().unwrap_or_default();
+    if !is_blocking(phase, reason) || stalled(status) {
+        return None;
+    }
+    let since: Timestamp = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_STALLED)?
+        .last_transition_time
+        .parse()
+        .ok()?;
+    let blocked = now
+        .as_millisecond()
+        .saturating_sub(since.as_millisecond())
+        .max(0) as u64;
+    Some(std::time::Duration::from_millis(
+        (threshold.as_millis() as u64).saturating_sub(blocked),
+    ))
+}
+
+/// The Stalled condition of a run that is blocked (Pending for a reason someone must fix): False
+/// with lastTransitionTime when it became blocked, then True with the blocking reason once that
+/// is `threshold` ago. A run that is not blocked keeps the kstatus meaning (True when Failed).
+fn mark_stall(
+    next: &mut TaskRunStatus,
+    prev: &TaskRunStatus,
+    now: &str,
+    threshold: std::time::Duration,
+) {
+    let phase = next.phase.unwrap_or_default();
+    let reason = next.reason.clone().unwrap_or_default();
+    if !is_blocking(phase, &reason) {
+        return;
+    }
+    let Ok(now_ts) = now.parse::<Timestamp>() else {
+        return;
+    };
+    let prev_stalled = prev
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_STALLED);
+    let was_blocked = prev.context_version == next.context_version
+        && prev.job_name == next.job_name
+        && is_blocking(
+            prev.phase.unwrap_or_default(),
+            prev.reason.as_deref().unwrap_or_default(),
+        );
+    let since = prev_stalled
+        .filter(|_| was_blocked)
+        .and_then(|c| c.last_transition_time.parse::<Timestamp>().ok());
+    let Some(condition) = next
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == CONDITION_STALLED)
+    else {
+        return;
+    };
+    match stall(phase, &reason, since, now_ts, threshold) {
+        Stall::Stalled { .. } => {
+            condition.status = STATUS_TRUE.to_string();
+            condition.reason = Some(reason);
+            condition.last_transition_time = prev_stalled
+                .filter(|c| was_blocked && c.status == STATUS_TRUE)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.to_string());
+        }
+        Stall::Blocked { since } => {
+            condition.status = STATUS_FALSE.to_string();
+            condition.last_transition_time = if was_blocked {
+                prev_stalled
+                    .map(|c| c.last_transition_time.clone())
+                    .unwrap_or_else(|| format_time(since))
+            } else {
+                now.to_string()
+            };
+        }
+        Stall::Clear => {}
     }
 }
 
@@ -192,16 +327,27 @@ fn job_status(
     observation: &Observation,
     state: &JobState,
     superseded: &[String],
+    life: Option<&Lifecycle>,
 ) -> TaskRunStatus {
     let prev_phase = prev.and_then(|p| p.phase);
-    // Forward only: a Job between two pod attempts (no pod active) stays Running.
-    let phase = match prev_phase {
-        Some(p) if rank(p) > rank(state.phase) => p,
+    // The Job decides a terminal phase; short of it, the Pods do (Running only while one runs).
+    let seen = match life {
+        // A cancel stops the Job; unless it had succeeded already, the run is Failed.
+        Some(l) if l.reason == REASON_CANCELLED => TaskPhase::Failed,
+        Some(l) if !state.phase.is_terminal() && !l.phase.is_terminal() => l.phase,
         _ => state.phase,
     };
-    let kept = Some(phase) == prev_phase && phase != state.phase;
+    // Forward only: a Job between two pod attempts (no pod active) stays Running; but a
+    // suspended one is Pending again (its Pods are stopped).
+    let suspended = life.is_some_and(|l| l.reason == REASON_SUSPENDED && seen == l.phase);
+    let phase = match prev_phase {
+        Some(p) if rank(p) > rank(seen) && (!suspended || p.is_terminal()) => p,
+        _ => seen,
+    };
+    let kept = Some(phase) == prev_phase && phase != seen;
     let attempts = state.attempts.max(prev.map(|p| p.attempts).unwrap_or(0));
     let job = &observation.job_name;
+    let pod_reason = life.filter(|l| l.phase == phase && phase == TaskPhase::Pending);
     let message = if kept {
         prev.and_then(|p| p.message.clone())
     } else {
@@ -210,21 +356,57 @@ fn job_status(
                 "Job {job} replaces superseded Job {}; waiting for it to start",
                 superseded.join(", ")
             ),
-            TaskPhase::Pending => format!("Job {job} created; waiting for it to start"),
-            TaskPhase::Running => format!("Job {job} is running"),
+            TaskPhase::Pending => match pod_reason {
+                Some(l) if l.reason != REASON_JOB_CREATED || l.pod_name.is_some() => {
+                    l.message.clone()
+                }
+                _ => format!("Job {job} created; waiting for it to start"),
+            },
+            TaskPhase::Running => match life.and_then(|l| l.pod_name.as_deref()) {
+                Some(pod) => format!("Job {job} is running (Pod {pod})"),
+                None => format!("Job {job} is running"),
+            },
             TaskPhase::Succeeded => match &state.message {
                 Some(m) => format!("Job {job} succeeded ({m})"),
                 None => format!("Job {job} succeeded"),
             },
-            TaskPhase::Failed => match &state.message {
-                Some(m) => format!("Job {job} failed: {m}"),
-                None => format!("Job {job} failed"),
+            // The lifecycle's message names the last attempt's exit code and reason.
+            TaskPhase::Failed => match life.filter(|l| l.phase == TaskPhase::Failed) {
+                Some(l) => l.message.clone(),
+                None => match &state.message {
+                    Some(m) => format!("Job {job} failed: {m}"),
+                    None => format!("Job {job} failed"),
+                },
             },
         })
     };
+    let reason = if kept {
+        prev.and_then(|p| p.reason.clone())
+    } else {
+        Some(match (phase, pod_reason) {
+            (TaskPhase::Pending, _) if !superseded.is_empty() => REASON_SUPERSEDED.to_string(),
+            (TaskPhase::Pending, Some(l)) => l.reason.to_string(),
+            (TaskPhase::Pending, None) => REASON_JOB_CREATED.to_string(),
+            (TaskPhase::Failed, _) => match life.filter(|l| l.phase == TaskPhase::Failed) {
+                Some(l) => l.reason.to_string(),
+                None => state.reason.to_string(),
+            },
+            _ => state.reason.to_string(),
+        })
+    };
+    // The Pod of the latest attempt and the agent's result outlive the Pods (TTL, GC).
+    let pod_name = life
+        .and_then(|l| l.pod_name.clone())
+        .or_else(|| prev.and_then(|p| p.pod_name.clone()));
+    let result = life
+        .and_then(|l| l.result.clone())
+        .or_else(|| prev.and_then(|p| p.result.clone()));
     TaskRunStatus {
         phase: Some(phase),
+        reason,
         job_name: Some(observation.job_name.clone()),
+        pod_name,
+        result,
         config_map_name: Some(observation.config_map_name.clone()),
         attempts,
         message,
@@ -258,6 +440,7 @@ fn succeeded_reason(
         Outcome::AgentNotFound { .. } => REASON_AGENT_NOT_FOUND,
         Outcome::Finished if same_run => previous_reason().unwrap_or(REASON_SUCCEEDED),
         Outcome::Finished => REASON_PENDING,
+        Outcome::Job { .. } if next.reason.as_deref() == Some(REASON_CANCELLED) => REASON_CANCELLED,
         Outcome::Job {
             state, superseded, ..
         } => {
@@ -285,6 +468,7 @@ fn known_reason(reason: &str) -> Option<&'static str> {
         REASON_DEADLINE_EXCEEDED,
         REASON_SUPERSEDED,
         REASON_AGENT_NOT_FOUND,
+        REASON_CANCELLED,
     ]
     .into_iter()
     .find(|r| *r == reason)
@@ -359,6 +543,10 @@ mod tests {
             job_name: format!("web-42-v{version}"),
             config_map_name: format!("web-42-v{version}-files"),
             outcome,
+            life: None,
+            retries: 0,
+            retry_token: None,
+            stall_after: None,
         }
     }
 
@@ -798,5 +986,173 @@ mod tests {
         }
         let stalled = decide(None, &not_found, T0).status;
         assert_eq!(decide(Some(&stalled), &not_found, T1).transition, None);
+    }
+    fn life(phase: TaskPhase, reason: &'static str, message: &str) -> Lifecycle {
+        Lifecycle {
+            phase,
+            reason,
+            message: message.to_string(),
+            pod_name: Some("web-42-v1-a".to_string()),
+            result: (phase == TaskPhase::Succeeded).then(|| "done".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_pods_decide_short_of_the_end_and_cancel_and_suspend_override() {
+        use TaskPhase::*;
+        // (previous phase, Job's phase, the Pods' view, phase, reason, message)
+        let cases = [
+            (
+                None,
+                Running,
+                life(Pending, REASON_IMAGE_PULL_BACK_OFF, "Pod p cannot start"),
+                Pending,
+                REASON_IMAGE_PULL_BACK_OFF,
+                "Pod p cannot start",
+            ),
+            (
+                None,
+                Running,
+                life(Running, REASON_RUNNING, "x"),
+                Running,
+                REASON_RUNNING,
+                "Job web-42-v1 is running (Pod web-42-v1-a)",
+            ),
+            // between attempts: forward only, Running is kept
+            (
+                Some(Running),
+                Running,
+                life(Pending, REASON_JOB_CREATED, "waiting"),
+                Running,
+                REASON_RUNNING,
+                "Job web-42-v1 is running (Pod web-42-v1-a)",
+            ),
+            // a suspended Job is Pending again
+            (
+                Some(Running),
+                Running,
+                life(Pending, REASON_SUSPENDED, "Job web-42-v1 is suspended"),
+                Pending,
+                REASON_SUSPENDED,
+                "Job web-42-v1 is suspended",
+            ),
+            (
+                Some(Running),
+                Running,
+                life(Failed, REASON_CANCELLED, "cancelled by ana at T"),
+                Failed,
+                REASON_CANCELLED,
+                "cancelled by ana at T",
+            ),
+            (
+                Some(Running),
+                Failed,
+                life(
+                    Failed,
+                    REASON_BACKOFF_LIMIT_EXCEEDED,
+                    "Job web-42-v1 failed: BackoffLimitExceeded; last attempt exited with code 3",
+                ),
+                Failed,
+                REASON_BACKOFF_LIMIT_EXCEEDED,
+                "Job web-42-v1 failed: BackoffLimitExceeded; last attempt exited with code 3",
+            ),
+            // the Job decides the end; the Pods' view gives the result
+            (
+                Some(Running),
+                Succeeded,
+                life(Succeeded, REASON_SUCCEEDED, "x"),
+                Succeeded,
+                REASON_SUCCEEDED,
+                "Job web-42-v1 succeeded (CompletionsReached)",
+            ),
+        ];
+        for (prev, job_phase, life, phase, reason, message) in cases {
+            let reason_of = |p: TaskPhase| match p {
+                Pending => REASON_PENDING,
+                Running => REASON_RUNNING,
+                Succeeded => REASON_SUCCEEDED,
+                Failed => REASON_BACKOFF_LIMIT_EXCEEDED,
+            };
+            let previous = prev.map(|p| {
+                let mut o = job(1, p, reason_of(p), 1);
+                o.life = Some(self::life(p, reason_of(p), "before"));
+                task_run_status(None, &o, T0)
+            });
+            let mut o = job(1, job_phase, reason_of(job_phase), 1);
+            o.life = Some(life.clone());
+            let next = task_run_status(previous.as_ref(), &o, T1);
+            assert_eq!(
+                (next.phase, next.reason.as_deref(), next.message.as_deref()),
+                (Some(phase), Some(reason), Some(message)),
+                "{prev:?} {job_phase:?} {life:?}"
+            );
+            assert_eq!(next.pod_name.as_deref(), Some("web-42-v1-a"));
+            assert_eq!(next.result, life.result, "{life:?}");
+        }
+    }
+    #[test]
+    fn a_blocked_run_turns_stalled_once_after_the_threshold() {
+        use TaskPhase::*;
+        let observe = |l: Lifecycle, job_phase: TaskPhase| {
+            let reason = if job_phase == Running {
+                REASON_RUNNING
+            } else {
+                REASON_PENDING
+            };
+            let mut o = job(1, job_phase, reason, 0);
+            o.life = Some(l);
+            o.stall_after = Some(std::time::Duration::from_secs(60));
+            o
+        };
+        let blocked = life(Pending, REASON_IMAGE_PULL_BACK_OFF, "Pod p cannot start");
+        // (time, observation, Stalled (status, reason, lastTransitionTime), event)
+        let steps = [
+            (
+                T0,
+                observe(blocked.clone(), Pending),
+                (STATUS_FALSE, REASON_PENDING, T0),
+                None,
+            ),
+            (
+                T1,
+                observe(blocked.clone(), Pending),
+                (STATUS_TRUE, REASON_IMAGE_PULL_BACK_OFF, T1),
+                Some(EventReason::Stalled),
+            ),
+            (
+                T2,
+                observe(blocked.clone(), Pending),
+                (STATUS_TRUE, REASON_IMAGE_PULL_BACK_OFF, T1),
+                None,
+            ),
+            (
+                T2,
+                observe(life(Running, REASON_RUNNING, "x"), Running),
+                (STATUS_FALSE, REASON_RUNNING, T2),
+                None,
+            ),
+        ];
+        let mut previous: Option<TaskRunStatus> = None;
+        for (i, (now, o, want, event)) in steps.into_iter().enumerate() {
+            let d = decide(previous.as_ref(), &o, now);
+            let c = condition(&d.status, CONDITION_STALLED);
+            assert_eq!(
+                (
+                    c.status.as_str(),
+                    c.reason.as_deref().unwrap_or(""),
+                    c.last_transition_time.as_str()
+                ),
+                want,
+                "step {i}"
+            );
+            assert_eq!(d.transition.map(|t| t.reason), event, "step {i}");
+            previous = Some(d.status);
+        }
+        let due = stall_due(
+            &task_run_status(None, &observe(blocked, Pending), T0),
+            T1.parse().unwrap(),
+            std::time::Duration::from_secs(90),
+        );
+        assert_eq!(due, Some(std::time::Duration::from_secs(30)));
     }
 }

@@ -95,11 +95,20 @@ impl Cluster {
     }
 
     pub fn start_controller(&self) -> RunningController {
+        self.start_controller_with(|_| {})
+    }
+
+    /// [`Cluster::start_controller`] with `adjust` applied to its configuration.
+    pub fn start_controller_with(
+        &self,
+        adjust: impl FnOnce(&mut ControllerConfig),
+    ) -> RunningController {
         let mut registry = Registry::default();
         let metrics = Arc::new(ControllerMetrics::register(&mut registry));
         let (tx, rx) = oneshot::channel::<()>();
         let mut config = ControllerConfig::new(Some(NS.to_string()), self.agents.clone());
         config.debounce = Duration::from_millis(50);
+        adjust(&mut config);
         let task = tokio::spawn(run_controller(
             self.client.clone(),
             config,
