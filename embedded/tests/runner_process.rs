@@ -698,9 +698,10 @@ async fn suspending_a_job_kills_it_and_resuming_runs_it_again() {
     };
     let runner = s.runner();
     let second = s.logs.path().join("second-run");
-    // The first run waits; the second (after the resume) finishes.
+    // The first run waits; the second (after the resume) finishes. The marker is written before
+    // the pid is printed, so a suspend right after the print cannot catch the first run before it.
     let script = format!(
-        "echo pid=$$$$; if [ -e {0} ]; then exit 0; fi; touch {0}; sleep 60",
+        "if [ -e {0} ]; then exit 0; fi; touch {0}; echo pid=$$$$; sleep 60",
         second.display()
     );
     s.create_job(
