@@ -6,7 +6,8 @@
 //! the in-cluster config inside a pod; then `KUBECONFIG`; then `~/.kube/config`; and when none
 //! of these exists, the embedded server with the local Job runner.
 
-use kube_envtest::runner::{JobRunner, RunnerConfig, RunnerHandle, RunnerMode};
+pub use kube_envtest::runner::{JobRunner, RunnerConfig, heartbeat as runner_heartbeat};
+use kube_envtest::runner::{RunnerHandle, RunnerMode};
 pub use kube_envtest::{ApiServer, ApiServerConfig, EmbeddedError, RunningApiServer};
 use std::ffi::OsString;
 use std::fmt;

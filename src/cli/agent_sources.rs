@@ -127,7 +127,9 @@ pub async fn follow_configmap(
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let origin = format!("ConfigMap {namespace}/{name}");
-    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut events = std::pin::pin!(
+        watcher::watcher(api, config).backoff(crate::watch_backoff::watch_backoff())
+    );
     loop {
         let event = tokio::select! {
             event = events.next() => event,

@@ -169,7 +169,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
             cluster_client = Some(client.clone());
             let api = kube::Api::<TaskRun>::namespaced(client.clone(), &command.namespace);
             let stream = reflector(store_writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
+                .backoff(crate::watch_backoff::watch_backoff())
                 .touched_objects();
             tokio::spawn(stream.for_each(|_| std::future::ready(())));
             tokio::spawn(probe_cluster(client, cluster_up.clone()));

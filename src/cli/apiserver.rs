@@ -3,8 +3,8 @@
 //! beside it.
 
 use crate::cluster::{ApiServer, ApiServerConfig, EmbeddedSettings, export_line};
+use crate::cluster::{JobRunner, RunnerConfig};
 use anyhow::Context;
-use kube_envtest::runner::{JobRunner, RunnerConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -68,7 +68,7 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         let client = server.client();
         // Announced before the kubeconfig line, so that a `run` started right after it sees
         // the runner.
-        kube_envtest::runner::heartbeat::renew(&client).await;
+        crate::cluster::runner_heartbeat::renew(&client).await;
         // The scratch log directory (if this process chose it) lives as long as the runner.
         Some((
             JobRunner::start(client, RunnerConfig::new(&log_dir)),

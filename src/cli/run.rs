@@ -447,7 +447,7 @@ async fn run_connected(
         let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
         cache_task = Some(tokio::spawn(
             reflector(writer, watcher(api, watcher::Config::default()))
-                .default_backoff()
+                .backoff(crate::watch_backoff::watch_backoff())
                 .touched_objects()
                 .for_each(|_| std::future::ready(())),
         ));
