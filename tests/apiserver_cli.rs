@@ -208,3 +208,45 @@ fn controller_embedded_prints_the_export_line_of_the_kubeconfig_it_writes() {
     assert!(path.is_file());
     drop(controller);
 }
+
+/// A supervisor (systemd, a container runtime, `kill`) stops the server with SIGTERM: it exits
+/// 0 promptly and removes the scratch log directory it made, as on Ctrl-C.
+#[cfg(unix)]
+#[test]
+fn apiserver_stops_cleanly_on_sigterm_and_removes_its_scratch_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Running(
+        orchestrator()
+            .env("TMPDIR", tmp.path())
+            .args(["apiserver", "--port", "0", "--runner", "--kubeconfig-out"])
+            .arg(tmp.path().join("kubeconfig"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    read_until(stdout, |l| l.starts_with("export KUBECONFIG=")).expect("the server starts");
+    let scratch = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("orchestrator-"))
+            .collect::<Vec<_>>()
+    };
+    assert!(!scratch().is_empty(), "the runner's scratch log directory exists while it runs");
+
+    // SAFETY: kill(2) on the pid of a child this test started and has not yet reaped.
+    assert_eq!(unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 20 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+    assert_eq!(scratch(), Vec::<String>::new(), "the scratch directory is removed");
+}

@@ -1,4 +1,4 @@
-//! `orchestrator apiserver`: runs the embedded Kubernetes API server alone until Ctrl-C and
+//! `orchestrator apiserver`: runs the embedded Kubernetes API server alone until Ctrl-C or SIGTERM, and
 //! writes a kubeconfig for kubectl and other clients; with `--runner`, the local Job runner
 //! beside it.
 
@@ -84,7 +84,8 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         kubeconfig.display(),
     );
     println!("{}", export_line(&kubeconfig));
-    tokio::signal::ctrl_c().await?;
+    crate::cli::shutdown::signal().await;
+    eprintln!("stopping the embedded API server");
     if let Some((runner, _scratch_logs)) = runner {
         runner.shutdown().await;
     }

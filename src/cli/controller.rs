@@ -110,25 +110,8 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends a pod that is stopping).
+/// Resolves on Ctrl-C or SIGTERM, and says that running reconciles are being finished.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    crate::cli::shutdown::signal().await;
     tracing::info!("shutdown signal received; finishing running reconciles");
 }

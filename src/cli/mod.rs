@@ -12,6 +12,7 @@ pub mod plan;
 pub mod plan_live;
 pub mod run;
 pub mod run_checks;
+pub mod shutdown;
 pub mod source_args;
 pub mod source_identity;
 pub mod status;
