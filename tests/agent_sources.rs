@@ -173,8 +173,12 @@ async fn a_profiles_file_edited_while_the_loop_runs_takes_effect_and_an_invalid_
         .await,
         "task 1 ran with the first profiles"
     );
-    let (_, answer) = readyz_answer(&addr).await;
+    let (code, answer) = readyz_answer(&addr).await;
     assert!(answer.contains("\"agents\":true"), "{answer}");
+    // The branch is checked out here, so the API takes no writes, but the repository is
+    // readable and the loop syncs it: ready.
+    assert!(answer.contains("\"source\":true"), "{answer}");
+    assert_eq!(code, 200, "{answer}");
 
     // An invalid version: reported, and the last good stay in use.
     write(&agents, INVALID);

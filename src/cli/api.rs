@@ -261,6 +261,15 @@ pub fn api_state(args: &ApiArgs, parts: ApiParts) -> anyhow::Result<AppState> {
         }
     };
     let source_ok = Arc::new(AtomicBool::new(false));
+    if let Writes::Disabled { .. } = &writes {
+        // Writes are off (a branch checked out in a working tree): the source is still ready
+        // when the sync can read the branch there.
+        let (repo, branch, ok) = (parts.repo.clone(), parts.branch.clone(), source_ok.clone());
+        tokio::task::spawn_blocking(move || match local_branch_readable(&repo, &branch) {
+            Ok(()) => ok.store(true, Ordering::Relaxed),
+            Err(e) => warn!(error = %crate::api::routes::redact(&e), "repository not readable"),
+        });
+    }
     if let Writes::To(writer) = &writes {
         let (writer, ok) = (writer.clone(), source_ok.clone());
         tokio::spawn(async move {
@@ -303,6 +312,22 @@ pub fn api_state(args: &ApiArgs, parts: ApiParts) -> anyhow::Result<AppState> {
     let metrics = parts.metrics;
     state.metrics = Arc::new(move || metrics.render());
     args.configure(state)
+}
+
+/// Whether `branch` of the local repository `repo` can be read (an unborn branch counts: the
+/// sync waits for its first commit); the reason when not.
+fn local_branch_readable(repo: &str, branch: &str) -> Result<(), String> {
+    let path = local_repo_path(repo).ok_or_else(|| format!("{repo} is not a local path"))?;
+    let repository = git2::Repository::open(&path)
+        .map_err(|e| format!("opening {}: {}", path.display(), e.message()))?;
+    match repository.find_reference(&format!("refs/heads/{branch}")) {
+        Ok(reference) => reference
+            .peel_to_commit()
+            .map(|_| ())
+            .map_err(|e| format!("reading branch {branch}: {}", e.message())),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+        Err(e) => Err(format!("reading branch {branch}: {}", e.message())),
+    }
 }
 
 fn open_writer(
