@@ -66,6 +66,13 @@ impl Cluster {
             )
             .with_test_writer()
             .try_init();
+        if std::env::var_os("KUBECONFIG").is_some() {
+            eprintln!(
+                "KUBECONFIG is ignored by this test: it runs the controller against its own \
+                 embedded server and local Job runner, whose Jobs run the profiles' shell \
+                 commands as processes (a real cluster would pull an image named local/shell)"
+            );
+        }
         let server = ApiServer::start(ApiServerConfig::default())
             .await
             .expect("embedded API server starts");
