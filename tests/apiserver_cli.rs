@@ -235,18 +235,31 @@ fn apiserver_stops_cleanly_on_sigterm_and_removes_its_scratch_directory() {
             .filter(|name| name.starts_with("orchestrator-"))
             .collect::<Vec<_>>()
     };
-    assert!(!scratch().is_empty(), "the runner's scratch log directory exists while it runs");
+    assert!(
+        !scratch().is_empty(),
+        "the runner's scratch log directory exists while it runs"
+    );
 
     // SAFETY: kill(2) on the pid of a child this test started and has not yet reaped.
-    assert_eq!(unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) },
+        0
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = server.0.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "still running 20 s after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
-    assert_eq!(scratch(), Vec::<String>::new(), "the scratch directory is removed");
+    assert_eq!(
+        scratch(),
+        Vec::<String>::new(),
+        "the scratch directory is removed"
+    );
 }

@@ -357,5 +357,5 @@ async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
 
 async fn shutdown_signal() {
     crate::cli::shutdown::signal().await;
-info!("shutting down the API");
+    info!("shutting down the API");
 }
