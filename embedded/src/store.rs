@@ -2,6 +2,7 @@
 //! counter, a bounded event history for watches, and optional SQLite durability.
 
 use super::error::EmbeddedError;
+use super::gc::GcIndex;
 use super::persist::Db;
 use super::registry::Registry;
 use super::status::ApiError;
@@ -48,6 +49,9 @@ pub struct Inner {
     objects: HashMap<String, BTreeMap<ObjKey, Arc<Value>>>,
     /// uid → (storage key, object key), for owner lookups.
     uids: HashMap<String, (String, ObjKey)>,
+    /// Dependents by owner uid and the objects the garbage collector must look at again, kept
+    /// up to date by every write so that a collector pass costs what changed.
+    pub gc: GcIndex,
     history: VecDeque<Arc<WatchEvent>>,
     history_cap: usize,
     /// Watches from a resourceVersion below this are answered 410 Expired.
@@ -84,6 +88,7 @@ impl Store {
             rv: 0,
             objects: HashMap::new(),
             uids: HashMap::new(),
+            gc: GcIndex::default(),
             history: VecDeque::new(),
             history_cap: history_cap.max(1),
             compacted: 0,
@@ -104,16 +109,19 @@ impl Store {
                         (o.key.clone(), (o.namespace.clone(), o.name.clone())),
                     );
                 }
-                inner
-                    .objects
-                    .entry(o.key)
-                    .or_default()
-                    .insert((o.namespace, o.name), Arc::new(o.object));
+                let obj = Arc::new(o.object);
+                let at = (o.namespace, o.name);
+                inner.gc.index(&o.key, &at, None, Some(&obj));
+                inner.gc.mark_loaded(&o.key, &at, &obj);
+                inner.objects.entry(o.key).or_default().insert(at, obj);
             }
             inner.rv = rv;
             // Nothing before a restart is in the history: older watches must relist.
             inner.compacted = rv;
             inner.db = Some(db);
+        }
+        if !inner.gc.is_idle() {
+            dirty.notify_one();
         }
         Ok(Store {
             inner: Mutex::new(inner),
@@ -173,11 +181,29 @@ impl Inner {
         }
     }
 
-    /// Every (storage key, object) pair, for the garbage collector.
-    pub fn all_objects(&self) -> impl Iterator<Item = (&String, &Arc<Value>)> {
+    /// Whether any object other than the namespace itself lives in namespace `ns`; costs one
+    /// lookup per resource, not one per object.
+    pub fn namespace_has_objects(&self, ns: &str) -> bool {
+        self.objects.iter().any(|(key, map)| {
+            key != super::objects::NAMESPACE_KEY
+                && map
+                    .range((ns.to_string(), String::new())..)
+                    .next()
+                    .is_some_and(|((n, _), _)| n == ns)
+        })
+    }
+
+    /// The (storage key, object key) of every object in namespace `ns`.
+    pub fn keys_in_namespace(&self, ns: &str) -> Vec<(String, ObjKey)> {
         self.objects
             .iter()
-            .flat_map(|(k, m)| m.values().map(move |v| (k, v)))
+            .filter(|(key, _)| key.as_str() != super::objects::NAMESPACE_KEY)
+            .flat_map(|(key, map)| {
+                map.range((ns.to_string(), String::new())..)
+                    .take_while(move |((n, _), _)| n == ns)
+                    .map(move |(at, _)| (key.clone(), at.clone()))
+            })
+            .collect()
     }
 
     pub fn by_uid(&self, uid: &str) -> Option<(&str, &Arc<Value>)> {
@@ -225,10 +251,13 @@ impl Inner {
                 (key.to_string(), (ns.clone(), name.clone())),
             );
         }
+        let at = (ns, name);
+        self.gc.index(key, &at, prev.as_deref(), Some(&obj));
         self.objects
             .entry(key.to_string())
             .or_default()
-            .insert((ns, name), obj.clone());
+            .insert(at.clone(), obj.clone());
+        self.mark_for_gc(key, &at, prev.as_deref(), Some(&obj));
         self.record(key, event_type, obj.clone(), prev);
         Ok(obj)
     }
@@ -255,6 +284,9 @@ impl Inner {
         if let Some(uid) = old.pointer("/metadata/uid").and_then(Value::as_str) {
             self.uids.remove(uid);
         }
+        let at = (ns.to_string(), name.to_string());
+        self.gc.index(key, &at, Some(&old), None);
+        self.mark_for_gc(key, &at, Some(&old), None);
         let mut last = (*old).clone();
         last["metadata"]["resourceVersion"] = json!(rv.to_string());
         let last = Arc::new(last);
@@ -282,15 +314,16 @@ impl Inner {
             self.compacted = dropped.rv;
         }
         self.history.push_back(event.clone());
-        let gc_relevant = event_type == EventType::Deleted
-            || event
-                .object
-                .pointer("/metadata/deletionTimestamp")
-                .is_some()
-            || event.object.pointer("/metadata/ownerReferences").is_some();
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(event);
-        if gc_relevant {
+    }
+
+    /// Tells the garbage collector which objects one change concerns (see
+    /// [`GcIndex::marks`]) and wakes it when there are any.
+    fn mark_for_gc(&mut self, key: &str, at: &ObjKey, prev: Option<&Value>, now: Option<&Value>) {
+        let marks = GcIndex::marks(self, key, at, prev, now);
+        if !marks.is_empty() {
+            self.gc.pending.extend(marks);
             self.dirty.notify_one();
         }
     }

@@ -8,7 +8,7 @@
 
 use super::agents::{AgentProfiles, ResolvedProfile};
 use super::backoff::Backoffs;
-use super::caches::Caches;
+use super::caches::{Caches, slim_config_map, slim_job};
 use super::children::{
     self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
@@ -22,7 +22,7 @@ use super::profiles::LiveProfiles;
 use super::queue::{Limits, QueueEntry, QueuePlan, entry_state, plan_queue};
 use super::reasons::EventReason;
 use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
-use super::written::{WrittenStatuses, freshest};
+use super::written::{Created, WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
 use crate::outage_log::OutageLog;
@@ -35,7 +35,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, instrument, warn};
@@ -65,8 +65,10 @@ pub struct Context {
     reported_outdated: Mutex<HashSet<String>>,
     /// Status writes the watch may not have delivered yet.
     written: WrittenStatuses,
-    /// Jobs this controller created that the Job cache may not show yet, by namespace/name.
-    created_jobs: CreatedJobs,
+    /// Jobs and ConfigMaps this controller created that the caches may not show yet, by
+    /// namespace/name.
+    created_jobs: Created<Job>,
+    created_config_maps: Created<ConfigMap>,
     /// What the queue reads besides the caches (see [`super::queue`]).
     queue: QueueInputs,
     /// Held from the queue's decision to the Job's creation, so that two reconciles never both
@@ -88,30 +90,6 @@ pub struct QueueInputs {
 /// the message is refreshed then); a freed slot asks for the next TaskRun's reconcile at once.
 pub const REQUEUE_QUEUED: Duration = Duration::from_secs(30);
 
-/// Jobs created a moment ago, until the cache shows them: a reconcile triggered by another
-/// child's event (the ConfigMap's) must not try to create the Job again. Entries older than a
-/// minute are dropped (the Job was deleted before the watch showed it).
-#[derive(Default)]
-struct CreatedJobs(Mutex<HashMap<String, (Instant, Arc<Job>)>>);
-
-impl CreatedJobs {
-    fn remember(&self, key: String, job: Arc<Job>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
-        map.insert(key, (Instant::now(), job));
-    }
-
-    /// The Job created under `key`, or `None`; forgets it once the cache has caught up.
-    fn get(&self, key: &str, cached: bool) -> Option<Arc<Job>> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if cached {
-            map.remove(key);
-            return None;
-        }
-        map.get(key).map(|(_, job)| job.clone())
-    }
-}
-
 impl Context {
     pub fn new(
         client: Client,
@@ -130,7 +108,8 @@ impl Context {
             outage: Arc::new(OutageLog::new("controller", RETRY_WHILE_UNREACHABLE)),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
-            created_jobs: CreatedJobs::default(),
+            created_jobs: Created::default(),
+            created_config_maps: Created::default(),
             queue: QueueInputs::default(),
             start_lock: tokio::sync::Mutex::new(()),
         }
@@ -574,14 +553,23 @@ async fn ensure_config_map(
     let desired = build_config_map(tr, owner);
     let name = desired.metadata.name.clone().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let live = match ctx.caches.config_maps.get(ns, &name) {
-        Some(live) => (*live).clone(),
+    let key = format!("{ns}/{name}");
+    let cached = ctx.caches.config_maps.get(ns, &name);
+    let known = cached.clone().or_else(|| {
+        ctx.created_config_maps
+            .get(&key, cached.is_some(), Instant::now())
+    });
+    let live = match known {
+        Some(live) => live,
         None => match create_or_read(&api, "ConfigMap", &desired).await? {
-            (_, true) => {
+            (mut live, true) => {
+                slim_config_map(&mut live);
+                ctx.created_config_maps
+                    .remember(key, Arc::new(live), Instant::now());
                 info!(config_map = %name, "created ConfigMap");
                 return Ok(());
             }
-            (live, false) => live,
+            (live, false) => Arc::new(live),
         },
     };
     if !is_controlled_by(&live.metadata, &owner.uid) {
@@ -636,7 +624,7 @@ fn known_job(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Job>> {
     let cached = ctx.caches.job(ns, name);
     cached.clone().or_else(|| {
         ctx.created_jobs
-            .get(&format!("{ns}/{name}"), cached.is_some())
+            .get(&format!("{ns}/{name}"), cached.is_some(), Instant::now())
     })
 }
 
@@ -691,16 +679,19 @@ async fn ensure_job(
     let cached = ctx.caches.job(ns, &name);
     let live = match cached
         .clone()
-        .or_else(|| ctx.created_jobs.get(&key, cached.is_some()))
+        .or_else(|| ctx.created_jobs.get(&key, cached.is_some(), Instant::now()))
     {
         Some(live) => live,
         None => {
             let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-            let (job, created) = create_or_read(&api, "Job", &desired).await?;
+            let (mut job, created) = create_or_read(&api, "Job", &desired).await?;
+            if created {
+                slim_job(&mut job);
+            }
             let job = Arc::new(job);
             if created {
                 ctx.metrics.jobs_created.inc();
-                ctx.created_jobs.remember(key, job.clone());
+                ctx.created_jobs.remember(key, job.clone(), Instant::now());
                 info!(job = %name, agent = profile.name, "created Job");
                 return Ok((job, true));
             }

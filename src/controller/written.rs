@@ -1,5 +1,7 @@
-//! The last status this controller wrote per TaskRun: a TaskRun read from the watch cache and
-//! the remembered write in, the status a reconcile should start from out.
+//! What this controller wrote that its watches may not show yet: the last status per TaskRun
+//! (a TaskRun read from the watch cache and the remembered write in, the status a reconcile
+//! should start from out), and the children it created ([`Created`]: a child's name and
+//! whether the cache shows it in, the child as created out).
 //!
 //! A reconcile triggered by a Job event can run before the watch delivers the controller's own
 //! last status write; starting from the stale status would write (and count) the same status
@@ -8,8 +10,9 @@
 //! than the write, the write wins. Otherwise the object's own status is used.
 
 use crate::crd::TaskRunStatus;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A status written at a resourceVersion.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +86,86 @@ impl WrittenStatuses {
     }
 }
 
+/// How long a created child is remembered when the cache never shows it (it was deleted before
+/// the watch saw it).
+pub const REMEMBER_CREATED: Duration = Duration::from_secs(60);
+
+/// Children (Jobs, ConfigMaps) this controller created a moment ago, by `namespace/name`, until
+/// the cache shows them: a reconcile triggered by another child's event must not create one
+/// again (a second create would answer 409 and cost a write and a read). Entries go when a
+/// lookup finds the cache caught up, or after [`REMEMBER_CREATED`]; expiry costs nothing per
+/// entry still young, so remembering stays O(1) however many TaskRuns are in flight.
+pub struct Created<K> {
+    inner: Mutex<CreatedInner<K>>,
+}
+
+struct CreatedInner<K> {
+    by_key: HashMap<String, (Instant, Arc<K>)>,
+    /// Keys in the order they were remembered, with when.
+    order: VecDeque<(Instant, String)>,
+}
+
+impl<K> Default for Created<K> {
+    fn default() -> Self {
+        Created {
+            inner: Mutex::new(CreatedInner {
+                by_key: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+impl<K> CreatedInner<K> {
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front()
+            && now.saturating_duration_since(*at) >= REMEMBER_CREATED
+        {
+            let Some((at, key)) = self.order.pop_front() else {
+                break;
+            };
+            // A key remembered again later keeps its newer entry.
+            if self.by_key.get(&key).is_some_and(|(t, _)| *t == at) {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+}
+
+impl<K> Created<K> {
+    /// Remembers `obj`, created under `key` at `now`.
+    pub fn remember(&self, key: String, obj: Arc<K>, now: Instant) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        inner.order.push_back((now, key.clone()));
+        inner.by_key.insert(key, (now, obj));
+    }
+
+    /// The child created under `key`, or `None`; forgets it once the cache shows it (`cached`).
+    pub fn get(&self, key: &str, cached: bool, now: Instant) -> Option<Arc<K>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        if cached {
+            inner.by_key.remove(key);
+            return None;
+        }
+        inner.by_key.get(key).map(|(_, obj)| obj.clone())
+    }
+
+    /// Children remembered.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_key
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +218,40 @@ mod tests {
         w.remember("u", Some("12"), status(TaskPhase::Succeeded));
         w.forget("u");
         assert!(w.pending("u", Some("1")).is_none());
+    }
+
+    #[test]
+    fn a_created_child_is_known_until_the_cache_shows_it_or_it_expires() {
+        let t0 = Instant::now();
+        let later = |s: u64| t0 + Duration::from_secs(s);
+        let created: Created<&str> = Created::default();
+        created.remember("ns/a".into(), Arc::new("a"), t0);
+        created.remember("ns/b".into(), Arc::new("b"), later(30));
+        // (key, cached, at second, expected)
+        let cases = [
+            ("ns/a", false, 1, Some("a")),
+            ("ns/x", false, 1, None),
+            ("ns/a", true, 2, None),
+            ("ns/a", false, 3, None),
+            ("ns/b", false, 59, Some("b")),
+            ("ns/b", false, 89, Some("b")),
+            ("ns/b", false, 90, None),
+        ];
+        for (key, cached, at, want) in cases {
+            assert_eq!(
+                created.get(key, cached, later(at)).as_deref().copied(),
+                want,
+                "{key} cached={cached} at {at}s"
+            );
+        }
+        assert!(created.is_empty(), "expired entries are gone");
+        // Remembered again: the newer entry outlives the older one's expiry.
+        created.remember("ns/c".into(), Arc::new("c1"), t0);
+        created.remember("ns/c".into(), Arc::new("c2"), later(50));
+        assert_eq!(
+            created.get("ns/c", false, later(70)).as_deref(),
+            Some(&"c2")
+        );
+        assert_eq!(created.len(), 1);
     }
 }
