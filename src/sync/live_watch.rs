@@ -112,9 +112,7 @@ impl LiveWatch {
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
-                if let Some(rv) = event_resource_version(&event) {
-                    seen_w.fetch_max(rv, Ordering::AcqRel);
-                }
+                // The state first: a sync that waited for `seen` finds the event applied.
                 match &event {
                     Ok(event) => state_w
                         .lock()
@@ -123,6 +121,9 @@ impl LiveWatch {
                     Err(e) => {
                         debug!(error = %e, "TaskRun metadata watch interrupted; re-syncs list until it resumes");
                     }
+                }
+                if let Some(rv) = event_resource_version(&event) {
+                    seen_w.fetch_max(rv, Ordering::AcqRel);
                 }
                 flag.store(trusts(&event), Ordering::Release);
             }
