@@ -353,6 +353,24 @@ pub fn trim_metadata(meta: &mut ObjectMeta) {
     };
 }
 
+/// A fingerprint of what [`trim_metadata`] keeps of the labels and annotations, and whether a
+/// deletion is under way: equal for two versions of a TaskRun that differ only in what the sync
+/// does not read (status, other writers' keys, finalizers). Stable within one process.
+pub fn read_fingerprint(meta: &ObjectMeta) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (map, keys) in [
+        (&meta.labels, &READ_LABELS[..]),
+        (&meta.annotations, &READ_ANNOTATIONS[..]),
+    ] {
+        for key in keys {
+            map.as_ref().and_then(|m| m.get(*key)).hash(&mut hasher);
+        }
+    }
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
+}
+
 impl From<TaskRun> for LiveTaskRun {
     /// Keeps what the sync compares: [`trim_metadata`], and the spec without its markdown.
     fn from(task_run: TaskRun) -> Self {

@@ -1,5 +1,7 @@
 //! The sync holds each piece of markdown once (the snapshot's): a syncer that kept a second copy
 //! of every task's markdown again (whole live TaskRuns, or an apply body per task) fails here.
+//! What it holds per task beside the markdown is bounded too: a write future made for every task
+//! up front, or the watch keeping every TaskRun's metadata a second time, fails here.
 //!
 //! This test binary counts every heap byte it allocates. The API server runs in its own process
 //! (`orchestrator apiserver`), or is the cluster `KUBECONFIG` names, so the count is the sync's
@@ -245,12 +247,12 @@ async fn namespace(client: &kube::Client) -> String {
     name
 }
 
-/// Two syncs that differ only in the size of the markdown: what the sync holds beside the
-/// snapshot may grow with the number of tasks (metadata, fingerprints), not with the markdown.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
-    const TASKS: i64 = 500;
-    let (client, _server) = match std::env::var_os("KUBECONFIG") {
+/// The measurements of this binary share one allocation counter: one at a time.
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A client of the `KUBECONFIG` cluster, or of an `orchestrator apiserver` of the test's own.
+async fn cluster() -> (kube::Client, Option<ApiServerProcess>) {
+    match std::env::var_os("KUBECONFIG") {
         Some(_) => (
             kube::Client::try_default()
                 .await
@@ -261,20 +263,88 @@ async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
             let server = ApiServerProcess::start();
             (server.client().await, Some(server))
         }
-    };
-    ensure_crd(client.clone()).await.expect("the TaskRun CRD");
+    }
+}
 
-    let small_ns = namespace(&client).await;
-    let small = held_by_sync(client.clone(), &small_ns, TASKS, 512).await;
-    let large_ns = namespace(&client).await;
-    let large = held_by_sync(client.clone(), &large_ns, TASKS, 16 * 1024).await;
-    for ns in [&small_ns, &large_ns] {
+async fn delete_namespaces(client: &kube::Client, namespaces: &[&String]) {
+    for ns in namespaces {
         // A real cluster keeps the test's namespaces otherwise; failing to delete is not the
         // sync's fault.
         let _ = Api::<Namespace>::all(client.clone())
             .delete(ns, &kube::api::DeleteParams::background())
             .await;
     }
+}
+
+/// Two syncs that differ only in the number of tasks (of little markdown): what the sync holds
+/// for each further task, and how much higher its first sync peaks, stay within 3.5 KiB. Seen
+/// here: about 2.5 KiB for both (a TaskRun's trimmed metadata and owned fields). The watch
+/// keeping every TaskRun's metadata again added about 2 KiB a task to both; a write future made
+/// for every task before the writes start added about 2 KiB a task to the peak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_sync_holds_per_task_is_bounded() {
+    const FEW: i64 = 200;
+    const MANY: i64 = 1200;
+    const HELD_PER_TASK: usize = 3584;
+    const PEAK_PER_TASK: usize = 3584;
+    let _one_at_a_time = MEASURING.lock().await;
+    let (client, _server) = cluster().await;
+    ensure_crd(client.clone()).await.expect("the TaskRun CRD");
+
+    let few_ns = namespace(&client).await;
+    let few = held_by_sync(client.clone(), &few_ns, FEW, 256).await;
+    let many_ns = namespace(&client).await;
+    let many = held_by_sync(client.clone(), &many_ns, MANY, 256).await;
+    delete_namespaces(&client, &[&few_ns, &many_ns]).await;
+
+    // The snapshot (and its markdown) is made before the count starts: all counted is the
+    // sync's.
+    let more_tasks = (MANY - FEW) as usize;
+    for (what, few, many, limit) in [
+        (
+            "held after the first sync",
+            few.after_first,
+            many.after_first,
+            HELD_PER_TASK,
+        ),
+        (
+            "held after 5 no-op re-syncs",
+            few.after_resyncs,
+            many.after_resyncs,
+            HELD_PER_TASK,
+        ),
+        (
+            "the first sync's peak",
+            few.peak_first,
+            many.peak_first,
+            PEAK_PER_TASK,
+        ),
+    ] {
+        let per_task = many.saturating_sub(few) / more_tasks;
+        println!("{what}: {per_task} bytes per further task (limit {limit})");
+        assert!(
+            per_task <= limit,
+            "{what}: {per_task} bytes per task (allowed {limit}) for {more_tasks} more tasks: is \
+             the sync keeping something per task twice, or making every write's future before \
+             the writes start?"
+        );
+    }
+}
+
+/// Two syncs that differ only in the size of the markdown: what the sync holds beside the
+/// snapshot may grow with the number of tasks (metadata, fingerprints), not with the markdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
+    const TASKS: i64 = 500;
+    let _one_at_a_time = MEASURING.lock().await;
+    let (client, _server) = cluster().await;
+    ensure_crd(client.clone()).await.expect("the TaskRun CRD");
+
+    let small_ns = namespace(&client).await;
+    let small = held_by_sync(client.clone(), &small_ns, TASKS, 512).await;
+    let large_ns = namespace(&client).await;
+    let large = held_by_sync(client.clone(), &large_ns, TASKS, 16 * 1024).await;
+    delete_namespaces(&client, &[&small_ns, &large_ns]).await;
 
     // A second copy of every task's markdown would add `more_markdown`; a quarter of it leaves
     // room for allocator noise and nothing else.

@@ -440,13 +440,14 @@ async fn run_connected(
         .map(|(_, leadership, _)| leadership.clone());
 
     // One TaskRun cache for the notes writer, the API and --until-done; followers serve reads
-    // from it too.
+    // from it too. It keeps what they read, not the markdown (see `keep_what_run_reads`).
     let mut cache_task = None;
     let store = (!args.no_notes || args.api || args.until_done).then(|| {
         let (store, writer) = reflector::store::<TaskRun>();
         let api = Api::<TaskRun>::namespaced(client.clone(), &args.namespace);
+        let task_runs = watcher(api, watcher::Config::default()).modify(keep_what_run_reads);
         cache_task = Some(tokio::spawn(
-            reflector(writer, watcher(api, watcher::Config::default()))
+            reflector(writer, task_runs)
                 .backoff(crate::watch_backoff::watch_backoff())
                 .touched_objects()
                 .for_each(|_| std::future::ready(())),
@@ -652,6 +653,18 @@ async fn run_connected(
     Ok(code)
 }
 
+/// What `run`'s TaskRun cache keeps of a TaskRun: all that its readers use (the notes writer:
+/// status and context version; the API: metadata, spec and the markdown files' names;
+/// `--until-done`: status, spec and metadata), without the markdown's content and the
+/// managedFields, most of a TaskRun's bytes. The markdown is held once, by the sync's
+/// snapshot; this cache would otherwise hold every task's again.
+pub fn keep_what_run_reads(task_run: &mut TaskRun) {
+    task_run.metadata.managed_fields = None;
+    for file in &mut task_run.spec.markdown_files {
+        file.content = String::new();
+    }
+}
+
 /// Says why `--until-done` stopped before the tasks finished.
 fn report_stop(verdict: &Verdict, controller_wait: Duration) {
     match verdict {
@@ -751,6 +764,35 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_keeps_the_markdown_files_names_not_their_content() {
+        use crate::crd::{MarkdownFile, TaskRunSpec};
+        let spec = TaskRunSpec {
+            task_id: 7,
+            service_name: "web".into(),
+            agent_name: "claude-code".into(),
+            context_version: 2,
+            content_digest: "sha256:00".into(),
+            source_path: "tasks/7-x".into(),
+            suspend: false,
+            priority: 0,
+            markdown_files: vec![MarkdownFile {
+                filename: "prompt.md".into(),
+                content: "x".repeat(4096),
+            }],
+        };
+        let mut tr = TaskRun::new("task-7", spec);
+        tr.metadata.managed_fields = Some(vec![Default::default()]);
+        let mut kept = tr.clone();
+        keep_what_run_reads(&mut kept);
+        assert_eq!(kept.spec.markdown_files[0].filename, "prompt.md");
+        assert_eq!(kept.spec.markdown_files[0].content, "");
+        assert_eq!(kept.metadata.managed_fields, None);
+        tr.spec.markdown_files[0].content.clear();
+        tr.metadata.managed_fields = None;
+        assert_eq!(kept, tr, "everything else is kept as it was");
+    }
 
     #[test]
     fn durations() {

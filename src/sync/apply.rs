@@ -9,7 +9,7 @@ use crate::desired::{
 use crate::names;
 use crate::progress::{Throttle, fraction};
 use crate::source::snapshot::{Revision, SourceSnapshot};
-use crate::sync::live_watch::{LiveWatch, merge_metadata};
+use crate::sync::live_watch::{LiveWatch, merge_metadata, watched_metas};
 use crate::sync::plan::{Action, PlanInput, PlanStep, Settled, SyncPlan, plan};
 use crate::sync::report::{ApplyError, SyncReport};
 use futures::stream::{self, StreamExt};
@@ -213,11 +213,11 @@ impl Syncer {
         };
         // A watch that has not shown this syncer's last writes yet is not trusted: list.
         let caught_up = watch.wait_until_seen(self.last_write, CATCH_UP).await;
-        let stale = match watch.current().filter(|_| caught_up) {
-            Some(metas) => merge_metadata(
-                known,
-                &metas.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
-            ),
+        let merged = caught_up
+            .then(|| watch.with_current(|metas| merge_metadata(known, metas)))
+            .flatten();
+        let stale = match merged {
+            Some(stale) => stale,
             None => {
                 let list = self
                     .api
@@ -226,7 +226,7 @@ impl Syncer {
                     .map_err(list_failed)?;
                 merge_metadata(
                     known,
-                    &list.items.iter().map(|m| &m.metadata).collect::<Vec<_>>(),
+                    &watched_metas(list.items.iter().map(|m| &m.metadata)),
                 )
             }
         };
@@ -290,32 +290,37 @@ impl Syncer {
             Some(&self.settled),
         );
         self.desired = cache;
-        let (failures, written) = apply_plan(
+        // What the server answers is what is live now; a prune or a failed write is read again
+        // next time. Each answer goes into `known` as it comes, so none is held twice.
+        let mut known = self.known.as_mut();
+        let writes_known = known.is_some();
+        if let Some(known) = known.as_mut() {
+            for step in plan.writes() {
+                known.remove(&step.name);
+            }
+        }
+        let last_write = &mut self.last_write;
+        let failures = apply_plan(
             &self.api,
             &plan,
             self.options.concurrency,
             self.options.finalizer,
-        )
-        .await;
-        if let Some(known) = self.known.as_mut() {
-            // What the server answered is what is live now; a prune or a failed write is read
-            // again next time.
-            for step in plan.writes() {
-                known.remove(&step.name);
-            }
-            for tr in written {
+            |tr| {
                 if let Some(rv) = tr
                     .metadata
                     .resource_version
                     .as_deref()
                     .and_then(|v| v.parse().ok())
                 {
-                    self.last_write = self.last_write.max(rv);
+                    *last_write = (*last_write).max(rv);
                 }
-                if let Some(name) = tr.metadata.name.clone() {
+                if let (Some(known), Some(name)) = (known.as_mut(), tr.metadata.name.clone()) {
                     known.insert(name, tr);
                 }
-            }
+            },
+        )
+        .await;
+        if writes_known && let Some(known) = self.known.as_ref() {
             self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
@@ -348,29 +353,31 @@ impl Syncer {
     }
 }
 
-/// Carries out the writes of `plan`, at most `concurrency` at once: only those hold an apply
-/// body or a response. Every failure is returned for its task; none stops the others. Returns
-/// what the server answered, reduced to [`LiveTaskRun`]s.
+/// Carries out the writes of `plan`, at most `concurrency` at once: only those exist as futures,
+/// hold an apply body or a response (a future per write made up front would hold several KiB
+/// per task for the whole sync). Every failure is returned for its task; none stops the others.
+/// What the server answered goes to `written` as it comes, reduced to a [`LiveTaskRun`].
 pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
     finalizer: bool,
-) -> (Vec<ApplyError>, Vec<LiveTaskRun>) {
-    // The futures are built up front: a lazily mapped stream of borrowed steps trips the
+    mut written: impl FnMut(LiveTaskRun),
+) -> Vec<ApplyError> {
+    let steps: Vec<&PlanStep> = plan.writes().collect();
+    let total = steps.len();
+    // Indexes, not borrowed steps, go through the stream: a closure over `&PlanStep` trips the
     // compiler's Send inference when the caller spawns the sync.
-    let writes: Vec<_> = plan
-        .writes()
-        .map(|step| write_step(api, step, finalizer))
-        .collect();
-    let total = writes.len();
-    let mut results = stream::iter(writes).buffer_unordered(concurrency.max(1));
+    let steps = &steps;
+    let mut results = stream::iter(0..total)
+        .map(|i| write_step(api, steps[i], finalizer))
+        .buffer_unordered(concurrency.max(1));
     let mut throttle = Throttle::starting_at(Instant::now());
-    let (mut done, mut failures, mut written) = (0, Vec::new(), Vec::new());
+    let (mut done, mut failures) = (0, Vec::new());
     while let Some(result) = results.next().await {
         done += 1;
         match result {
-            Ok(Some(tr)) => written.push(tr),
+            Ok(Some(tr)) => written(tr),
             Ok(None) => {}
             Err(e) => failures.push(e),
         }
@@ -379,7 +386,7 @@ pub async fn apply_plan(
         }
     }
     failures.sort_by(|a, b| a.name.cmp(&b.name));
-    (failures, written)
+    failures
 }
 
 /// One write; the applied TaskRun as the server answered it, `None` for a prune. The apply body

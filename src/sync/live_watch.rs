@@ -1,30 +1,92 @@
 //! The TaskRuns' metadata kept current by a watch, so that a re-sync reads memory instead of
 //! listing every TaskRun: a no-op re-sync of 10,000 TaskRuns makes no request at all.
 //!
+//! The watch keeps a few fields per TaskRun ([`WatchedMeta`]: uid, generation, resourceVersion
+//! and a fingerprint of the labels and annotations the sync reads), not the metadata itself:
+//! the sync's own record ([`KnownTaskRuns`]) holds that once.
+//!
 //! The watch is trusted only while it is known to be current: from its first complete listing
-//! until its next error. While it reconnects, [`LiveWatch::current`] answers `None` and the
+//! until its next error. While it reconnects, [`LiveWatch::with_current`] answers `None` and the
 //! syncer lists instead, so a broken watch costs speed, never correctness.
 
 use crate::crd::TaskRun;
-use crate::desired::{KnownTaskRuns, trim_metadata};
+use crate::desired::{KnownTaskRuns, read_fingerprint};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::PartialObjectMeta;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-/// The metadata of one namespace's TaskRuns, as the watch last reported them.
-pub type LiveMeta = Arc<PartialObjectMeta<TaskRun>>;
+/// What the watch keeps of one TaskRun: enough to tell whether the sync's record of it is
+/// current, and no more (about 150 bytes, where its trimmed metadata takes about 2 KiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedMeta {
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub resource_version: Option<String>,
+    /// [`read_fingerprint`] of its metadata: the labels, annotations and deletion mark the sync
+    /// reads.
+    pub read: u64,
+}
+
+impl WatchedMeta {
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            uid: meta.uid.clone(),
+            generation: meta.generation,
+            resource_version: meta.resource_version.clone(),
+            read: read_fingerprint(meta),
+        }
+    }
+}
+
+/// Every TaskRun the watch has shown, by name.
+pub type WatchedMetas = HashMap<String, WatchedMeta>;
+
+/// The watch's view: the TaskRuns of the last complete listing with the events since, and the
+/// listing in progress during a relist.
+#[derive(Default)]
+struct WatchState {
+    current: WatchedMetas,
+    relisting: Option<WatchedMetas>,
+}
+
+impl WatchState {
+    fn apply(&mut self, event: &watcher::Event<PartialObjectMeta<TaskRun>>) {
+        let named = |o: &PartialObjectMeta<TaskRun>| o.metadata.name.clone();
+        match event {
+            watcher::Event::Init => self.relisting = Some(WatchedMetas::new()),
+            watcher::Event::InitApply(o) => {
+                if let Some(name) = named(o) {
+                    let meta = WatchedMeta::of(&o.metadata);
+                    self.relisting.get_or_insert_default().insert(name, meta);
+                }
+            }
+            watcher::Event::InitDone => {
+                self.current = self.relisting.take().unwrap_or_default();
+            }
+            watcher::Event::Apply(o) => {
+                if let Some(name) = named(o) {
+                    self.current.insert(name, WatchedMeta::of(&o.metadata));
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Some(name) = &o.metadata.name {
+                    self.current.remove(name);
+                }
+            }
+        }
+    }
+}
 
 /// A running metadata watch; stops when dropped.
 pub struct LiveWatch {
-    store: Store<PartialObjectMeta<TaskRun>>,
+    state: Arc<Mutex<WatchState>>,
     current: Arc<AtomicBool>,
     /// The largest resourceVersion an event has shown, so that a sync can wait for the watch
     /// to reach a write before it plans.
@@ -39,31 +101,35 @@ impl LiveWatch {
             api.clone().into_client(),
             api.namespace().unwrap_or("default"),
         );
-        let (store, writer) = reflector::store();
+        let state = Arc::new(Mutex::new(WatchState::default()));
+        let state_w = state.clone();
         let current = Arc::new(AtomicBool::new(false));
         let flag = current.clone();
         let seen = Arc::new(AtomicU64::new(0));
         let seen_w = seen.clone();
-        // The store keeps only what the sync reads (managedFields alone are most of a
-        // TaskRun's metadata); the resourceVersion `seen` counts is kept.
-        let metas = watcher(meta_api, watcher::Config::default())
-            .modify(|meta| trim_metadata(&mut meta.metadata));
-        let events =
-            reflector::reflector(writer, metas).backoff(crate::watch_backoff::watch_backoff());
+        let events = watcher(meta_api, watcher::Config::default())
+            .backoff(crate::watch_backoff::watch_backoff());
         let task = tokio::spawn(async move {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
+                // The state first: a sync that waited for `seen` finds the event applied.
+                match &event {
+                    Ok(event) => state_w
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .apply(event),
+                    Err(e) => {
+                        debug!(error = %e, "TaskRun metadata watch interrupted; re-syncs list until it resumes");
+                    }
+                }
                 if let Some(rv) = event_resource_version(&event) {
                     seen_w.fetch_max(rv, Ordering::AcqRel);
                 }
                 flag.store(trusts(&event), Ordering::Release);
-                if let Err(e) = event {
-                    debug!(error = %e, "TaskRun metadata watch interrupted; re-syncs list until it resumes");
-                }
             }
         });
         Self {
-            store,
+            state,
             current,
             seen,
             task,
@@ -83,12 +149,15 @@ impl LiveWatch {
         true
     }
 
-    /// Every TaskRun's metadata, or `None` when the watch may be behind (not listed yet, or
-    /// reconnecting after an error).
-    pub fn current(&self) -> Option<Vec<LiveMeta>> {
-        self.current
-            .load(Ordering::Acquire)
-            .then(|| self.store.state())
+    /// `read` of what the watch shows of every TaskRun, or `None` when the watch may be behind
+    /// (not listed yet, or reconnecting after an error). `read` runs under the watch's lock:
+    /// keep it short and synchronous.
+    pub fn with_current<R>(&self, read: impl FnOnce(&WatchedMetas) -> R) -> Option<R> {
+        if !self.current.load(Ordering::Acquire) {
+            return None;
+        }
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(read(&state.current))
     }
 }
 
@@ -121,16 +190,17 @@ fn trusts<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
     }
 }
 
-/// Brings `known`, the TaskRuns as the last sync saw them, up to `metas`, the metadata of every
-/// live TaskRun. A TaskRun whose uid and generation are unchanged keeps the spec known (status
-/// writes and metadata edits do not bump the generation, a spec edit does) and takes the fresh
-/// metadata. Returns the names to read again: new, spec changed, or absent from `metas`
-/// (deleted, or created so recently that the watch has not shown it yet).
-pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<String> {
+/// Brings `known`, the TaskRuns as the last sync saw them, up to `metas`, what the watch (or a
+/// metadata-only list) shows of every live TaskRun. A TaskRun whose uid and generation are
+/// unchanged keeps the spec known (status writes and metadata edits do not bump the
+/// generation, a spec edit does); when only its resourceVersion moved (a status write, another
+/// writer's label) it takes the new one. Returns the names to read again: new, spec changed,
+/// the labels or annotations the sync reads changed, or absent from `metas` (deleted, or
+/// created so recently that the watch has not shown it yet).
+pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &WatchedMetas) -> Vec<String> {
     let mut stale = Vec::new();
     let mut matched = 0;
-    for meta in metas {
-        let Some(name) = &meta.name else { continue };
+    for (name, meta) in metas {
         match known.get_mut(name) {
             Some(tr)
                 if tr.metadata.generation.is_some()
@@ -139,8 +209,11 @@ pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<S
             {
                 matched += 1;
                 if tr.metadata.resource_version != meta.resource_version {
-                    tr.metadata = (*meta).clone();
-                    trim_metadata(&mut tr.metadata);
+                    if read_fingerprint(&tr.metadata) == meta.read {
+                        tr.metadata.resource_version = meta.resource_version.clone();
+                    } else {
+                        stale.push(name.clone());
+                    }
                 }
             }
             Some(_) => {
@@ -151,16 +224,23 @@ pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &[&ObjectMeta]) -> Vec<S
         }
     }
     if matched < known.len() {
-        let present: HashSet<&str> = metas.iter().filter_map(|m| m.name.as_deref()).collect();
         stale.extend(
             known
                 .keys()
-                .filter(|name| !present.contains(name.as_str()))
+                .filter(|name| !metas.contains_key(name.as_str()))
                 .cloned(),
         );
     }
     stale.sort();
     stale
+}
+
+/// [`WatchedMetas`] of a metadata-only list, for when the watch is not current.
+pub fn watched_metas<'a>(metas: impl IntoIterator<Item = &'a ObjectMeta>) -> WatchedMetas {
+    metas
+        .into_iter()
+        .filter_map(|m| Some((m.name.clone()?, WatchedMeta::of(m))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -197,50 +277,81 @@ mod tests {
             live("spec-edited", "u3", 1, "12"),
             live("recreated", "u4", 1, "13"),
             live("gone", "u5", 1, "14"),
+            live("opted-out", "u7", 1, "15"),
+            live("deleting", "u8", 1, "16"),
         ]
         .into_iter()
         .map(|tr| (tr.metadata.name.clone().unwrap(), tr))
         .collect();
+        // A status write, and labels, annotations and finalizers the sync does not read.
         let mut status_moved = live("status-moved", "u2", 1, "21").metadata;
         status_moved.annotations = Some(
-            [
-                (names::ANNOTATION_PRUNE, names::PRUNE_DISABLED),
-                ("someone-else.io/note", "not read by the sync"),
-            ]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .into(),
+            [("someone-else.io/note", "not read by the sync")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
         );
         status_moved.finalizers = Some(vec![names::FINALIZER.into()]);
+        let mut opted_out = live("opted-out", "u7", 1, "25").metadata;
+        opted_out.annotations = Some(
+            [(names::ANNOTATION_PRUNE, names::PRUNE_DISABLED)]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        );
+        let mut deleting = live("deleting", "u8", 1, "26").metadata;
+        deleting.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Default::default(),
+        ));
         let metas = [
             live("same", "u1", 1, "10").metadata,
-            status_moved.clone(),
+            status_moved,
             live("spec-edited", "u3", 2, "22").metadata,
             live("recreated", "u9", 1, "23").metadata,
             live("new", "u6", 1, "24").metadata,
+            opted_out,
+            deleting,
         ];
         let mut known = known_before.clone();
-        let stale = merge_metadata(&mut known, &metas.iter().collect::<Vec<_>>());
-        assert_eq!(stale, ["gone", "new", "recreated", "spec-edited"]);
+        let stale = merge_metadata(&mut known, &watched_metas(&metas));
+        assert_eq!(
+            stale,
+            [
+                "deleting",
+                "gone",
+                "new",
+                "opted-out",
+                "recreated",
+                "spec-edited"
+            ],
+            "a change of what the sync reads (the prune opt-out, a deletion) is read again"
+        );
         assert_eq!(known["same"], known_before["same"]);
-        let mut kept = status_moved.clone();
-        trim_metadata(&mut kept);
-        assert_eq!(known["status-moved"].metadata, kept);
+        let mut moved = known_before["status-moved"].clone();
+        moved.metadata.resource_version = Some("21".into());
         assert_eq!(
-            kept.annotations,
-            Some(
-                [(
-                    names::ANNOTATION_PRUNE.to_string(),
-                    names::PRUNE_DISABLED.to_string()
-                )]
-                .into()
-            ),
-            "the prune opt-out is kept, other writers' keys are not"
+            known["status-moved"], moved,
+            "only the resourceVersion moves; other writers' keys are not kept"
         );
-        assert_eq!(kept.finalizers, None);
+    }
+
+    #[test]
+    fn the_watch_keeps_a_fingerprint_of_what_the_sync_reads_not_the_metadata() {
+        let tr = live("t", "u1", 1, "10");
+        let mut meta = tr.metadata.clone();
+        let before = WatchedMeta::of(&meta);
+        meta.managed_fields = Some(vec![Default::default()]);
+        meta.finalizers = Some(vec![names::FINALIZER.into()]);
+        meta.labels
+            .get_or_insert_default()
+            .insert("someone-else.io/team".into(), "a".into());
         assert_eq!(
-            known["status-moved"].spec,
-            known_before["status-moved"].spec
+            WatchedMeta::of(&meta),
+            before,
+            "keys the sync does not read"
         );
+        meta.labels
+            .get_or_insert_default()
+            .insert(names::LABEL_SERVICE_NAME.into(), "api".into());
+        assert_ne!(WatchedMeta::of(&meta).read, before.read, "a label it sets");
     }
 
     #[test]
@@ -249,7 +360,10 @@ mod tests {
         tr.metadata.generation = None;
         let meta = tr.metadata.clone();
         let mut known = KnownTaskRuns::from([("old-server".to_string(), tr)]);
-        assert_eq!(merge_metadata(&mut known, &[&meta]), ["old-server"]);
+        assert_eq!(
+            merge_metadata(&mut known, &watched_metas([&meta])),
+            ["old-server"]
+        );
     }
 
     #[test]
