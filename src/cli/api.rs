@@ -168,7 +168,10 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         Ok(client) => {
             cluster_client = Some(client.clone());
             let api = kube::Api::<TaskRun>::namespaced(client.clone(), &command.namespace);
-            let stream = reflector(store_writer, watcher(api, watcher::Config::default()))
+            // The same slim cache as `run --api` serves from: no markdown content, no managedFields.
+            let task_runs = watcher(api, watcher::Config::default())
+                .modify(crate::cli::run::keep_what_run_reads);
+            let stream = reflector(store_writer, task_runs)
                 .backoff(crate::watch_backoff::watch_backoff())
                 .touched_objects();
             tokio::spawn(stream.for_each(|_| std::future::ready(())));
