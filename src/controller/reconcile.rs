@@ -60,6 +60,8 @@ pub struct Context {
     /// One line per lost or regained API server connection, not one per failed request; shared
     /// with the watches.
     pub outage: Arc<OutageLog>,
+    /// Warning events about Jobs, as the events watch last saw them (see [`super::job_events`]).
+    pub job_events: super::job_events::JobEvents,
     /// Jobs (by uid) already reported as built from different content, so the warning is given
     /// once per Job rather than on every reconcile.
     reported_outdated: Mutex<HashSet<String>>,
@@ -128,6 +130,7 @@ impl Context {
             backoffs,
             caches,
             outage: Arc::new(OutageLog::new("controller", RETRY_WHILE_UNREACHABLE)),
+            job_events: Default::default(),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
             created_jobs: CreatedJobs::default(),
@@ -296,7 +299,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
                 queued: queued.as_ref(),
                 job: job.as_deref(),
                 pods: &pods_of(ctx, job.as_deref()),
-                ..LifecycleInput::default()
+                events: &events_of(ctx, job.as_deref()),
             }));
             let job = job.unwrap_or_default();
             Outcome::Job {
@@ -459,6 +462,13 @@ fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
     for name in plan.start.iter().filter(|n| n.as_str() != freed) {
         let _ = kick.send(ObjectRef::new(name).within(ns));
     }
+}
+
+/// The Warning events about `job`, as the events watch shows them.
+fn events_of(ctx: &Context, job: Option<&Job>) -> Vec<super::lifecycle::JobEvent> {
+    job.and_then(|j| j.metadata.uid.as_deref())
+        .map(|uid| ctx.job_events.of_job(uid))
+        .unwrap_or_default()
 }
 
 /// The Pods of `job`, as the Pod cache shows them.
