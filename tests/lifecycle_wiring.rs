@@ -645,3 +645,71 @@ async fn a_missing_service_account_is_failed_create_then_stalled_and_the_note_de
     assert!(stalled[0].1.contains("no-such-sa"), "{stalled:?}");
     controller.stop().await;
 }
+
+#[tokio::test]
+async fn the_queue_starts_the_older_commits_tasks_first_also_after_a_restart() {
+    let cluster = Cluster::start(QUEUE_AGENTS).await;
+    // As the sync writes them: each TaskRun names the commit time of the revision that
+    // introduced its version. Task 63's commit is older than task 62's.
+    let at = |id: i64, time: &str| {
+        let mut tr = task_run(id, 1, "limited", "# ordered\n");
+        tr.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                orchestrator::names::ANNOTATION_REVISION_TIME.to_string(),
+                time.to_string(),
+            );
+        tr
+    };
+    for (id, time) in [
+        (60, "2026-01-01T10:00:00Z"),
+        (61, "2026-01-01T10:00:00Z"),
+        (62, "2026-01-01T12:00:00Z"),
+        (63, "2026-01-01T11:00:00Z"),
+        (64, "2026-01-01T11:00:00Z"),
+    ] {
+        cluster.create(&at(id, time)).await;
+    }
+    let queued_message = |t: &orchestrator::crd::TaskRun| {
+        t.status
+            .as_ref()
+            .filter(|s| s.reason.as_deref() == Some("Queued"))
+            .and_then(|s| s.message.clone())
+    };
+    let controller = cluster.start_controller();
+    let want = [
+        ("task-63", "queued: position 1 of 3 waiting"),
+        ("task-64", "queued: position 2 of 3 waiting"),
+        ("task-62", "queued: position 3 of 3 waiting"),
+    ];
+    for (name, prefix) in want {
+        let tr = cluster
+            .wait_for(name, T, prefix, |t| {
+                queued_message(t).is_some_and(|m| m.starts_with(prefix))
+            })
+            .await;
+        assert!(cluster.jobs_of(tr.spec.task_id).await.is_empty(), "{name}");
+    }
+    assert_eq!(cluster.jobs_of(60).await.len(), 1);
+    assert_eq!(cluster.jobs_of(61).await.len(), 1);
+    controller.stop().await;
+    // A new controller (a restart) knows the order from the cluster alone: 63 and 64 (the
+    // older commit) start before 62.
+    let controller = cluster.start_controller();
+    cluster
+        .wait_for("task-62", Duration::from_secs(40), "Succeeded", |t| {
+            phase(t) == Some(TaskPhase::Succeeded)
+        })
+        .await;
+    let created = |jobs: Vec<k8s_openapi::api::batch::v1::Job>| {
+        jobs[0].metadata.creation_timestamp.clone().unwrap().0
+    };
+    let (j62, j63, j64) = (
+        created(cluster.jobs_of(62).await),
+        created(cluster.jobs_of(63).await),
+        created(cluster.jobs_of(64).await),
+    );
+    assert!(j63 <= j64 && j64 <= j62, "{j63} {j64} {j62}");
+    controller.stop().await;
+}

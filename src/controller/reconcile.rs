@@ -424,7 +424,10 @@ fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePl
                 agent: tr.spec.agent_name.clone(),
                 task_id: tr.spec.task_id,
                 priority: tr.spec.priority,
-                introduced: None,
+                introduced: super::queue::introduced_at(
+                    annotations,
+                    tr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                ),
                 state: entry_state(job.as_deref(), held)?,
             })
         })
