@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod queue;
 pub mod reasons;
 pub mod reconcile;
+pub mod slots;
 pub mod status;
 pub mod written;
 
@@ -284,6 +285,15 @@ pub async fn run_controller(
     // A Pod's change reconciles the TaskRun of its Job: Running, what blocks it, its result.
     let pod_jobs = ctx.caches.jobs.clone();
     let pod_trigger = move |pod: Pod| task_run_of_pod(&pod_jobs, &pod);
+    // A Job that ends (or is suspended, or deleted) frees its queue slot: the next TaskRuns are
+    // asked for at once, not after the finished TaskRun's own reconcile.
+    let slots = slots::Slots::default();
+    let slot_ctx = ctx.clone();
+    let job_events = job_events.inspect(move |result| {
+        if let Ok(job) = result {
+            note_job_slot(&slot_ctx, &slots, job);
+        }
+    });
     let event_jobs = ctx.caches.jobs.clone();
     let event_trigger = move |event: k8s_openapi::api::core::v1::Event| {
         job_events::task_run_of_event(&event_jobs, &event)
@@ -316,6 +326,27 @@ pub async fn run_controller(
         })
         .await;
     tracing::info!("TaskRun controller stopped");
+}
+
+/// Follows which Jobs hold a queue slot; when `job`'s event freed one, asks for the TaskRuns that
+/// may start now.
+fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &Job) {
+    let (Some(ns), Some(name), Some(uid)) = (
+        job.metadata.namespace.as_deref(),
+        job.metadata.name.as_deref(),
+        job.metadata.uid.as_deref(),
+    ) else {
+        return;
+    };
+    // The cache already holds this event's state (or no longer holds a deleted Job).
+    let cached = ctx
+        .caches
+        .job(ns, name)
+        .filter(|j| j.metadata.uid.as_deref() == Some(uid));
+    if slots.freed(uid, slots::holds_slot(cached.as_deref())) {
+        tracing::debug!(job = name, "a queue slot is free");
+        reconcile::kick_queue(ctx, ns, &ctx.agents.current(), "");
+    }
 }
 
 /// The TaskRun controlling the Job that controls `pod`, as the Job cache knows it.
