@@ -5,7 +5,13 @@
 //! every 20 ms; it must not exceed 5), the total time from the first TaskRun create until every
 //! TaskRun is Succeeded, the ideal `200 × 100 ms / 10` and their ratio.
 //!
-//! `cargo bench --bench queue`; `BENCH_QUEUE_TASKS=200` sets the number of TaskRuns.
+//! Where the time goes: each Job's time from first seen in a sample to first seen finished
+//! ("busy", the simulated run and the runner's status writes), and each slot's time between
+//! two Jobs ("idle": from a Job's end through the controller to the next Job's creation).
+//!
+//! `cargo bench --bench queue`; `BENCH_QUEUE_TASKS=200` sets the number of TaskRuns,
+//! `BENCH_QUEUE_DEBOUNCE_MS` the controller's debounce (default: `ControllerConfig`'s),
+//! `BENCH_QUEUE_SAMPLE_MS` the pause between two samples (default 20; the samples cost CPU).
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -36,6 +42,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
+    // RUST_LOG=info shows each Job's creation by the controller and start by the runner.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
     let n: usize = std::env::var("BENCH_QUEUE_TASKS")
         .ok()
         .map(|s| s.parse())
@@ -58,7 +70,15 @@ async fn bench() -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Arc::new(ControllerMetrics::register(&mut registry));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ControllerConfig::new(Some(NS.into()), agents);
+    let mut config = ControllerConfig::new(Some(NS.into()), agents);
+    if let Ok(ms) = std::env::var("BENCH_QUEUE_DEBOUNCE_MS") {
+        config.debounce = Duration::from_millis(ms.parse()?);
+    }
+    let debounce = config.debounce;
+    let sample_every = Duration::from_millis(match std::env::var("BENCH_QUEUE_SAMPLE_MS") {
+        Ok(ms) => ms.parse()?,
+        Err(_) => 20,
+    });
     let controller = tokio::spawn(orchestrator::controller::run_controller(
         client.clone(),
         config,
@@ -83,13 +103,19 @@ async fn bench() -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut most: BTreeMap<String, usize> = BTreeMap::new();
+    // Per Job: when a sample first showed it, and first showed it finished.
+    let mut first_seen: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut done_seen: BTreeMap<String, Duration> = BTreeMap::new();
     let mut samples = 0usize;
     let deadline = Instant::now() + Duration::from_secs(300);
     let total = loop {
         let listed = jobs.list(&ListParams::default()).await?;
         samples += 1;
         let mut active: BTreeMap<String, usize> = BTreeMap::new();
+        let seen_at = t0.elapsed();
         for job in &listed.items {
+            let name = job.metadata.name.clone().unwrap_or_default();
+            first_seen.entry(name.clone()).or_insert(seen_at);
             let finished = job
                 .status
                 .as_ref()
@@ -99,7 +125,9 @@ async fn bench() -> anyhow::Result<()> {
                         c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed")
                     })
                 });
-            if !finished {
+            if finished {
+                done_seen.entry(name).or_insert(seen_at);
+            } else {
                 let agent = agent_of(job);
                 *active.entry(agent).or_insert(0) += 1;
             }
@@ -122,7 +150,7 @@ async fn bench() -> anyhow::Result<()> {
             Instant::now() < deadline,
             "only {done} of {n} TaskRuns Succeeded after 300 s"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(sample_every).await;
     };
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
@@ -145,6 +173,22 @@ async fn bench() -> anyhow::Result<()> {
         JOB_TIME.as_millis(),
         ideal.as_secs_f64(),
         total.as_secs_f64() / ideal.as_secs_f64()
+    );
+    let busy: Vec<f64> = done_seen
+        .iter()
+        .filter_map(|(name, done)| Some((*done - *first_seen.get(name)?).as_secs_f64()))
+        .collect();
+    let busy_mean = busy.iter().sum::<f64>() / busy.len().max(1) as f64;
+    // Each of the `slots` slots carries n / slots Jobs one after another.
+    let per_job = total.as_secs_f64() * slots as f64 / n as f64;
+    println!(
+        "  per slot and Job: {:.0} ms, of which busy {:.0} ms (created → finished, as sampled every \
+         {} ms + a LIST) and idle {:.0} ms (finished → the next Job created); debounce {} ms",
+        per_job * 1000.0,
+        busy_mean * 1000.0,
+        sample_every.as_millis(),
+        (per_job - busy_mean) * 1000.0,
+        debounce.as_millis()
     );
     for (agent, m) in &most {
         anyhow::ensure!(

@@ -153,6 +153,9 @@ pub struct DesiredTaskRun {
     /// The revision that produced this content version (the revision annotation); shared by
     /// every task that revision produced.
     pub producing_revision: Arc<str>,
+    /// That revision's commit time ([`names::ANNOTATION_REVISION_TIME`]), when known: the
+    /// queue starts older commits' tasks first.
+    pub revision_time: Option<Arc<str>>,
     /// Namespace and source: the same for every TaskRun of one sync.
     pub target: Arc<ApplyTarget>,
     /// The folder's markdown, sorted by file name: the snapshot's own `Arc`, never copied.
@@ -187,6 +190,7 @@ impl PartialEq for DesiredTaskRun {
             && self.suspend == other.suspend
             && self.priority == other.priority
             && self.producing_revision == other.producing_revision
+            && self.revision_time == other.revision_time
             && self.target == other.target
             && self.markdown_files == other.markdown_files
     }
@@ -230,6 +234,12 @@ impl DesiredTaskRun {
     pub fn annotations(&self) -> BTreeMap<String, String> {
         let mut annotations =
             task_annotations(&self.producing_revision, &self.digest, &self.source_path);
+        if let Some(time) = &self.revision_time {
+            annotations.insert(
+                names::ANNOTATION_REVISION_TIME.to_string(),
+                time.to_string(),
+            );
+        }
         if let Some(url) = &self.target.source_url {
             annotations.insert(names::ANNOTATION_SOURCE_URL.to_string(), url.clone());
         }
@@ -311,8 +321,9 @@ const READ_LABELS: [&str; 5] = [
 
 /// The annotations the sync reads on a live TaskRun: those it sets (the source ones also name
 /// the owner in a conflict and recognise an earlier mark), and the prune opt-out.
-const READ_ANNOTATIONS: [&str; 6] = [
+const READ_ANNOTATIONS: [&str; 7] = [
     names::ANNOTATION_REVISION,
+    names::ANNOTATION_REVISION_TIME,
     names::ANNOTATION_CONTENT_DIGEST,
     names::ANNOTATION_SOURCE_PATH,
     names::ANNOTATION_SOURCE_URL,
@@ -423,6 +434,30 @@ pub fn producing_revision(
         .unwrap_or_else(|| current.to_string())
 }
 
+/// The revision-time annotation: the commit time of the revision that produced the current
+/// content version, kept with the revision annotation. A live TaskRun of the same content that
+/// has none (written before orchestrator recorded it) keeps none: the queue then orders it by its
+/// creation time, so no TaskRun is rewritten only to add it.
+pub fn producing_revision_time(
+    live: Option<&LiveTaskRun>,
+    digest: &ContentDigest,
+    committed_at: Option<i64>,
+) -> Option<String> {
+    match kept_revision(live, digest) {
+        Some(_) => live
+            .and_then(|live| live.metadata.annotations.as_ref())
+            .and_then(|a| a.get(names::ANNOTATION_REVISION_TIME))
+            .cloned(),
+        None => committed_at.and_then(commit_time_text),
+    }
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`2026-12-01T18:30:00Z`).
+pub fn commit_time_text(seconds: i64) -> Option<String> {
+    let t = k8s_openapi::jiff::Timestamp::from_second(seconds).ok()?;
+    Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// The live revision annotation, when the live content is `digest`'s.
 fn kept_revision<'a>(live: Option<&'a LiveTaskRun>, digest: &ContentDigest) -> Option<&'a str> {
     live.filter(|live| live.spec.content_digest == digest.0)
@@ -494,6 +529,10 @@ pub fn desired_task_runs_reusing(
         source_display: source.display(),
     });
     let current: Arc<str> = snapshot.revision.to_string().into();
+    let current_time: Option<Arc<str>> = snapshot
+        .committed_at
+        .and_then(commit_time_text)
+        .map(Arc::from);
     // Producing revisions kept from live TaskRuns, one allocation each.
     let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
@@ -511,8 +550,17 @@ pub fn desired_task_runs_reusing(
                     .clone(),
                 _ => current.clone(),
             };
+            let revision_time = match kept_revision(live, &task.digest) {
+                Some(_) => producing_revision_time(live, &task.digest, None).map(Arc::from),
+                None => current_time.clone(),
+            };
             let desired = match cache.by_task.get(&task.task_id) {
-                Some(d) if d.is_made_of(task, version, &revision, &target) => d.clone(),
+                Some(d)
+                    if d.is_made_of(task, version, &revision, &target)
+                        && d.revision_time == revision_time =>
+                {
+                    d.clone()
+                }
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
                     name,
@@ -524,6 +572,7 @@ pub fn desired_task_runs_reusing(
                     suspend: task.suspend,
                     priority: task.priority,
                     producing_revision: revision,
+                    revision_time,
                     target: target.clone(),
                     markdown_files: task.markdown_files.clone(),
                     fingerprints: OnceLock::new(),
@@ -651,6 +700,7 @@ pub(crate) mod tests {
             path: "tasks".into(),
             tasks,
             errors: vec![],
+            committed_at: None,
         }
     }
 
@@ -781,6 +831,92 @@ pub(crate) mod tests {
         };
         assert_eq!(rev(&second, "task-1"), revision('1').to_string());
         assert_eq!(rev(&second, "task-2"), revision('2').to_string());
+    }
+
+    #[test]
+    fn the_revision_time_is_the_producing_commits_and_stays_with_it() {
+        let at = |rev, time, tasks| SourceSnapshot {
+            committed_at: time,
+            ..snapshot(rev, tasks)
+        };
+        let time = |live: &KnownTaskRuns, name: &str| {
+            live[name]
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get(names::ANNOTATION_REVISION_TIME)
+                .cloned()
+        };
+        // (step, expected revision-time of task-1, of task-2)
+        let first = live_after(
+            &at(
+                '1',
+                Some(1_764_612_000),
+                vec![folder(1, "a"), folder(2, "x")],
+            ),
+            &KnownTaskRuns::new(),
+        );
+        let second = live_after(
+            &at(
+                '2',
+                Some(1_764_615_600),
+                vec![folder(1, "a"), folder(2, "y")],
+            ),
+            &first,
+        );
+        // A plain folder (no commit) changes task 1: no time to record.
+        let third = live_after(
+            &at('3', None, vec![folder(1, "b"), folder(2, "y")]),
+            &second,
+        );
+        let cases = [
+            (
+                "first commit",
+                &first,
+                Some("2025-12-01T18:00:00Z"),
+                Some("2025-12-01T18:00:00Z"),
+            ),
+            (
+                "task 2 changed",
+                &second,
+                Some("2025-12-01T18:00:00Z"),
+                Some("2025-12-01T19:00:00Z"),
+            ),
+            (
+                "task 1 changed, no commit time",
+                &third,
+                None,
+                Some("2025-12-01T19:00:00Z"),
+            ),
+        ];
+        for (step, live, one, two) in cases {
+            assert_eq!(
+                (
+                    time(live, "task-1").as_deref(),
+                    time(live, "task-2").as_deref()
+                ),
+                (one, two),
+                "{step}"
+            );
+        }
+        // A TaskRun written before the time was recorded keeps none (no rewrite to add it).
+        let mut old = first.clone();
+        for tr in old.values_mut() {
+            tr.metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .remove(names::ANNOTATION_REVISION_TIME);
+        }
+        let desired = desired_task_runs(
+            &at('2', Some(1_764_615_600), vec![folder(1, "a")]),
+            &source(),
+            "default",
+            &old,
+        );
+        assert_eq!(desired[0].revision_time, None);
+        assert_eq!(commit_time_text(0).as_deref(), Some("1970-01-01T00:00:00Z"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub const MANAGED_BY: &str = "orchestrator";
 
 /// The revision whose content produced the TaskRun's current contextVersion.
 pub const ANNOTATION_REVISION: &str = "orchestrator.io/revision";
+/// The commit time (RFC 3339, UTC) of that revision: the queue's order (older first).
+pub const ANNOTATION_REVISION_TIME: &str = "orchestrator.io/revision-time";
 pub const ANNOTATION_CONTENT_DIGEST: &str = "orchestrator.io/content-digest";
 pub const ANNOTATION_SOURCE_PATH: &str = "orchestrator.io/source-path";
 pub const ANNOTATION_SOURCE_URL: &str = "orchestrator.io/source-url";

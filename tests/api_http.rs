@@ -612,6 +612,7 @@ async fn older_revisions_are_read_from_their_git_note() {
         synced_at: "2026-11-26T19:00:00Z".into(),
         sync: SyncStatus::Synced,
         health: Health::Degraded,
+        health_reason: Some("task-1 Failed (BackoffLimitExceeded)".into()),
         superseded_by: None,
         counts: NoteCounts::default(),
         tasks: vec![NoteTask {
@@ -625,6 +626,7 @@ async fn older_revisions_are_read_from_their_git_note() {
             message: Some("exit 1".into()),
             reason: Some("BackoffLimitExceeded".into()),
             result: Some("tests failed".into()),
+            stalled: false,
         }],
         errors: vec![],
     };

@@ -548,3 +548,168 @@ async fn a_blocked_task_turns_stalled_after_stall_after_with_one_warning() {
     assert!(stalled[0].1.contains("web-40-v1"), "{stalled:?}");
     controller.stop().await;
 }
+
+/// The note of one synced revision holding `tr`, from the TaskRun as the server has it (the notes
+/// writer feeds the same `TaskState::of_task_run` into the same `note_of`).
+fn note_with(tr: &orchestrator::crd::TaskRun) -> orchestrator::notes::model::Note {
+    use orchestrator::health::SyncStatus;
+    use orchestrator::notes::model::TaskState;
+    use orchestrator::source::snapshot::Revision;
+    use orchestrator::sync::report::{SyncReport, SyncedTask};
+    let revision = Revision {
+        branch: "main".into(),
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+    };
+    let name = tr.metadata.name.clone().unwrap();
+    let report = SyncReport {
+        revision: revision.clone(),
+        status: SyncStatus::Synced,
+        applied_revision: Some(revision),
+        tasks: vec![SyncedTask {
+            task_id: tr.spec.task_id,
+            name: name.clone(),
+            context_version: tr.spec.context_version,
+            digest: "sha256:x".into(),
+            path: format!("tasks/{}-x", tr.spec.task_id),
+        }],
+        folder_errors: vec![],
+        apply_errors: vec![],
+        created: 1,
+        updated: 0,
+        pruned: 0,
+        unchanged: 0,
+        synced_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let states = std::collections::BTreeMap::from([(name, TaskState::of_task_run(tr))]);
+    orchestrator::notes::render::note_of(&report, &states, None)
+}
+
+#[tokio::test]
+async fn a_missing_service_account_is_failed_create_then_stalled_and_the_note_degraded() {
+    // The ServiceAccount `no-such-sa` does not exist: the Pod is refused (as kube-apiserver's
+    // ServiceAccount admission does), and the Job controller (here the local runner) records a
+    // FailedCreate Warning on the Job.
+    let agents = "agents:\n  needs-sa:\n    image: local/shell\n    command: [\"true\"]\n    serviceAccountName: no-such-sa\n    stallAfter: 8s\n";
+    let cluster = Cluster::start(agents).await;
+    let controller = cluster.start_controller();
+    cluster
+        .create(&task_run(41, 1, "needs-sa", "# needs a service account\n"))
+        .await;
+    let tr = cluster
+        .wait_for("task-41", T, "Pending/FailedCreate", |t| {
+            t.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("FailedCreate")
+        })
+        .await;
+    let status = tr.status.clone().unwrap();
+    assert_eq!(status.phase, Some(TaskPhase::Pending));
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("Job web-41-v1 cannot create its Pod: ")
+            && message.contains("error looking up service account tasks/no-such-sa")
+            && message.contains("serviceaccount \"no-such-sa\" not found"),
+        "the message names the Job and the missing ServiceAccount: {message}"
+    );
+    assert_eq!(
+        condition(&tr, "Stalled").map(|c| c.0),
+        Some("False".to_string()),
+        "blocked, not stalled yet"
+    );
+    let note = note_with(&tr);
+    assert_eq!(note.health, orchestrator::health::Health::Progressing);
+
+    let tr = cluster
+        .wait_for("task-41", Duration::from_secs(30), "Stalled", |t| {
+            condition(t, "Stalled").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+    assert_eq!(
+        condition(&tr, "Stalled"),
+        Some(("True".to_string(), "FailedCreate".to_string()))
+    );
+    let note = note_with(&tr);
+    assert_eq!(note.health, orchestrator::health::Health::Degraded);
+    assert_eq!(
+        note.health_reason.as_deref(),
+        Some("task-41 Stalled (FailedCreate)")
+    );
+    assert!(note.tasks[0].stalled);
+    let text = orchestrator::notes::render::note_text(&note);
+    assert!(text.contains("serviceaccount"), "{text}");
+    let stalled: Vec<_> = cluster
+        .events_for("task-41")
+        .await
+        .into_iter()
+        .filter(|(reason, _, _)| reason == "Stalled")
+        .collect();
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert!(stalled[0].1.contains("no-such-sa"), "{stalled:?}");
+    controller.stop().await;
+}
+
+#[tokio::test]
+async fn the_queue_starts_the_older_commits_tasks_first_also_after_a_restart() {
+    let cluster = Cluster::start(QUEUE_AGENTS).await;
+    // As the sync writes them: each TaskRun names the commit time of the revision that
+    // introduced its version. Task 63's commit is older than task 62's.
+    let at = |id: i64, time: &str| {
+        let mut tr = task_run(id, 1, "limited", "# ordered\n");
+        tr.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                orchestrator::names::ANNOTATION_REVISION_TIME.to_string(),
+                time.to_string(),
+            );
+        tr
+    };
+    for (id, time) in [
+        (60, "2026-01-01T10:00:00Z"),
+        (61, "2026-01-01T10:00:00Z"),
+        (62, "2026-01-01T12:00:00Z"),
+        (63, "2026-01-01T11:00:00Z"),
+        (64, "2026-01-01T11:00:00Z"),
+    ] {
+        cluster.create(&at(id, time)).await;
+    }
+    let queued_message = |t: &orchestrator::crd::TaskRun| {
+        t.status
+            .as_ref()
+            .filter(|s| s.reason.as_deref() == Some("Queued"))
+            .and_then(|s| s.message.clone())
+    };
+    let controller = cluster.start_controller();
+    let want = [
+        ("task-63", "queued: position 1 of 3 waiting"),
+        ("task-64", "queued: position 2 of 3 waiting"),
+        ("task-62", "queued: position 3 of 3 waiting"),
+    ];
+    for (name, prefix) in want {
+        let tr = cluster
+            .wait_for(name, T, prefix, |t| {
+                queued_message(t).is_some_and(|m| m.starts_with(prefix))
+            })
+            .await;
+        assert!(cluster.jobs_of(tr.spec.task_id).await.is_empty(), "{name}");
+    }
+    assert_eq!(cluster.jobs_of(60).await.len(), 1);
+    assert_eq!(cluster.jobs_of(61).await.len(), 1);
+    controller.stop().await;
+    // A new controller (a restart) knows the order from the cluster alone: 63 and 64 (the
+    // older commit) start before 62.
+    let controller = cluster.start_controller();
+    cluster
+        .wait_for("task-62", Duration::from_secs(40), "Succeeded", |t| {
+            phase(t) == Some(TaskPhase::Succeeded)
+        })
+        .await;
+    let created = |jobs: Vec<k8s_openapi::api::batch::v1::Job>| {
+        jobs[0].metadata.creation_timestamp.clone().unwrap().0
+    };
+    let (j62, j63, j64) = (
+        created(cluster.jobs_of(62).await),
+        created(cluster.jobs_of(63).await),
+        created(cluster.jobs_of(64).await),
+    );
+    assert!(j63 <= j64 && j64 <= j62, "{j63} {j64} {j62}");
+    controller.stop().await;
+}

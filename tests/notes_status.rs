@@ -52,6 +52,7 @@ fn states(phases: &[(i64, TaskPhase)]) -> BTreeMap<String, TaskState> {
                     result: phase
                         .is_terminal()
                         .then(|| format!("log line\nresult of task {id}: {}", "x".repeat(60))),
+                    stalled: false,
                 },
             )
         })

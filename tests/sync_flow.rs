@@ -209,6 +209,27 @@ async fn editing_one_file_raises_exactly_that_tasks_version() {
         format!("main@sha1:{c1}"),
         "an untouched task keeps naming the commit that produced its content"
     );
+    // And its commit time, which orders the queue.
+    let c2 = flow
+        .repo
+        .repo
+        .head()
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .id();
+    let time_of = |c| {
+        let seconds = flow.repo.repo.find_commit(c).unwrap().time().seconds();
+        orchestrator::desired::commit_time_text(seconds).unwrap()
+    };
+    assert_eq!(
+        tr.annotations()[names::ANNOTATION_REVISION_TIME],
+        time_of(c2)
+    );
+    assert_eq!(
+        t1.annotations()[names::ANNOTATION_REVISION_TIME],
+        time_of(c1)
+    );
 }
 
 #[tokio::test]

@@ -168,6 +168,7 @@ fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
         path: "tasks".into(),
         tasks,
         errors: vec![],
+        committed_at: None,
     }
 }
 

@@ -213,6 +213,7 @@ mod tests {
                 task_id: None,
                 message: "bad name".into(),
             }],
+            committed_at: None,
         }
     }
 

@@ -48,7 +48,7 @@ pub enum Output {
 
 /// The exit codes, as `--help` of `status` and `wait` prints them (the README has the table).
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 Synced and Healthy (wait --for synced: Synced), 1 error, 2 bad arguments, \
-3 no note yet, 4 OutOfSync, 5 sync Unknown, 6 Progressing, 7 Degraded (a task Failed), \
+3 no note yet, 4 OutOfSync, 5 sync Unknown, 6 Progressing, 7 Degraded (a task Failed or Stalled), \
 8 Missing (a task has no TaskRun/status yet), 9 superseded by a newer commit, or skipped by the \
 sync in favour of a newer commit that has a note (wait only: it gives up at once).";
 
@@ -98,9 +98,13 @@ pub fn render_table(lookup: &NoteLookup) -> String {
             state.exit_code()
         );
     };
+    let health = match &note.health_reason {
+        Some(reason) => format!("{}: {reason}", note.health),
+        None => note.health.to_string(),
+    };
     let mut out = format!(
-        "Revision  {}\nSynced at {}\nSync      {}\nHealth    {}\n",
-        note.revision, note.synced_at, note.sync, note.health
+        "Revision  {}\nSynced at {}\nSync      {}\nHealth    {health}\n",
+        note.revision, note.synced_at, note.sync
     );
     if let Some(newer) = &note.superseded_by {
         out.push_str(&format!(
@@ -118,7 +122,11 @@ pub fn render_table(lookup: &NoteLookup) -> String {
                     t.task_id.to_string(),
                     t.name.clone(),
                     t.context_version.to_string(),
-                    t.phase.map_or("-".to_string(), |p| p.to_string()),
+                    match (t.phase, t.stalled) {
+                        (None, _) => "-".to_string(),
+                        (Some(p), false) => p.to_string(),
+                        (Some(p), true) => format!("{p} (Stalled)"),
+                    },
                     t.job_name.clone().unwrap_or_else(|| "-".to_string()),
                     crate::text_table::short_cell(t.result.as_deref(), RESULT_WIDTH),
                     t.message.clone().unwrap_or_default(),
@@ -214,6 +222,7 @@ mod tests {
             synced_at: "2026-11-26T19:30:00Z".into(),
             sync: SyncStatus::Synced,
             health: Health::Progressing,
+            health_reason: None,
             superseded_by: None,
             counts: NoteCounts::default(),
             tasks: vec![
@@ -228,6 +237,7 @@ mod tests {
                     message: None,
                     reason: Some("Running".into()),
                     result: None,
+                    stalled: false,
                 },
                 NoteTask {
                     task_id: 7,
@@ -243,9 +253,21 @@ mod tests {
                         "{}\nopened PR #12 with the login page and its tests",
                         "log"
                     )),
+                    stalled: false,
                 },
             ],
             errors: vec![],
+        };
+        let stalled_note = {
+            let mut n = note.clone();
+            n.health = Health::Degraded;
+            n.health_reason = Some("task-42 Stalled (FailedCreate)".into());
+            n.tasks[0].phase = Some(TaskPhase::Pending);
+            n.tasks[0].reason = Some("FailedCreate".into());
+            n.tasks[0].stalled = true;
+            n.tasks[0].message =
+                Some("Job web-42-v2 cannot create its Pod: serviceaccount \"sa\" not found".into());
+            n
         };
         assert_eq!(
             render_table(&lookup(Some(note))),
@@ -259,6 +281,20 @@ TASK  TASKRUN  VERSION  PHASE      JOB        RESULT                            
 7     task-7   1        Succeeded  web-7-v1   opened PR #12 with the login page and i…  done
 
 Result    Synced, Progressing (exit 6)
+"
+        );
+        assert_eq!(
+            render_table(&lookup(Some(stalled_note))),
+            "Revision  main@sha1:0123456789abcdef0123456789abcdef01234567
+Synced at 2026-11-26T19:30:00Z
+Sync      Synced
+Health    Degraded: task-42 Stalled (FailedCreate)
+
+TASK  TASKRUN  VERSION  PHASE              JOB        RESULT                                    MESSAGE
+42    task-42  2        Pending (Stalled)  web-42-v2  -                                         Job web-42-v2 cannot create its Pod: serviceaccount \"sa\" not found
+7     task-7   1        Succeeded          web-7-v1   opened PR #12 with the login page and i…  done
+
+Result    Synced, Degraded (exit 7)
 "
         );
     }

@@ -74,6 +74,7 @@ mod tests {
             path: "tasks".into(),
             tasks: vec![],
             errors: vec![],
+            committed_at: None,
         };
         assert_eq!(
             report(&snapshot),

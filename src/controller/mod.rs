@@ -10,6 +10,7 @@ pub mod caches;
 pub mod children;
 pub mod error;
 pub mod events;
+pub mod job_events;
 pub mod job_phase;
 pub mod lifecycle;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod profiles;
 pub mod queue;
 pub mod reasons;
 pub mod reconcile;
+pub mod slots;
 pub mod status;
 pub mod written;
 
@@ -45,7 +47,8 @@ use std::time::Duration;
 /// only when the create answers 409), a ConfigMap whose content changed is server-side applied,
 /// a Job is patched for `spec.suspend` and deleted on cancel; a TaskRun's done-with cancel
 /// annotation is removed by a retry;
-/// Pods are watched for the caches; `taskruns/finalizers` update is what clusters with
+/// Pods are watched for the caches, Warning events about Jobs for why a Job has no Pod
+/// ([`job_events`]); `taskruns/finalizers` update is what clusters with
 /// OwnerReferencesPermissionEnforcement demand for `blockOwnerDeletion` owner references.
 pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
@@ -76,6 +79,11 @@ pub const API_ACCESS: &[crate::rbac::ApiAccess] = &[
     crate::rbac::ApiAccess {
         group: "",
         resource: "pods",
+        verbs: &["list", "watch"],
+    },
+    crate::rbac::ApiAccess {
+        group: "",
+        resource: "events",
         verbs: &["list", "watch"],
     },
     crate::rbac::ApiAccess {
@@ -257,6 +265,15 @@ pub async fn run_controller(
         max_running: config.max_running,
         kick: Some(kick),
     });
+    // Warning events about Jobs (FailedCreate: a missing ServiceAccount, ...), kept small.
+    let job_warnings = job_events::JobEvents::default();
+    let warning_events = job_events::warning_events(
+        api(&client, ns),
+        job_warnings.clone(),
+        ctx.caches.jobs.clone(),
+        outage.clone(),
+    );
+    ctx.job_events = job_warnings;
     ctx.outage = outage;
     let ctx = Arc::new(ctx);
     tracing::info!(
@@ -268,11 +285,25 @@ pub async fn run_controller(
     // A Pod's change reconciles the TaskRun of its Job: Running, what blocks it, its result.
     let pod_jobs = ctx.caches.jobs.clone();
     let pod_trigger = move |pod: Pod| task_run_of_pod(&pod_jobs, &pod);
+    // A Job that ends (or is suspended, or deleted) frees its queue slot: the next TaskRuns are
+    // asked for at once, not after the finished TaskRun's own reconcile.
+    let slots = slots::Slots::default();
+    let slot_ctx = ctx.clone();
+    let job_events = job_events.inspect(move |result| {
+        if let Ok(job) = result {
+            note_job_slot(&slot_ctx, &slots, job);
+        }
+    });
+    let event_jobs = ctx.caches.jobs.clone();
+    let event_trigger = move |event: k8s_openapi::api::core::v1::Event| {
+        job_events::task_run_of_event(&event_jobs, &event)
+    };
     let watch_ctx = ctx.clone();
     Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
         .watches_stream(pod_events, pod_trigger)
+        .watches_stream(warning_events, event_trigger)
         .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(kicked))
         // The streams above retry on their own and pass no error on; should one come through,
         // the pause is capped as theirs is.
@@ -295,6 +326,27 @@ pub async fn run_controller(
         })
         .await;
     tracing::info!("TaskRun controller stopped");
+}
+
+/// Follows which Jobs hold a queue slot; when `job`'s event freed one, asks for the TaskRuns that
+/// may start now.
+fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &Job) {
+    let (Some(ns), Some(name), Some(uid)) = (
+        job.metadata.namespace.as_deref(),
+        job.metadata.name.as_deref(),
+        job.metadata.uid.as_deref(),
+    ) else {
+        return;
+    };
+    // The cache already holds this event's state (or no longer holds a deleted Job).
+    let cached = ctx
+        .caches
+        .job(ns, name)
+        .filter(|j| j.metadata.uid.as_deref() == Some(uid));
+    if slots.freed(uid, slots::holds_slot(cached.as_deref())) {
+        tracing::debug!(job = name, "a queue slot is free");
+        reconcile::kick_queue(ctx, ns, &ctx.agents.current(), "");
+    }
 }
 
 /// The TaskRun controlling the Job that controls `pod`, as the Job cache knows it.

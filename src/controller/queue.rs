@@ -84,6 +84,21 @@ pub fn entry_state(job: Option<&Job>, held: bool) -> Option<EntryState> {
     }
 }
 
+/// When the commit that introduced a TaskRun's current version was made, in seconds: the sync's
+/// `orchestrator.io/revision-time` annotation; for a TaskRun without one (made by hand, or
+/// written before orchestrator recorded it) the TaskRun's creation time. Both are cluster state,
+/// so the order survives a restart.
+pub fn introduced_at(
+    annotations: Option<&BTreeMap<String, String>>,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+) -> Option<i64> {
+    annotations
+        .and_then(|a| a.get(crate::names::ANNOTATION_REVISION_TIME))
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .or(created)
+        .map(|t| t.as_second())
+}
+
 /// The start order of waiting entries.
 pub fn queue_key(e: &QueueEntry) -> (Reverse<i32>, bool, i64, i64) {
     (
@@ -188,6 +203,37 @@ mod tests {
         Limits {
             per_agent: per_agent.iter().map(|(a, n)| (a.to_string(), *n)).collect(),
             global,
+        }
+    }
+
+    #[test]
+    fn the_commit_order_comes_from_the_revision_time_else_the_creation_time() {
+        let ts = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+        let annotated = |v: &str| {
+            BTreeMap::from([(
+                crate::names::ANNOTATION_REVISION_TIME.to_string(),
+                v.to_string(),
+            )])
+        };
+        let created = Some(ts("2026-01-02T00:00:00Z"));
+        let cases = [
+            (
+                "the commit time",
+                Some(annotated("2026-01-01T00:00:10Z")),
+                created,
+                Some(1_767_225_610),
+            ),
+            ("no annotation: created", None, created, Some(1_767_312_000)),
+            (
+                "unreadable: created",
+                Some(annotated("yesterday")),
+                created,
+                Some(1_767_312_000),
+            ),
+            ("nothing known", Some(BTreeMap::new()), None, None),
+        ];
+        for (what, annotations, created, want) in cases {
+            assert_eq!(introduced_at(annotations.as_ref(), created), want, "{what}");
         }
     }
 

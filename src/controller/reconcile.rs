@@ -60,6 +60,8 @@ pub struct Context {
     /// One line per lost or regained API server connection, not one per failed request; shared
     /// with the watches.
     pub outage: Arc<OutageLog>,
+    /// Warning events about Jobs, as the events watch last saw them (see [`super::job_events`]).
+    pub job_events: super::job_events::JobEvents,
     /// Jobs (by uid) already reported as built from different content, so the warning is given
     /// once per Job rather than on every reconcile.
     reported_outdated: Mutex<HashSet<String>>,
@@ -71,9 +73,12 @@ pub struct Context {
     created_config_maps: Created<ConfigMap>,
     /// What the queue reads besides the caches (see [`super::queue`]).
     queue: QueueInputs,
-    /// Held from the queue's decision to the Job's creation, so that two reconciles never both
-    /// take the last slot.
+    /// Held while the queue decides a start and reserves its slot (in `starting`), so that two
+    /// reconciles never both take the last slot.
     start_lock: tokio::sync::Mutex<()>,
+    /// Jobs (`namespace/name`) whose start the queue decided and whose create is in flight: they
+    /// hold their slot until `created_jobs` or the cache shows them.
+    starting: Mutex<HashSet<String>>,
 }
 
 /// The queue's inputs: every TaskRun (the controller's own store), the global cap, and where to
@@ -106,12 +111,14 @@ impl Context {
             backoffs,
             caches,
             outage: Arc::new(OutageLog::new("controller", RETRY_WHILE_UNREACHABLE)),
+            job_events: Default::default(),
             reported_outdated: Mutex::new(HashSet::new()),
             written: WrittenStatuses::default(),
             created_jobs: Created::default(),
             created_config_maps: Created::default(),
             queue: QueueInputs::default(),
             start_lock: tokio::sync::Mutex::new(()),
+            starting: Mutex::new(HashSet::new()),
         }
     }
 
@@ -245,21 +252,23 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
                 // suspend: true in task.yaml: no Job is started.
                 (None, None) if tr.spec.suspend => (None, false),
                 (None, None) if queue_limits(ctx, &agents, &profile).is_some() => {
-                    let _start = ctx.start_lock.lock().await;
-                    match known_job(ctx, &ns, &job_name) {
-                        Some(job) => (Some(job), false),
-                        None => match queue_slot(tr, ctx, &ns, &agents) {
-                            Some(slot) => {
-                                queued = Some(slot);
-                                (None, false)
-                            }
-                            None => {
-                                let (job, created) =
-                                    ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt)
-                                        .await?;
-                                (Some(job), created)
-                            }
-                        },
+                    match start_or_queue(tr, ctx, &ns, &agents, &job_name).await {
+                        StartDecision::Exists(job) => (Some(job), false),
+                        StartDecision::Queued(slot) => {
+                            queued = Some(slot);
+                            (None, false)
+                        }
+                        StartDecision::Start(key) => {
+                            let result =
+                                ensure_job(tr, ctx, &ns, &profile, &owner, plan.attempt).await;
+                            // Created (and remembered), or failed: the reservation is done with.
+                            ctx.starting
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .remove(&key);
+                            let (job, created) = result?;
+                            (Some(job), created)
+                        }
                     }
                 }
                 (None, _) => {
@@ -275,7 +284,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
                 queued: queued.as_ref(),
                 job: job.as_deref(),
                 pods: &pods_of(ctx, job.as_deref()),
-                ..LifecycleInput::default()
+                events: &events_of(ctx, job.as_deref()),
             }));
             let job = job.unwrap_or_default();
             Outcome::Job {
@@ -386,7 +395,8 @@ fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePl
                 status.is_some_and(|s| s.context_version == Some(tr.spec.context_version));
             let annotations = tr.metadata.annotations.as_ref();
             let plan = plan_attempt(annotations, status, current);
-            let job = known_job(ctx, ns, &children::attempt_job_name(tr, plan.attempt));
+            let job_name = children::attempt_job_name(tr, plan.attempt);
+            let job = known_job(ctx, ns, &job_name);
             let finished = current
                 && !plan.retried
                 && status
@@ -400,8 +410,14 @@ fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePl
                 agent: tr.spec.agent_name.clone(),
                 task_id: tr.spec.task_id,
                 priority: tr.spec.priority,
-                introduced: None,
-                state: entry_state(job.as_deref(), held)?,
+                introduced: super::queue::introduced_at(
+                    annotations,
+                    tr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                ),
+                state: match job {
+                    None if is_starting(ctx, ns, &job_name) => super::queue::EntryState::Running,
+                    job => entry_state(job.as_deref(), held)?,
+                },
             })
         })
         .collect();
@@ -427,8 +443,56 @@ fn queue_slot(tr: &TaskRun, ctx: &Context, ns: &str, agents: &AgentProfiles) -> 
         })
 }
 
-/// Asks for the reconcile of the TaskRuns that may start now (a slot was freed by `freed`).
-fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
+/// What the queue says of a TaskRun with no Job.
+enum StartDecision {
+    /// Its Job exists after all (another reconcile created it).
+    Exists(Arc<Job>),
+    /// It waits, here.
+    Queued(QueueSlot),
+    /// It may start: its slot is reserved under this `namespace/name`, until its Job is created.
+    Start(String),
+}
+
+/// Decides whether `tr` starts its Job now. Where a TaskRun waits is decided without the lock
+/// (a queued TaskRun never waits for the starts of others); a start is decided again under the
+/// lock, which reserves the slot and is released before the Job's create, so the creates of
+/// several starts are in flight at once.
+async fn start_or_queue(
+    tr: &TaskRun,
+    ctx: &Context,
+    ns: &str,
+    agents: &AgentProfiles,
+    job_name: &str,
+) -> StartDecision {
+    if let Some(slot) = queue_slot(tr, ctx, ns, agents) {
+        return StartDecision::Queued(slot);
+    }
+    let _start = ctx.start_lock.lock().await;
+    if let Some(job) = known_job(ctx, ns, job_name) {
+        return StartDecision::Exists(job);
+    }
+    if let Some(slot) = queue_slot(tr, ctx, ns, agents) {
+        return StartDecision::Queued(slot);
+    }
+    let key = format!("{ns}/{job_name}");
+    ctx.starting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone());
+    StartDecision::Start(key)
+}
+
+/// A Job whose start is decided and whose create is in flight.
+fn is_starting(ctx: &Context, ns: &str, job_name: &str) -> bool {
+    ctx.starting
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&format!("{ns}/{job_name}"))
+}
+
+/// Asks for the reconcile of the TaskRuns that may start now (a slot was freed by `freed`, a
+/// TaskRun name, or by a Job the Job watch saw end: see [`super::slots`]).
+pub fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
     let Some(kick) = &ctx.queue.kick else {
         return;
     };
@@ -438,6 +502,13 @@ fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
     for name in plan.start.iter().filter(|n| n.as_str() != freed) {
         let _ = kick.send(ObjectRef::new(name).within(ns));
     }
+}
+
+/// The Warning events about `job`, as the events watch shows them.
+fn events_of(ctx: &Context, job: Option<&Job>) -> Vec<super::lifecycle::JobEvent> {
+    job.and_then(|j| j.metadata.uid.as_deref())
+        .map(|uid| ctx.job_events.of_job(uid))
+        .unwrap_or_default()
 }
 
 /// The Pods of `job`, as the Pod cache shows them.

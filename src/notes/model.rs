@@ -42,6 +42,9 @@ pub struct Note {
     pub synced_at: String,
     pub sync: SyncStatus,
     pub health: Health,
+    /// Why the health is Degraded: the tasks that Failed or are Stalled, with their reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_reason: Option<String>,
     /// The revision that replaced this one; the note is no longer updated once this is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
@@ -88,6 +91,10 @@ pub struct NoteTask {
     /// The agent's result (status.result, its termination message, at most 4 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// Blocked past its profile's stallAfter (the Stalled condition is True): `reason` says by
+    /// what, and the note's health is Degraded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
 }
 
 /// A sync error of the revision.
@@ -121,6 +128,8 @@ pub struct TaskState {
     pub reason: Option<String>,
     /// `status.result`: the agent's termination message.
     pub result: Option<String>,
+    /// The Stalled condition is True on a run that has not ended.
+    pub stalled: bool,
 }
 
 impl TaskState {
@@ -128,6 +137,7 @@ impl TaskState {
     pub fn of_task_run(task_run: &TaskRun) -> TaskState {
         let status = task_run.status.clone().unwrap_or_default();
         TaskState {
+            stalled: crate::health::stalled_reason(&status).is_some(),
             phase: status.phase,
             job_name: status.job_name,
             message: status.message,

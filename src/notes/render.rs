@@ -4,7 +4,7 @@
 use super::model::{
     NOTE_API_VERSION, Note, NoteCounts, NoteError, NoteErrorKind, NoteTask, TaskState,
 };
-use crate::health::health_of;
+use crate::health::{TaskHealth, assess};
 use crate::source::snapshot::Revision;
 use crate::sync::report::SyncReport;
 use std::collections::BTreeMap;
@@ -43,6 +43,7 @@ pub fn note_of(
             // Only a status of this contextVersion has a reason and result for it.
             let reason = current.and_then(|s| s.reason.clone());
             let result = current.and_then(|s| s.result.clone());
+            let stalled = current.is_some_and(|s| s.stalled);
             NoteTask {
                 task_id: task.task_id,
                 name: task.name.clone(),
@@ -54,6 +55,7 @@ pub fn note_of(
                 message,
                 reason,
                 result,
+                stalled,
             }
         })
         .collect();
@@ -84,12 +86,19 @@ pub fn note_of(
     apply_errors.sort_by(|a, b| (&a.at, &a.message).cmp(&(&b.at, &b.message)));
     folder_errors.extend(apply_errors);
 
+    let assessment = assess(tasks.iter().map(|t| TaskHealth {
+        name: &t.name,
+        phase: t.phase,
+        reason: t.reason.as_deref(),
+        stalled: t.stalled,
+    }));
     Note {
         api_version: NOTE_API_VERSION.to_string(),
         revision: report.revision.to_string(),
         synced_at: report.synced_at.clone(),
         sync: report.status,
-        health: health_of(tasks.iter().map(|t| t.phase)),
+        health: assessment.health,
+        health_reason: assessment.reason,
         superseded_by: superseded_by.map(Revision::to_string),
         counts: NoteCounts {
             created: report.created,
@@ -165,6 +174,52 @@ mod tests {
         }
     }
 
+    fn stalled(phase: TaskPhase, version: i64) -> TaskState {
+        TaskState {
+            reason: Some("FailedCreate".into()),
+            message: Some(
+                "Job web-v2 cannot create its Pod: serviceaccount \"sa\" not found".into(),
+            ),
+            stalled: true,
+            ..state(phase, version)
+        }
+    }
+
+    #[test]
+    fn a_stalled_task_makes_the_note_degraded_with_the_reason() {
+        let states = BTreeMap::from([
+            ("task-42".to_string(), stalled(TaskPhase::Pending, 2)),
+            ("task-43".to_string(), state(TaskPhase::Running, 1)),
+        ]);
+        let note = note_of(&report(), &states, None);
+        assert_eq!(note.health, Health::Degraded);
+        assert_eq!(
+            note.health_reason.as_deref(),
+            Some("task-42 Stalled (FailedCreate)")
+        );
+        let text = note_text(&note);
+        assert!(
+            text.contains("health: Degraded\nhealthReason: task-42 Stalled (FailedCreate)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  reason: FailedCreate\n  stalled: true\n"),
+            "{text}"
+        );
+        assert_eq!(Note::parse(&text).unwrap(), note);
+        // Unblocked (the ServiceAccount was created): Progressing again, no reason.
+        let states = BTreeMap::from([
+            ("task-42".to_string(), state(TaskPhase::Running, 2)),
+            ("task-43".to_string(), state(TaskPhase::Running, 1)),
+        ]);
+        let note = note_of(&report(), &states, None);
+        assert_eq!(
+            (note.health, note.health_reason.as_deref()),
+            (Health::Progressing, None)
+        );
+        assert!(!note_text(&note).contains("stalled"));
+    }
+
     #[test]
     fn renders_the_documented_format() {
         let mut r = report();
@@ -199,6 +254,7 @@ revision: main@sha1:0123456789abcdef0123456789abcdef01234567
 syncedAt: 2026-11-26T19:30:00Z
 sync: OutOfSync
 health: Degraded
+healthReason: task-42 Failed
 supersededBy: main@sha1:fedcba9876543210fedcba9876543210fedcba98
 counts:
   created: 1
@@ -282,6 +338,29 @@ errors:
                     ("task-43", state(Running, 1)),
                 ],
                 Health::Degraded,
+            ),
+            // Stalled: blocked past its stallAfter, as bad as Failed.
+            (
+                &[
+                    ("task-42", stalled(Pending, 2)),
+                    ("task-43", state(Succeeded, 1)),
+                ],
+                Health::Degraded,
+            ),
+            (
+                &[
+                    ("task-42", stalled(Running, 2)),
+                    ("task-43", state(Running, 1)),
+                ],
+                Health::Degraded,
+            ),
+            // A Stalled flag of another contextVersion's run does not count.
+            (
+                &[
+                    ("task-42", stalled(Pending, 1)),
+                    ("task-43", state(Running, 1)),
+                ],
+                Health::Missing,
             ),
             // task-42 succeeded at contextVersion 1, but this revision asks for 2.
             (

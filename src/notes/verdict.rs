@@ -125,6 +125,7 @@ mod tests {
             synced_at: "t".into(),
             sync,
             health,
+            health_reason: None,
             superseded_by: superseded.then(|| "main@sha1:y".into()),
             counts: NoteCounts::default(),
             tasks: vec![],

@@ -149,6 +149,7 @@ pub fn assemble(
         path: tasks_path.to_string(),
         tasks,
         errors,
+        committed_at: None,
     }
 }
 

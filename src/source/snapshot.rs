@@ -94,4 +94,7 @@ pub struct SourceSnapshot {
     pub tasks: Vec<TaskFolder>,
     /// Broken folders, sorted by folder path.
     pub errors: Vec<FolderError>,
+    /// The commit's time (committer, seconds since the epoch); none for a plain folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<i64>,
 }

@@ -142,7 +142,9 @@ pub fn read_snapshot(
             })
         })
         .collect();
-    Ok(assemble(revision, &path, folders, broken))
+    let mut snapshot = assemble(revision, &path, folders, broken);
+    snapshot.committed_at = repo.find_commit(commit).ok().map(|c| c.time().seconds());
+    Ok(snapshot)
 }
 
 /// libgit2 re-hashes every object it reads (SHA-1 with collision detection) unless told not to;

@@ -52,6 +52,9 @@ pub struct DiffEntry {
     /// The live TaskRun's `status.result` (its agent's termination message).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_result: Option<String>,
+    /// The blocking reason of a live run that is Stalled (blocked past its stallAfter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_stalled: Option<String>,
 }
 
 /// Adds each live TaskRun's phase and result (`statuses`, by name) to its entry, so the
@@ -64,12 +67,19 @@ pub fn with_live_outcomes(
         let status = statuses.get(&entry.name);
         entry.current_phase = status.and_then(|s| s.phase).map(|p| p.to_string());
         entry.current_result = status.and_then(|s| s.result.clone());
+        entry.current_stalled = status
+            .and_then(crate::health::stalled_reason)
+            .map(str::to_string);
     }
     diff
 }
 
-/// `Failed: <the result's last line, shortened>`, `Succeeded`, or `-`.
+/// `Failed: <the result's last line, shortened>`, `Succeeded`, `Pending (Stalled: FailedCreate)`
+/// or `-`.
 fn outcome_cell(entry: &DiffEntry) -> String {
+    if let (Some(phase), Some(reason)) = (&entry.current_phase, &entry.current_stalled) {
+        return format!("{phase} (Stalled: {})", reason.replace('|', "\\|"));
+    }
     match (&entry.current_phase, &entry.current_result) {
         (Some(phase), Some(result)) => format!(
             "{phase}: {}",
@@ -99,6 +109,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                 fields: vec![],
                 current_phase: None,
                 current_result: None,
+                current_stalled: None,
             };
             match &step.action {
                 Action::Create => {
@@ -460,5 +471,20 @@ mod tests {
         );
         // Without a cluster's outcomes the table keeps its six columns.
         assert!(!render_markdown(&diff()).contains("Current run"));
+        // A run blocked past its stallAfter says so, with what blocks it.
+        let mut stalled = status(crate::crd::TaskPhase::Pending, None);
+        stalled.conditions = vec![crate::crd::TaskRunCondition {
+            type_: "Stalled".into(),
+            status: "True".into(),
+            last_transition_time: "2026-01-01T00:00:00Z".into(),
+            reason: Some("FailedCreate".into()),
+            message: None,
+        }];
+        let live = std::collections::HashMap::from([("task-2".to_string(), stalled)]);
+        let md = render_markdown(&with_live_outcomes(diff(), &live));
+        assert!(
+            md.contains("| content changed | Pending (Stalled: FailedCreate) |"),
+            "{md}"
+        );
     }
 }

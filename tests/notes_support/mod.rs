@@ -117,6 +117,7 @@ impl States {
                 result: phase
                     .is_terminal()
                     .then(|| format!("agent result of task {task_id}")),
+                stalled: false,
             },
         );
     }

@@ -5,7 +5,7 @@ use crate::api::badge::render_badge;
 use crate::api::error::{Answer, ApiError, ApiResponse};
 use crate::api::state::AppState;
 use crate::crd::TaskPhase;
-use crate::health::{Health, SyncStatus, health_of};
+use crate::health::{Health, SyncStatus, TaskHealth, assess, stalled_reason};
 use crate::notes::NotesError;
 use crate::notes::model::{Note, NoteErrorKind};
 use crate::notes::read::{NoteLookup, NoteQuery, read_note};
@@ -27,6 +27,9 @@ pub struct StatusView {
     pub sync: String,
     /// Healthy, Progressing, Degraded or Missing.
     pub health: String,
+    /// Why the health is Degraded: the tasks that Failed or are Stalled, with their reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_reason: Option<String>,
     /// The last revision applied without errors.
     pub applied_revision: Option<String>,
     pub synced_at: Option<String>,
@@ -48,19 +51,38 @@ pub struct TaskState {
     pub context_version: i64,
     /// The TaskRun's phase; absent when it has none yet (health Missing).
     pub phase: Option<String>,
+    /// `status.reason`: why the task is in its phase (Queued, FailedCreate, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Blocked past its profile's stallAfter (the Stalled condition is True): health Degraded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
+}
+
+/// What the status view reads of a live TaskRun.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveTask {
+    /// `spec.contextVersion`.
+    pub context_version: i64,
+    pub phase: Option<TaskPhase>,
+    /// The contextVersion the status describes.
+    pub status_version: Option<i64>,
+    pub reason: Option<String>,
+    pub stalled: bool,
 }
 
 /// The view of `report`, with each task's phase looked up by TaskRun name. A TaskRun whose status
 /// still describes an older content version counts as Pending.
 pub fn status_view(
     report: Option<&SyncReport>,
-    live: impl Fn(&str) -> Option<(i64, Option<TaskPhase>, Option<i64>)>,
+    live: impl Fn(&str) -> Option<LiveTask>,
 ) -> StatusView {
     let Some(report) = report else {
         return StatusView {
             revision: None,
             sync: SyncStatus::Unknown.to_string(),
             health: Health::Missing.to_string(),
+            health_reason: None,
             applied_revision: None,
             synced_at: None,
             tasks: Vec::new(),
@@ -73,25 +95,41 @@ pub fn status_view(
         .tasks
         .iter()
         .map(|t| {
-            let phase = live(&t.name).and_then(|(_, phase, status_version)| match status_version {
-                Some(v) if v < t.context_version => Some(TaskPhase::Pending),
-                _ => phase,
+            let live = live(&t.name);
+            // A status of an older content version says nothing of this one's reason.
+            let older = live
+                .as_ref()
+                .and_then(|l| l.status_version)
+                .is_some_and(|v| v < t.context_version);
+            let phase = live.as_ref().and_then(|l| match older {
+                true => Some(TaskPhase::Pending),
+                false => l.phase,
             });
+            let current = live.filter(|_| !older);
             (
                 TaskState {
                     task_id: t.task_id,
                     name: t.name.clone(),
                     context_version: t.context_version,
                     phase: phase.map(|p| p.to_string()),
+                    reason: current.as_ref().and_then(|l| l.reason.clone()),
+                    stalled: current.is_some_and(|l| l.stalled),
                 },
                 phase,
             )
         })
         .collect();
+    let assessment = assess(tasks.iter().map(|(t, phase)| TaskHealth {
+        name: &t.name,
+        phase: *phase,
+        reason: t.reason.as_deref(),
+        stalled: t.stalled,
+    }));
     StatusView {
         revision: Some(report.revision.to_string()),
         sync: report.status.to_string(),
-        health: health_of(tasks.iter().map(|(_, p)| *p)).to_string(),
+        health: assessment.health.to_string(),
+        health_reason: assessment.reason,
         applied_revision: report.applied_revision.as_ref().map(Revision::to_string),
         synced_at: Some(report.synced_at.clone()),
         tasks: tasks.into_iter().map(|(t, _)| t).collect(),
@@ -118,6 +156,7 @@ pub fn note_view(note: &Note) -> StatusView {
         revision: Some(note.revision.clone()),
         sync: note.sync.to_string(),
         health: note.health.to_string(),
+        health_reason: note.health_reason.clone(),
         applied_revision: None,
         synced_at: Some(note.synced_at.clone()),
         tasks: note
@@ -128,6 +167,8 @@ pub fn note_view(note: &Note) -> StatusView {
                 name: t.name.clone(),
                 context_version: t.context_version,
                 phase: t.phase.map(|p| p.to_string()),
+                reason: t.reason.clone(),
+                stalled: t.stalled,
             })
             .collect(),
         folder_errors: errors(NoteErrorKind::Folder),
@@ -154,14 +195,16 @@ fn current_view(state: &AppState) -> StatusView {
     status_view(report.as_ref(), |name| live_task(state, name))
 }
 
-fn live_task(state: &AppState, name: &str) -> Option<(i64, Option<TaskPhase>, Option<i64>)> {
+fn live_task(state: &AppState, name: &str) -> Option<LiveTask> {
     let tr = state.cached_task_run(name)?;
     let status = tr.status.as_ref();
-    Some((
-        tr.spec.context_version,
-        status.and_then(|s| s.phase),
-        status.and_then(|s| s.context_version),
-    ))
+    Some(LiveTask {
+        context_version: tr.spec.context_version,
+        phase: status.and_then(|s| s.phase),
+        status_version: status.and_then(|s| s.context_version),
+        reason: status.and_then(|s| s.reason.clone()),
+        stalled: status.and_then(stalled_reason).is_some(),
+    })
 }
 
 /// The sync and health of the latest synced revision.
@@ -327,10 +370,16 @@ mod tests {
 
     #[test]
     fn health_comes_from_the_live_phases() {
+        let live = |version, phase, status_version| LiveTask {
+            context_version: version,
+            phase: Some(phase),
+            status_version: Some(status_version),
+            ..LiveTask::default()
+        };
         let r = report(&[(1, 1), (2, 3)]);
         let view = status_view(Some(&r), |name| match name {
-            "task-1" => Some((1, Some(TaskPhase::Succeeded), Some(1))),
-            "task-2" => Some((3, Some(TaskPhase::Succeeded), Some(3))),
+            "task-1" => Some(live(1, TaskPhase::Succeeded, 1)),
+            "task-2" => Some(live(3, TaskPhase::Succeeded, 3)),
             _ => None,
         });
         assert_eq!(
@@ -338,13 +387,39 @@ mod tests {
             ("Synced", "Healthy")
         );
         let view = status_view(Some(&r), |name| match name {
-            "task-1" => Some((1, Some(TaskPhase::Succeeded), Some(1))),
+            "task-1" => Some(live(1, TaskPhase::Succeeded, 1)),
             // Status still about version 2: the new content has not run yet.
-            "task-2" => Some((3, Some(TaskPhase::Succeeded), Some(2))),
+            "task-2" => Some(live(3, TaskPhase::Succeeded, 2)),
             _ => None,
         });
         assert_eq!(view.health, "Progressing");
         assert_eq!(view.tasks[1].phase.as_deref(), Some("Pending"));
+        // Stalled (blocked past stallAfter): Degraded with the reason, as the note says it.
+        let stalled = |status_version| LiveTask {
+            reason: Some("FailedCreate".into()),
+            stalled: true,
+            ..live(3, TaskPhase::Pending, status_version)
+        };
+        let view = status_view(Some(&r), |name| match name {
+            "task-1" => Some(live(1, TaskPhase::Running, 1)),
+            "task-2" => Some(stalled(3)),
+            _ => None,
+        });
+        assert_eq!(
+            (view.health.as_str(), view.health_reason.as_deref()),
+            ("Degraded", Some("task-2 Stalled (FailedCreate)"))
+        );
+        assert!(view.tasks[1].stalled);
+        // A Stalled flag of the older version's run says nothing of the new one.
+        let view = status_view(Some(&r), |name| match name {
+            "task-1" => Some(live(1, TaskPhase::Running, 1)),
+            "task-2" => Some(stalled(2)),
+            _ => None,
+        });
+        assert_eq!(
+            (view.health.as_str(), view.health_reason),
+            ("Progressing", None)
+        );
         let view = status_view(Some(&r), |_| None);
         assert_eq!(view.health, "Missing");
         let view = status_view(None, |_| None);
