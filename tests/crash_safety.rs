@@ -101,11 +101,29 @@ struct Outage {
     grouped: Vec<(usize, String)>,
 }
 
-/// `run` on `tasks` tasks; the API server SIGKILLed once some TaskRuns are written, down 2 s,
-/// restarted on the same port and data. Asserts what must hold whatever the size: `run`
+/// Where in the first sync the API server is killed.
+#[derive(Clone, Copy, Debug)]
+enum KillPoint {
+    /// Once the sync has written a TaskRun: the sync's applies are cut.
+    TaskRunsWritten,
+    /// Once the controller has created a Job: its reconciles and events are cut.
+    JobsCreated,
+}
+
+impl KillPoint {
+    fn reached(self, p: &Progress) -> bool {
+        match self {
+            KillPoint::TaskRunsWritten => p.task_runs >= 1,
+            KillPoint::JobsCreated => p.jobs >= 1,
+        }
+    }
+}
+
+/// `run` on `tasks` tasks; the API server SIGKILLed at `kill`, down 2 s, restarted on the same
+/// port and data. Asserts what must hold whatever the size: `run`
 /// survives, converges within the bound, one Job per TaskRun and version, no second uid,
 /// nothing changes a sync interval later.
-async fn outage_under_run(tasks: i64) -> Outage {
+async fn outage_under_run(tasks: i64, kill: KillPoint) -> Outage {
     let repo = task_repo(tasks);
     let work = tempfile::tempdir().unwrap();
     let mut server = ApiServerProcess::start(&work.path().join("data"), 0).await;
@@ -114,9 +132,8 @@ async fn outage_under_run(tasks: i64) -> Outage {
     let log = work.path().join("run.log");
     let mut run = spawn_run(&repo, &server.kubeconfig, work.path(), &log);
 
-    // Mid first sync: some TaskRuns written, not all Jobs.
     let (_, before) = observer
-        .until(&client, Duration::from_secs(30), |p| p.task_runs >= 1)
+        .until(&client, Duration::from_secs(30), |p| kill.reached(p))
         .await;
     let killed_at = before.expect("the server answers");
     let lines_before = log_lines(&log);
@@ -153,7 +170,7 @@ async fn outage_under_run(tasks: i64) -> Outage {
         grouped: grouped_warnings(&outage_log),
     };
     eprintln!(
-        "crash test: {tasks} tasks, API server killed at {killed_at:?}, down 2 s; converged {took:?} after the restart; run logged {} lines meanwhile, {} of them WARN or ERROR: {:#?}",
+        "crash test: {tasks} tasks, API server killed at {kill:?}, {killed_at:?}, down 2 s; converged {took:?} after the restart; run logged {} lines meanwhile, {} of them WARN or ERROR: {:#?}",
         outage.lines, outage.warnings, outage.grouped
     );
     assert!(still_running, "run survives the outage without a restart");
@@ -170,40 +187,43 @@ async fn outage_under_run(tasks: i64) -> Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_killed_and_restarted_under_a_running_run_converges_without_duplicates() {
-    // Two sizes, one after the other: what is logged about the outage must not grow with the
-    // number of TaskRuns (before, every failed reconcile and apply logged its own line).
-    let small = outage_under_run(20).await;
-    let large = outage_under_run(100).await;
-    for outage in [&small, &large] {
+    // Two sizes, one after the other, at two points of the first sync: what is logged about
+    // the outage must not grow with the number of TaskRuns (before, every failed reconcile, apply
+    // and event logged its own line).
+    for kill in [KillPoint::TaskRunsWritten, KillPoint::JobsCreated] {
+        let small = outage_under_run(20, kill).await;
+        let large = outage_under_run(100, kill).await;
+        for outage in [&small, &large] {
+            assert!(
+                outage.warnings <= MAX_OUTAGE_WARNINGS,
+                "{} tasks, killed at {kill:?}: {} WARN/ERROR lines during the outage, at most {MAX_OUTAGE_WARNINGS} wanted: {:#?}",
+                outage.tasks,
+                outage.warnings,
+                outage.grouped
+            );
+        }
+        // The killed sync may have had a few more writes in flight at 100 tasks, no more.
         assert!(
-            outage.warnings <= MAX_OUTAGE_WARNINGS,
-            "{} tasks: {} WARN/ERROR lines during the outage, at most {MAX_OUTAGE_WARNINGS} wanted: {:#?}",
-            outage.tasks,
-            outage.warnings,
-            outage.grouped
+            large.warnings <= small.warnings + 3,
+            "WARN/ERROR lines grow with TaskRuns (killed at {kill:?}): {} at {} tasks, {} at {}: {:#?}",
+            small.warnings,
+            small.tasks,
+            large.warnings,
+            large.tasks,
+            large.grouped
+        );
+        eprintln!(
+            "outage lines, killed at {kill:?}: {} tasks {} ({} WARN/ERROR, at {:?}, converged {:?}); {} tasks {} ({} WARN/ERROR, at {:?}, converged {:?})",
+            small.tasks,
+            small.lines,
+            small.warnings,
+            small.killed_at,
+            small.converged_after_restart,
+            large.tasks,
+            large.lines,
+            large.warnings,
+            large.killed_at,
+            large.converged_after_restart,
         );
     }
-    // The killed sync may have had a few more writes in flight at 100 tasks, no more.
-    assert!(
-        large.warnings <= small.warnings + 3,
-        "WARN/ERROR lines grow with TaskRuns: {} at {} tasks, {} at {}: {:#?}",
-        small.warnings,
-        small.tasks,
-        large.warnings,
-        large.tasks,
-        large.grouped
-    );
-    eprintln!(
-        "outage lines: {} tasks {} ({} WARN/ERROR, killed at {:?}, converged {:?}); {} tasks {} ({} WARN/ERROR, killed at {:?}, converged {:?})",
-        small.tasks,
-        small.lines,
-        small.warnings,
-        small.killed_at,
-        small.converged_after_restart,
-        large.tasks,
-        large.lines,
-        large.warnings,
-        large.killed_at,
-        large.converged_after_restart,
-    );
 }

@@ -311,6 +311,15 @@ pub fn level_of(line: &str) -> &str {
     }
 }
 
+/// `orchestrator::sync::apply:`, the target of a tracing line.
+fn is_target(word: &str) -> bool {
+    word.ends_with(':')
+        && word.contains("::")
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ':')
+}
+
 /// The ERROR and WARN lines of `lines`, with digits and span fields blurred so that lines that
 /// differ only by task or count group together, most frequent first: what an outage logged.
 pub fn grouped_warnings(lines: &[String]) -> Vec<(usize, String)> {
@@ -319,14 +328,18 @@ pub fn grouped_warnings(lines: &[String]) -> Vec<(usize, String)> {
         if !matches!(level_of(line), "ERROR" | "WARN") {
             continue;
         }
-        let body: String = line
-            .split_whitespace()
-            .skip(1)
-            .collect::<Vec<_>>()
+        // The level, then the target and message without the spans before them.
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let target = words.iter().skip(1).position(|w| is_target(w));
+        let words = match target {
+            Some(at) => [&words[..1], &words[1 + at..]].concat(),
+            None => words,
+        };
+        let body: String = words
             .join(" ")
             .chars()
             .map(|c| if c.is_ascii_digit() { 'N' } else { c })
-            .take(160)
+            .take(200)
             .collect();
         *groups.entry(body).or_default() += 1;
     }
