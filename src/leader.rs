@@ -156,8 +156,15 @@ pub fn spawn_election(
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         tokio::pin!(shutdown);
         let mut last_renewed: Option<tokio::time::Instant> = None;
+        // An unreachable API server is logged once per outage, not every retry period.
+        let outage = crate::outage_log::OutageLog::new("leader election", config.retry_period);
         loop {
-            match try_acquire_or_renew(&api, &config).await {
+            let asked_at = std::time::Instant::now();
+            let attempt = try_acquire_or_renew(&api, &config).await;
+            if attempt.is_ok() {
+                outage.succeeded(Some(asked_at));
+            }
+            match attempt {
                 Ok(true) => {
                     if !*tx.borrow() {
                         info!(identity = %config.identity, lease = %config.name, "became the leader");
@@ -173,7 +180,11 @@ pub fn spawn_election(
                     tx.send_replace(false);
                 }
                 Err(error) => {
-                    warn!(%error, lease = %config.name, "could not read or write the leader lease");
+                    if crate::outage_log::is_connection_error(&error) {
+                        outage.failed(&error);
+                    } else {
+                        warn!(%error, lease = %config.name, "could not read or write the leader lease");
+                    }
                     let overdue =
                         last_renewed.is_some_and(|t| t.elapsed() >= config.renew_deadline);
                     if overdue && *tx.borrow() {

@@ -56,8 +56,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             // kube-client logs every failed request at ERROR; the outage logs say it once.
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube_client::client::builder=off".into()),
+            orchestrator::outage_log::log_filter(std::env::var("RUST_LOG").ok().as_deref()),
         )
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal: log files, CI output and `kubectl logs` get

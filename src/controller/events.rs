@@ -41,13 +41,22 @@ pub async fn publish(
         action: reason.action().to_string(),
         secondary: related,
     };
-    if let Err(e) = recorder.publish(&event, &tr.object_ref(&())).await {
-        tracing::warn!(
+    match recorder.publish(&event, &tr.object_ref(&())).await {
+        // The API server went away: the reconcile's own requests fail too and the controller's
+        // outage log says so once; a line per TaskRun here would multiply it.
+        Err(e) if crate::outage_log::is_connection_error(&e) => tracing::debug!(
+            task_run = tr.metadata.name.as_deref().unwrap_or(""),
+            reason = reason.as_str(),
+            error = %e,
+            "could not publish event while the API server is unreachable"
+        ),
+        Err(e) => tracing::warn!(
             task_run = tr.metadata.name.as_deref().unwrap_or(""),
             reason = reason.as_str(),
             error = %e,
             "could not publish event"
-        );
+        ),
+        Ok(()) => {}
     }
 }
 

@@ -29,7 +29,7 @@ pub use metrics::ControllerMetrics;
 
 use crate::crd::TaskRun;
 use crate::names::{LABEL_MANAGED_BY, MANAGED_BY};
-use crate::outage_log::OutageLog;
+use crate::outage_log::{OutageLog, WatchRequests};
 use crate::watch_backoff::watch_backoff;
 use caches::{Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job, slim_pod};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -173,9 +173,10 @@ where
         + Sync
         + 'static,
 {
+    let mut requests = WatchRequests::default();
     watcher(api, config)
         .backoff(watch_backoff())
-        .inspect(move |result| note_watch_result(&outage, result.as_ref().err()))
+        .inspect(move |result| outage.watch_result(&mut requests, result.as_ref().err()))
         .modify(slim)
         .map_ok(move |event| {
             writer.apply(&event);
@@ -232,12 +233,15 @@ pub async fn run_controller(
     );
     let (task_runs, task_runs_writer) = reflector::store::<TaskRun>();
     let task_run_outage = outage.clone();
+    let mut task_run_requests = WatchRequests::default();
     // Errors are logged once per outage where they arise and not passed on, so that
     // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
     // watch that failed retries with `watch_backoff`.
     let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
         .backoff(watch_backoff())
-        .inspect(move |result| note_watch_result(&task_run_outage, result.as_ref().err()))
+        .inspect(move |result| {
+            task_run_outage.watch_result(&mut task_run_requests, result.as_ref().err())
+        })
         .modify(slim_task_run)
         .reflect(task_runs_writer)
         .touched_objects()
@@ -299,6 +303,7 @@ pub async fn run_controller(
         job_events::task_run_of_event(&event_jobs, &event)
     };
     let watch_ctx = ctx.clone();
+    let mut queue_requests = WatchRequests::default();
     Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
@@ -318,7 +323,7 @@ pub async fn run_controller(
         .for_each(move |result| {
             // Reconcile errors are logged by error_policy; these are watch and queue errors.
             if let Err(kube::runtime::controller::Error::QueueError(e)) = &result {
-                note_watch_result(&watch_ctx.outage, Some(e));
+                watch_ctx.outage.watch_result(&mut queue_requests, Some(e));
             } else if let Err(e) = &result {
                 tracing::debug!("controller: {e}");
             }
@@ -366,15 +371,4 @@ fn task_run_of_pod(jobs: &caches::OwnedStore<Job>, pod: &Pod) -> Option<ObjectRe
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == TaskRun::kind(&()))?;
     Some(ObjectRef::new(&owner.name).within(ns))
-}
-
-/// A watch error that means the server is unreachable goes to the outage log (one line per
-/// outage); others (410 Gone before a relist, ...) are routine and logged at debug. Any event
-/// that arrived means the server is reachable.
-fn note_watch_result(outage: &crate::outage_log::OutageLog, error: Option<&watcher::Error>) {
-    match error {
-        Some(e) if crate::outage_log::is_watch_connection_error(e) => outage.failed(e),
-        Some(e) => tracing::debug!("watch: {e}"),
-        None => outage.succeeded(),
-    }
 }

@@ -7,6 +7,7 @@ use crate::desired::{
     DesiredCache, KnownTaskRuns, LiveTaskRun, SourceIdentity, desired_task_runs_reusing,
 };
 use crate::names;
+use crate::outage_log::OutageLog;
 use crate::progress::{Throttle, fraction};
 use crate::source::snapshot::{Revision, SourceSnapshot};
 use crate::sync::live_watch::{LiveWatch, merge_metadata, watched_metas};
@@ -78,6 +79,15 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The API server could not be reached (rather than refusing the request).
+    pub fn is_connection(&self) -> bool {
+        match self {
+            SyncError::ListTaskRuns { source, .. } => {
+                crate::outage_log::is_connection_error(source)
+            }
+        }
+    }
+
     /// A fixed label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -117,6 +127,8 @@ pub struct Syncer {
     /// The largest resourceVersion this syncer's own writes produced: the next sync waits
     /// (briefly) for its watch to reach it before planning.
     last_write: u64,
+    /// Writes and lists that could not reach the API server are logged here, once per outage.
+    outage: Arc<OutageLog>,
 }
 
 /// How long a sync waits for its watch to show its own previous writes before it lists.
@@ -138,7 +150,19 @@ impl Syncer {
             desired: DesiredCache::new(),
             settled: Settled::default(),
             last_write: 0,
+            outage: Arc::new(OutageLog::new("sync", Duration::from_secs(2))),
         }
+    }
+
+    /// Where this syncer reports requests that could not reach the API server (the sync loop's,
+    /// which states its own retry interval).
+    pub fn set_outage_log(&mut self, outage: Arc<OutageLog>) {
+        self.outage = outage;
+    }
+
+    /// See [`Self::set_outage_log`].
+    pub fn outage_log(&self) -> &OutageLog {
+        &self.outage
     }
 
     pub fn source(&self) -> &SourceIdentity {
@@ -281,6 +305,8 @@ impl Syncer {
     pub async fn sync(&mut self, snapshot: &SourceSnapshot) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         self.refresh_live().await?;
+        // It listed, or its watch is current: the API server answers.
+        self.outage.succeeded(Some(started));
         let empty = KnownTaskRuns::new();
         let mut cache = std::mem::take(&mut self.desired);
         let plan = self.plan_reusing(
@@ -305,6 +331,7 @@ impl Syncer {
             &plan,
             self.options.concurrency,
             self.options.finalizer,
+            &self.outage,
             |tr| {
                 if let Some(rv) = tr
                     .metadata
@@ -356,12 +383,15 @@ impl Syncer {
 /// Carries out the writes of `plan`, at most `concurrency` at once: only those exist as futures,
 /// hold an apply body or a response (a future per write made up front would hold several KiB
 /// per task for the whole sync). Every failure is returned for its task; none stops the others.
-/// What the server answered goes to `written` as it comes, reduced to a [`LiveTaskRun`].
+/// What the server answered goes to `written` as it comes, reduced to a [`LiveTaskRun`]. A
+/// write that could not reach the API server goes to `outage` (one line per outage), any other
+/// failure is logged on its own.
 pub async fn apply_plan(
     api: &Api<TaskRun>,
     plan: &SyncPlan,
     concurrency: usize,
     finalizer: bool,
+    outage: &OutageLog,
     mut written: impl FnMut(LiveTaskRun),
 ) -> Vec<ApplyError> {
     let steps: Vec<&PlanStep> = plan.writes().collect();
@@ -370,7 +400,7 @@ pub async fn apply_plan(
     // compiler's Send inference when the caller spawns the sync.
     let steps = &steps;
     let mut results = stream::iter(0..total)
-        .map(|i| write_step(api, steps[i], finalizer))
+        .map(|i| write_step(api, steps[i], finalizer, outage))
         .buffer_unordered(concurrency.max(1));
     let mut throttle = Throttle::starting_at(Instant::now());
     let (mut done, mut failures) = (0, Vec::new());
@@ -396,9 +426,15 @@ async fn write_step(
     api: &Api<TaskRun>,
     step: &PlanStep,
     finalizer: bool,
+    outage: &OutageLog,
 ) -> Result<Option<LiveTaskRun>, ApplyError> {
+    let asked_at = Instant::now();
     let failed = |verb: &str, e: kube::Error| {
-        warn!(task_run = %step.name, error = %e, "{verb} failed");
+        if crate::outage_log::is_connection_error(&e) {
+            outage.failed(&e);
+        } else {
+            warn!(task_run = %step.name, error = %e, "{verb} failed");
+        }
         ApplyError {
             name: step.name.clone(),
             message: format!("{verb} {} failed: {e}", step.name),
@@ -417,7 +453,10 @@ async fn write_step(
             }
             api.patch(&step.name, &params, &Patch::Apply(&body))
                 .await
-                .map(|applied| Some(LiveTaskRun::from(applied)))
+                .map(|applied| {
+                    outage.succeeded(Some(asked_at));
+                    Some(LiveTaskRun::from(applied))
+                })
                 .map_err(|e| failed("apply", e))
         }
         Action::Prune { uid } => {

@@ -82,6 +82,8 @@ pub async fn run_sync_loop(
 ) {
     let mut syncs = 0u64;
     let mut logged_errors: Vec<FolderError> = vec![];
+    let outage = Arc::new(crate::outage_log::OutageLog::new("sync", settings.retry));
+    syncer.set_outage_log(outage.clone());
     while !*shutdown.borrow() {
         let mut delay = settings.interval;
         let snapshot = match source.fetch_snapshot().await {
@@ -116,7 +118,11 @@ pub async fn run_sync_loop(
                     outputs.publish(outcome.report);
                 }
                 Err(e) => {
-                    warn!(error = %e, "sync failed");
+                    if e.is_connection() {
+                        outage.failed(&e);
+                    } else {
+                        warn!(error = %e, "sync failed");
+                    }
                     outputs.metrics.error(e.kind(), 1);
                     outputs.metrics.set_status(SyncStatus::Unknown);
                     delay = delay.min(settings.retry);
