@@ -11,7 +11,7 @@
 use super::caches::OwnedStore;
 use super::lifecycle::JobEvent;
 use crate::crd::TaskRun;
-use crate::outage_log::OutageLog;
+use crate::outage_log::{OutageLog, WatchRequests};
 use crate::watch_backoff::watch_backoff;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -170,9 +170,10 @@ pub fn warning_events(
     outage: Arc<OutageLog>,
 ) -> impl Stream<Item = Result<Event, watcher::Error>> + Send + 'static {
     let config = watcher::Config::default().fields(JOB_EVENTS_FIELD_SELECTOR);
+    let mut requests = WatchRequests::default();
     watcher(api, config)
         .backoff(watch_backoff())
-        .inspect(move |result| super::note_watch_result(&outage, result.as_ref().err()))
+        .inspect(move |result| outage.watch_result(&mut requests, result.as_ref().err()))
         .applied_objects()
         .filter_map(move |result| {
             let changed = result.ok().filter(|event| {
