@@ -12,7 +12,7 @@ mod sync_repo;
 
 use crash_support::{
     ApiServerProcess, Observer, Progress, grouped_warnings, level_of, log_lines, log_since,
-    sigkill, spawn_run, task_repo,
+    sigkill, spawn_run, spawn_run_with, task_repo,
 };
 use std::time::{Duration, Instant};
 
@@ -226,4 +226,79 @@ async fn api_server_killed_and_restarted_under_a_running_run_converges_without_d
             large.converged_after_restart,
         );
     }
+}
+
+/// `GET /readyz` of `addr`: the status code and the answer (0 and empty when nothing answers).
+async fn readyz(addr: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer).await;
+    let code = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, answer)
+}
+
+/// Polls `/readyz` until `want(code, answer)` or `within` passed; the last answer either way.
+async fn readyz_until(
+    addr: &str,
+    within: Duration,
+    want: impl Fn(u16, &str) -> bool,
+) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, answer) = readyz(addr).await;
+        if want(code, &answer) {
+            return (true, answer);
+        }
+        if Instant::now() > deadline {
+            return (false, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A load balancer or the kubelet sees an API-server outage on `/readyz` of `run --api` (check
+/// `cluster`) while it lasts, and the process ready again once the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_an_api_server_outage_while_it_lasts() {
+    let repo = task_repo(3);
+    let work = tempfile::tempdir().unwrap();
+    let mut server = ApiServerProcess::start(&work.path().join("data"), 0).await;
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let log = work.path().join("run.log");
+    let mut run = spawn_run_with(
+        &repo,
+        &server.kubeconfig,
+        work.path(),
+        &log,
+        &["--api", "--api-addr", &addr],
+    );
+    let (ready, answer) = readyz_until(&addr, Duration::from_secs(60), |code, _| code == 200).await;
+    assert!(ready, "ready before the outage: {answer}");
+    assert!(answer.contains("\"cluster\":true"), "{answer}");
+
+    server.kill();
+    let (seen, answer) = readyz_until(&addr, Duration::from_secs(15), |code, answer| {
+        code == 503 && answer.contains("\"cluster\":false")
+    })
+    .await;
+    assert!(seen, "/readyz reports the outage: {answer}");
+
+    server.restart().await;
+    let (ready, answer) = readyz_until(&addr, Duration::from_secs(30), |code, _| code == 200).await;
+    assert!(ready, "ready again after the restart: {answer}");
+    sigkill(&mut run);
 }

@@ -350,11 +350,19 @@ fn open_writer(
     RepoWriter::for_remote(repo, &dir, config)
 }
 
-async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
+/// How often `/readyz`'s `cluster` check asks the API server for its version; an outage shows
+/// within this (plus the same as the request's timeout).
+pub(crate) const CLUSTER_PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `up` saying whether the API server answers, for `/readyz`'s `cluster` check: a
+/// `GET /version` every [`CLUSTER_PROBE_EVERY`], a hung server counting as down.
+pub(crate) async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
     loop {
-        let ok = client.apiserver_version().await.is_ok();
+        let ok = tokio::time::timeout(CLUSTER_PROBE_EVERY, client.apiserver_version())
+            .await
+            .is_ok_and(|answer| answer.is_ok());
         up.store(ok, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(10)).await;
+        tokio::time::sleep(CLUSTER_PROBE_EVERY).await;
     }
 }
 

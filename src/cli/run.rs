@@ -731,7 +731,17 @@ fn api_parts(w: ApiWiring<'_>) -> anyhow::Result<ApiParts> {
         (branch, _) => branch.to_string(),
     };
     let reports = w.reports.clone();
+    // An API server outage makes the process unready until the server answers again.
+    let cluster_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(crate::cli::api::probe_cluster(
+        w.client.clone(),
+        cluster_up.clone(),
+    ));
     let readiness = Readiness::default()
+        .with(
+            "cluster",
+            Arc::new(move || cluster_up.load(std::sync::atomic::Ordering::Relaxed)),
+        )
         .with(
             "sync",
             Arc::new(move || {

@@ -114,8 +114,21 @@ impl Drop for ApiServerProcess {
 /// `orchestrator run` on `repo` against the server of `kubeconfig`, stderr to `log`, a sync
 /// interval of 1 s, at RUST_LOG=info (what a user who sets it sees).
 pub fn spawn_run(repo: &TaskRepo, kubeconfig: &Path, work: &Path, log: &Path) -> Child {
+    spawn_run_with(repo, kubeconfig, work, log, &[])
+}
+
+/// [`spawn_run`] with `extra` arguments (`--api`, ...).
+pub fn spawn_run_with(
+    repo: &TaskRepo,
+    kubeconfig: &Path,
+    work: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> Child {
     bin()
-        .args(["run", "--repo"])
+        .args(["run"])
+        .args(extra)
+        .arg("--repo")
         .arg(repo.path())
         .args(["--path", "tasks", "--interval", "1s", "--agents"])
         .arg(repo.path().join("agents.yaml"))
