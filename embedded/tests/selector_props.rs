@@ -91,8 +91,14 @@ proptest! {
 
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,40}|[a-z!=(), ]{0,40}", plural in 0..FIELD_PLURALS.len()) {
-        let _ = LabelSelector::parse(&text);
-        let _ = FieldSelector::parse(&text, FIELD_PLURALS[plural]);
+        // What parses must also answer for an object without panicking, as in the fuzz target.
+        let object = json!({"metadata": {"name": "a", "namespace": "b", "labels": {"app": "web"}}});
+        if let Ok(selector) = LabelSelector::parse(&text) {
+            let _ = selector.matches(&object);
+        }
+        if let Ok(selector) = FieldSelector::parse(&text, FIELD_PLURALS[plural]) {
+            let _ = selector.matches(&object);
+        }
     }
 
     #[test]
