@@ -17,9 +17,9 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -199,13 +199,7 @@ pub fn task_run_of_event(jobs: &OwnedStore<Job>, event: &Event) -> Option<Object
     if job.metadata.uid.as_deref() != Some(warning.job_uid.as_str()) {
         return None;
     }
-    let owner = job
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true) && r.kind == TaskRun::kind(&()))?;
-    Some(ObjectRef::new(&owner.name).within(&warning.namespace))
+    super::controlling_task_run(&job, &warning.namespace)
 }
 
 #[cfg(test)]

@@ -363,7 +363,11 @@ fn task_run_of_pod(jobs: &caches::OwnedStore<Job>, pod: &Pod) -> Option<ObjectRe
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "Job")?;
-    let job = jobs.get(ns, &job.name)?;
+    controlling_task_run(&*jobs.get(ns, &job.name)?, ns)
+}
+
+/// The TaskRun that controls `job` (its controller owner reference), in `ns`.
+fn controlling_task_run(job: &Job, ns: &str) -> Option<ObjectRef<TaskRun>> {
     let owner = job
         .metadata
         .owner_references
