@@ -190,6 +190,8 @@ pub fn slim_job(job: &mut Job) {
     job.metadata.managed_fields = None;
     if let Some(spec) = job.spec.as_mut() {
         spec.template = Default::default();
+        // The server's controller-uid selector: never read here.
+        spec.selector = None;
     }
 }
 

@@ -555,10 +555,7 @@ async fn ensure_config_map(
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.config_maps.get(ns, &name);
-    let known = cached.clone().or_else(|| {
-        ctx.created_config_maps
-            .get(&key, cached.is_some(), Instant::now())
-    });
+    let known = ctx.created_config_maps.known(&key, cached, Instant::now());
     let live = match known {
         Some(live) => live,
         None => match create_or_read(&api, "ConfigMap", &desired).await? {
@@ -622,10 +619,8 @@ async fn forget_cancel(api: &Api<TaskRun>, tr: &TaskRun) -> Result<(), Error> {
 /// The Job `name` as the cache shows it, or as this controller created it a moment ago.
 fn known_job(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Job>> {
     let cached = ctx.caches.job(ns, name);
-    cached.clone().or_else(|| {
-        ctx.created_jobs
-            .get(&format!("{ns}/{name}"), cached.is_some(), Instant::now())
-    })
+    ctx.created_jobs
+        .known(&format!("{ns}/{name}"), cached, Instant::now())
 }
 
 /// Stops a cancelled attempt's Job now: deleted with Background propagation, so its Pods go
@@ -677,10 +672,7 @@ async fn ensure_job(
     let name = desired.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.job(ns, &name);
-    let live = match cached
-        .clone()
-        .or_else(|| ctx.created_jobs.get(&key, cached.is_some(), Instant::now()))
-    {
+    let live = match ctx.created_jobs.known(&key, cached, Instant::now()) {
         Some(live) => live,
         None => {
             let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
