@@ -172,8 +172,8 @@ async fn publish_rejection(
     cm: &ConfigMap,
     problem: String,
 ) {
-    use kube::Resource;
     use crate::controller::events::{Event, EventType};
+    use kube::Resource;
     let event = Event {
         type_: EventType::Warning,
         reason: REASON_INVALID_PROFILES.to_string(),

@@ -281,7 +281,10 @@ mod tests {
             Some(seen("a.2", 2)),
             "the newer write outlives the older entry's expiry"
         );
-        assert_eq!(recent.repeat(&"a", t0 + ttl + Duration::from_secs(30)), None);
+        assert_eq!(
+            recent.repeat(&"a", t0 + ttl + Duration::from_secs(30)),
+            None
+        );
     }
 
     #[test]
@@ -307,12 +310,22 @@ mod tests {
         let base = event_key(&ev("JobCreated", Some("j1")), &tr("1"));
         let mut other_note = ev("JobCreated", Some("j1"));
         other_note.note = Some("another note".into());
-        assert_eq!(event_key(&other_note, &tr("1")), base, "the note is not part of it");
+        assert_eq!(
+            event_key(&other_note, &tr("1")),
+            base,
+            "the note is not part of it"
+        );
         for (what, key) in [
             ("reason", event_key(&ev("Succeeded", Some("j1")), &tr("1"))),
-            ("related", event_key(&ev("JobCreated", Some("j2")), &tr("1"))),
+            (
+                "related",
+                event_key(&ev("JobCreated", Some("j2")), &tr("1")),
+            ),
             ("no related", event_key(&ev("JobCreated", None), &tr("1"))),
-            ("version", event_key(&ev("JobCreated", Some("j1")), &tr("2"))),
+            (
+                "version",
+                event_key(&ev("JobCreated", Some("j1")), &tr("2")),
+            ),
         ] {
             assert_ne!(key, base, "{what} is part of the key");
         }

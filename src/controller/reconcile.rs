@@ -13,6 +13,7 @@ use super::children::{
     self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
+use super::events::Recorder;
 use super::events::{publish, related};
 use super::job_phase::{format_time, job_phase};
 use super::lifecycle::{Cancel, LifecycleInput, QueueSlot, lifecycle};
@@ -31,7 +32,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use super::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};

@@ -274,7 +274,10 @@ mod tests {
         // In the cache: the cached child, and the remembered one is gone at once rather than
         // after REMEMBER_CREATED (it held a whole Job per TaskRun for a minute at 10,000).
         let cached = Some(Arc::new("cached"));
-        assert_eq!(created.known("ns/a", cached, t0).as_deref(), Some(&"cached"));
+        assert_eq!(
+            created.known("ns/a", cached, t0).as_deref(),
+            Some(&"cached")
+        );
         assert!(created.is_empty());
         assert_eq!(created.known("ns/a", None, t0), None);
     }
