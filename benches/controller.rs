@@ -13,6 +13,9 @@
 //! Progress is observed through watches, so the bench adds no GET or LIST while it waits.
 //!
 //! `cargo bench --bench controller`; `BENCH_TASKRUNS=1000,10000` (or one size).
+//! `BENCH_CONTROLLER_HEAPTRACK=/tmp/ctl` runs the controller under heaptrack's preload library
+//! (raw data to `/tmp/ctl.<size>`; read it with
+//! `heaptrack_interpret < /tmp/ctl.N | gzip > ctl.gz; heaptrack_print ctl.gz`).
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -237,15 +240,22 @@ async fn controller_run(n: usize, baseline: Duration) -> anyhow::Result<Figures>
     let runner = JobRunner::start(client.clone(), runner_config);
 
     let metrics_port = free_port()?;
-    let mut controller = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command
         .args(["controller", "--namespace", NS])
         .arg("--agents")
         .arg(&agents)
         .arg("--metrics-addr")
         .arg(format!("127.0.0.1:{metrics_port}"))
         .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
-        .spawn()?;
+        .env("RUST_LOG", "warn");
+    // A heap profile of the controller alone (its VmHWM then includes heaptrack's own).
+    if let Ok(raw) = std::env::var("BENCH_CONTROLLER_HEAPTRACK") {
+        command
+            .env("LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so")
+            .env("DUMP_HEAPTRACK_OUTPUT", format!("{raw}.{n}"));
+    }
+    let mut controller = command.spawn()?;
     let pid = controller.id();
     let started = Instant::now();
     while scrape(metrics_port).is_err() {

@@ -168,12 +168,12 @@ pub const REASON_INVALID_PROFILES: &str = "InvalidAgentProfiles";
 /// A Warning event on the ConfigMap, so `kubectl describe configmap` shows why an edit did not
 /// take effect. A failed publish is logged only.
 async fn publish_rejection(
-    recorder: &kube::runtime::events::Recorder,
+    recorder: &crate::controller::events::Recorder,
     cm: &ConfigMap,
     problem: String,
 ) {
+    use crate::controller::events::{Event, EventType};
     use kube::Resource;
-    use kube::runtime::events::{Event, EventType};
     let event = Event {
         type_: EventType::Warning,
         reason: REASON_INVALID_PROFILES.to_string(),

@@ -2,7 +2,9 @@
 //! Pods in, stores indexed by controlling owner out, so a reconcile makes no GET or LIST.
 //!
 //! Each store holds only what a reconcile reads ([`slim_job`], [`slim_config_map`],
-//! [`slim_pod`]): no managedFields, no ConfigMap data (the markdown), no pod templates.
+//! [`slim_pod`]): no managedFields, no ConfigMap data (the markdown), no pod templates, no
+//! labels on ConfigMaps and Pods (owner references, not labels, tie them to their TaskRun and
+//! Job; at 10,000 TaskRuns the ten labels of each Pod were about 10 MiB).
 //! Jobs and ConfigMaps are indexed by the uid of the TaskRun that controls them; Pods by the uid
 //! of their Job, for the Pod-derived phases that build on [`Caches::pods_of_job`].
 //!
@@ -184,25 +186,31 @@ impl Caches {
     }
 }
 
-/// Keeps of a Job what the reconcile reads: metadata (without managedFields) and status; the pod
-/// template is dropped.
+/// Keeps of a Job what the reconcile reads: metadata (without managedFields), status and the spec
+/// without its pod template and selector.
 pub fn slim_job(job: &mut Job) {
     job.metadata.managed_fields = None;
     if let Some(spec) = job.spec.as_mut() {
         spec.template = Default::default();
+        // The server's controller-uid selector: never read here.
+        spec.selector = None;
     }
 }
 
-/// Keeps of a ConfigMap its metadata (without managedFields); the markdown files are dropped.
+/// Keeps of a ConfigMap its metadata (without managedFields and labels); the markdown files are
+/// dropped.
 pub fn slim_config_map(cm: &mut ConfigMap) {
     cm.metadata.managed_fields = None;
+    cm.metadata.labels = None;
     cm.data = None;
     cm.binary_data = None;
 }
 
-/// Keeps of a Pod its metadata (without managedFields) and status; the spec is dropped.
+/// Keeps of a Pod its metadata (without managedFields and labels) and status; the spec is
+/// dropped.
 pub fn slim_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
+    pod.metadata.labels = None;
     pod.spec = None;
 }
 
@@ -269,8 +277,10 @@ mod tests {
         let mut c = cm("a", "u");
         c.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
         c.data = Some([("prompt.md".to_string(), "# big".to_string())].into());
+        c.metadata.labels = Some([("orchestrator.io/task-id".to_string(), "1".to_string())].into());
         slim_config_map(&mut c);
         assert_eq!(c.metadata.managed_fields, None);
+        assert_eq!(c.metadata.labels, None);
         assert_eq!(c.data, None);
         assert_eq!(c.metadata.owner_references.as_ref().map(Vec::len), Some(1));
 
@@ -278,9 +288,11 @@ mod tests {
         job.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
         job.spec = Some(Default::default());
         job.spec.as_mut().unwrap().template.metadata = Some(Default::default());
+        job.spec.as_mut().unwrap().selector = Some(Default::default());
         job.status = Some(Default::default());
         slim_job(&mut job);
         assert_eq!(job.metadata.managed_fields, None);
+        assert_eq!(job.spec.as_ref().unwrap().selector, None);
         assert_eq!(job.spec.unwrap().template, Default::default());
         assert!(job.status.is_some());
 
@@ -289,7 +301,14 @@ mod tests {
             status: Some(Default::default()),
             ..Pod::default()
         };
+        pod.metadata.labels = Some([("job-name".to_string(), "j".to_string())].into());
+        pod.metadata.owner_references = Some(vec![OwnerReference::default()]);
         slim_pod(&mut pod);
         assert!(pod.spec.is_none() && pod.status.is_some());
+        assert_eq!(pod.metadata.labels, None);
+        assert!(
+            pod.metadata.owner_references.is_some(),
+            "how a Pod finds its Job"
+        );
     }
 }

@@ -13,6 +13,7 @@ use super::children::{
     self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
 use super::error::Error;
+use super::events::Recorder;
 use super::events::{publish, related};
 use super::job_phase::{format_time, job_phase};
 use super::lifecycle::{Cancel, LifecycleInput, QueueSlot, lifecycle};
@@ -31,7 +32,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -626,10 +626,7 @@ async fn ensure_config_map(
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.config_maps.get(ns, &name);
-    let known = cached.clone().or_else(|| {
-        ctx.created_config_maps
-            .get(&key, cached.is_some(), Instant::now())
-    });
+    let known = ctx.created_config_maps.known(&key, cached, Instant::now());
     let live = match known {
         Some(live) => live,
         None => match create_or_read(&api, "ConfigMap", &desired).await? {
@@ -693,10 +690,8 @@ async fn forget_cancel(api: &Api<TaskRun>, tr: &TaskRun) -> Result<(), Error> {
 /// The Job `name` as the cache shows it, or as this controller created it a moment ago.
 fn known_job(ctx: &Context, ns: &str, name: &str) -> Option<Arc<Job>> {
     let cached = ctx.caches.job(ns, name);
-    cached.clone().or_else(|| {
-        ctx.created_jobs
-            .get(&format!("{ns}/{name}"), cached.is_some(), Instant::now())
-    })
+    ctx.created_jobs
+        .known(&format!("{ns}/{name}"), cached, Instant::now())
 }
 
 /// Stops a cancelled attempt's Job now: deleted with Background propagation, so its Pods go
@@ -748,10 +743,7 @@ async fn ensure_job(
     let name = desired.metadata.name.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
     let cached = ctx.caches.job(ns, &name);
-    let live = match cached
-        .clone()
-        .or_else(|| ctx.created_jobs.get(&key, cached.is_some(), Instant::now()))
-    {
+    let live = match ctx.created_jobs.known(&key, cached, Instant::now()) {
         Some(live) => live,
         None => {
             let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);

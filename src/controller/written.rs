@@ -152,6 +152,14 @@ impl<K> Created<K> {
         inner.by_key.get(key).map(|(_, obj)| obj.clone())
     }
 
+    /// The child as the cache shows it (`cached`), or else as remembered. A child the cache
+    /// shows is forgotten here, so a remembered child lives only until the first lookup after
+    /// the watch delivered it, not for [`REMEMBER_CREATED`].
+    pub fn known(&self, key: &str, cached: Option<Arc<K>>, now: Instant) -> Option<Arc<K>> {
+        let remembered = self.get(key, cached.is_some(), now);
+        cached.or(remembered)
+    }
+
     /// Children remembered.
     pub fn len(&self) -> usize {
         self.inner
@@ -253,5 +261,24 @@ mod tests {
             Some(&"c2")
         );
         assert_eq!(created.len(), 1);
+    }
+
+    #[test]
+    fn a_lookup_that_finds_the_child_cached_forgets_the_remembered_one() {
+        let t0 = Instant::now();
+        let created: Created<&str> = Created::default();
+        created.remember("ns/a".into(), Arc::new("created"), t0);
+        // Not in the cache yet: the remembered child, kept.
+        assert_eq!(created.known("ns/a", None, t0).as_deref(), Some(&"created"));
+        assert_eq!(created.len(), 1);
+        // In the cache: the cached child, and the remembered one is gone at once rather than
+        // after REMEMBER_CREATED (it held a whole Job per TaskRun for a minute at 10,000).
+        let cached = Some(Arc::new("cached"));
+        assert_eq!(
+            created.known("ns/a", cached, t0).as_deref(),
+            Some(&"cached")
+        );
+        assert!(created.is_empty());
+        assert_eq!(created.known("ns/a", None, t0), None);
     }
 }
