@@ -41,6 +41,8 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         ..ApiServerConfig::default()
     })
     .await?;
+    // Before anything is announced or made that a stop must clean up.
+    let stop = crate::cli::shutdown::signal();
     let kubeconfig = args.kubeconfig_out.clone().unwrap_or_else(|| {
         args.data_dir
             .as_ref()
@@ -84,7 +86,7 @@ async fn serve(args: ApiServerArgs) -> anyhow::Result<()> {
         kubeconfig.display(),
     );
     println!("{}", export_line(&kubeconfig));
-    crate::cli::shutdown::signal().await;
+    stop.await;
     eprintln!("stopping the embedded API server");
     if let Some((runner, _scratch_logs)) = runner {
         runner.shutdown().await;

@@ -1,24 +1,32 @@
 //! The one way every long-running subcommand learns it should stop: Ctrl-C (SIGINT) or SIGTERM,
 //! which is what Kubernetes and process supervisors send a process that is stopping.
 
-/// Resolves on the first SIGINT or SIGTERM. Where SIGTERM cannot be listened for, only Ctrl-C.
-pub async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+use std::future::Future;
+
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: call it before announcing that the process is up, so that a
+/// signal sent right after the announcement is not met by the default action (exit by signal).
+/// Call it inside the runtime.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => tokio::select! {
+                    _ = term.recv() => {},
+                    _ = interrupt.recv() => {},
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
