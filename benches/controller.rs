@@ -17,14 +17,14 @@
 //! (raw data to `/tmp/ctl.<size>`; read it with
 //! `heaptrack_interpret < /tmp/ctl.N | gzip > ctl.gz; heaptrack_print ctl.gz`).
 
+mod support;
+
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use kube_envtest::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
 use kube_envtest::{ApiServer, ApiServerConfig, RequestStats, RunningApiServer};
 use orchestrator::controller::children::{build_config_map, build_job, owner_reference};
@@ -107,7 +107,7 @@ async fn start_server() -> anyhow::Result<RunningApiServer> {
     })
     .await?;
     let client = server.client();
-    install_crd(&client).await?;
+    support::install_crd(&client).await?;
     let mut ns = Namespace::default();
     ns.metadata.name = Some(NS.into());
     Api::<Namespace>::all(client.clone())
@@ -465,29 +465,6 @@ fn task_run(task_id: i64) -> TaskRun {
     tr.metadata.namespace = Some(NS.into());
     // As the sync applies it when a controller runs.
     with_finalizer(&tr)
-}
-
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &orchestrator::crd::task_run_crd())
-        .await?;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        await_condition(
-            crds,
-            "taskruns.orchestrator.io",
-            conditions::is_crd_established(),
-        ),
-    )
-    .await??;
-    let api: Api<TaskRun> = Api::all(client.clone());
-    for _ in 0..100 {
-        if api.list(&ListParams::default().limit(1)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("TaskRuns are not served after the CRD is Established")
 }
 
 fn free_port() -> std::io::Result<u16> {

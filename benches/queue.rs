@@ -13,13 +13,13 @@
 //! `BENCH_QUEUE_DEBOUNCE_MS` the controller's debounce (default: `ControllerConfig`'s),
 //! `BENCH_QUEUE_SAMPLE_MS` the pause between two samples (default 20; the samples cost CPU).
 
+mod support;
+
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client};
 use kube_envtest::runner::{JobRunner, RunnerConfig, SimulatedOutcome};
 use kube_envtest::{ApiServer, ApiServerConfig};
 use orchestrator::controller::{AgentProfiles, ControllerConfig, ControllerMetrics};
@@ -55,7 +55,7 @@ async fn bench() -> anyhow::Result<()> {
         .unwrap_or(200);
     let server = ApiServer::start(ApiServerConfig::default()).await?;
     let client = server.client();
-    install_crd(&client).await?;
+    support::install_crd(&client).await?;
     let mut ns = Namespace::default();
     ns.metadata.name = Some(NS.into());
     Api::<Namespace>::all(client.clone())
@@ -235,27 +235,4 @@ fn task_run(task_id: i64) -> TaskRun {
     );
     tr.metadata.namespace = Some(NS.into());
     with_finalizer(&tr)
-}
-
-async fn install_crd(client: &Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &orchestrator::crd::task_run_crd())
-        .await?;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        await_condition(
-            crds,
-            "taskruns.orchestrator.io",
-            conditions::is_crd_established(),
-        ),
-    )
-    .await??;
-    let api: Api<TaskRun> = Api::all(client.clone());
-    for _ in 0..100 {
-        if api.list(&ListParams::default().limit(1)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("TaskRuns are not served after the CRD is Established")
 }

@@ -6,6 +6,9 @@
 //! The cluster is the embedded one: `run --embedded --embedded-data-dir D` keeps its state in D,
 //! and `orchestrator apiserver --data-dir D` serves that state afterwards for `plan` and checks.
 
+mod git_cli;
+
+use git_cli::{git, write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,35 +24,6 @@ agents:
     command: ["sh", "-c"]
     args: ['echo "task $TASK_ID done"']
 "#;
-
-/// `git -C dir args…`; panics with git's output when it fails.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "advice.detachedHead=false",
-        ])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 fn write_task(repo: &Path, id: u32, agent: &str, prompt: &str) {
     let folder = repo.join("tasks").join(format!("{id}-task"));
