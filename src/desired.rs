@@ -204,7 +204,7 @@ impl DesiredTaskRun {
                 service_name: self.service_name.clone(),
                 agent_name: self.agent_name.clone(),
                 context_version: self.context_version,
-                content_digest: self.digest.0.clone(),
+                content_digest: self.digest.0.to_string(),
                 source_path: self.source_path.clone(),
                 suspend: self.suspend,
                 priority: self.priority,
@@ -973,7 +973,7 @@ pub(crate) mod tests {
                 content: content.into(),
             }]
             .into(),
-            digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64))),
+            digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64)).into()),
         }
     }
 
@@ -1215,9 +1215,9 @@ pub(crate) mod tests {
         let annotations = tr.metadata.annotations.as_ref().unwrap();
         assert_eq!(
             annotations[names::ANNOTATION_CONTENT_DIGEST],
-            desired[0].digest.0
+            *desired[0].digest.0
         );
-        assert_eq!(tr.spec.content_digest, desired[0].digest.0);
+        assert_eq!(tr.spec.content_digest, *desired[0].digest.0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
         assert_eq!(tr.spec.markdown_files[..], desired[0].markdown_files[..]);

@@ -156,7 +156,7 @@ fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
                 suspend: false,
                 priority: 0,
                 markdown_files: files.into(),
-                digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize()))),
+                digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())).into()),
             }
         })
         .collect();

@@ -364,6 +364,8 @@ impl Syncer {
         .await;
         self.interner.forget_unused();
         if writes_known && let Some(known) = self.known.as_ref() {
+            // The old settlement first, so that two are never held at once.
+            self.settled = Settled::default();
             self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;

@@ -679,7 +679,7 @@ mod tests {
             content: "n".into(),
         });
         changed.markdown_files = files.into();
-        changed.digest.0.push('x');
+        changed.digest = crate::source::ContentDigest(format!("{}x", changed.digest).into());
         let plan = plan_of(&snapshot('2', vec![folder(1, "a"), changed]), &live, true);
         assert_eq!(plan.writes().count(), 1, "exactly that task is written");
         let Action::Update(update) = &plan.steps[1].action else {
