@@ -139,8 +139,9 @@ pub struct DesiredTaskRun {
     pub name: String,
     pub digest: ContentDigest,
     pub context_version: i64,
-    pub service_name: String,
-    pub agent_name: String,
+    /// Shared by every desired TaskRun of the same service (of the same agent) in one call.
+    pub service_name: Arc<str>,
+    pub agent_name: Arc<str>,
     /// The task folder's path inside the repository.
     pub source_path: String,
     /// task.yaml's `suspend` and `priority`: owned spec fields, not in the digest.
@@ -201,8 +202,8 @@ impl DesiredTaskRun {
             &self.name,
             TaskRunSpec {
                 task_id: self.task_id,
-                service_name: self.service_name.clone(),
-                agent_name: self.agent_name.clone(),
+                service_name: self.service_name.to_string(),
+                agent_name: self.agent_name.to_string(),
                 context_version: self.context_version,
                 content_digest: self.digest.0.to_string(),
                 source_path: self.source_path.clone(),
@@ -816,8 +817,10 @@ pub fn desired_task_runs_reusing(
         .committed_at
         .and_then(commit_time_text)
         .map(Arc::from);
-    // Producing revisions kept from live TaskRuns, one allocation each.
+    // Producing revisions kept from live TaskRuns, one allocation each; so are service and
+    // agent names.
     let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut shared: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
     let desired = snapshot
         .tasks
@@ -849,8 +852,14 @@ pub fn desired_task_runs_reusing(
                     name,
                     digest: task.digest.clone(),
                     context_version: version,
-                    service_name: task.service_name.clone(),
-                    agent_name: task.agent_name.clone(),
+                    service_name: shared
+                        .entry(&task.service_name)
+                        .or_insert_with(|| Arc::from(task.service_name.as_str()))
+                        .clone(),
+                    agent_name: shared
+                        .entry(&task.agent_name)
+                        .or_insert_with(|| Arc::from(task.agent_name.as_str()))
+                        .clone(),
                     source_path: task.path.clone(),
                     suspend: task.suspend,
                     priority: task.priority,
