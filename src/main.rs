@@ -53,7 +53,6 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             // kube-client logs every failed request at ERROR; the outage logs say it once.
@@ -68,6 +67,9 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_)) {
+        limit_malloc_arenas();
+    }
     if let Some(ca) = &cli.git_ca_file {
         anyhow::ensure!(
             ca.is_file(),
@@ -102,8 +104,9 @@ fn main() -> anyhow::Result<()> {
 
 /// glibc's malloc gives threads arenas of their own (up to 8 per core), and memory freed in one
 /// arena is not reused by the others: `orchestrator run` syncing 100,000 tasks held about
-/// 100 MiB more with the default than with two (docs/performance.md, Sync memory). A
-/// `MALLOC_ARENA_MAX` in the environment wins.
+/// 100 MiB more with the default than with two (docs/performance.md, Sync memory). Only `run`:
+/// `orchestrator apiserver` with two served those 100,000 writes at about half the speed. A
+/// `MALLOC_ARENA_MAX` in the environment wins. Called before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
