@@ -6,6 +6,11 @@
 //! SYNC_MEMORY_SIZES=10000x3x4096,100000x3x400 (the default). Re-syncs after the first:
 //! SYNC_MEMORY_RESYNCS=5. The binary measured: SYNC_MEMORY_BIN (default: this build's
 //! `orchestrator`), so that an older build can be measured the same way.
+//! SYNC_MEMORY_REPOS=/tmp/repos keeps each generated repository there (`<tasks>x<files>x<bytes>`)
+//! and reuses it on the next run (100,000 tasks take minutes to generate).
+//! SYNC_MEMORY_HEAPTRACK=/tmp/run runs `orchestrator run` under heaptrack's preload library (raw
+//! data to `/tmp/run.<size>`; its VmHWM then includes heaptrack's own; read it with
+//! `heaptrack_interpret < /tmp/run.N | gzip > run.gz; heaptrack_print run.gz`).
 //! Target: peak RSS ≤ 1.5 × markdown bytes + 64 MiB at every size.
 
 use git2::{Oid, Repository, Signature};
@@ -159,11 +164,27 @@ fn bench_size(bin: &Path, size: Size, resyncs: usize) {
         size.tasks, size.files, size.file_bytes
     );
     let work = tempfile::tempdir().expect("temp dir");
-    let repo = work.path().join("repo");
+    let name = format!("{}x{}x{}", size.tasks, size.files, size.file_bytes);
+    let repo = match std::env::var_os("SYNC_MEMORY_REPOS") {
+        Some(dir) => PathBuf::from(dir).join(&name),
+        None => work.path().join("repo"),
+    };
     let t = Instant::now();
-    let markdown = generate_repo(&repo, size) as u64;
+    let kept = repo.with_extension("markdown-bytes");
+    let markdown: u64 = match std::fs::read_to_string(&kept)
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(bytes) => bytes,
+        None => {
+            let _ = std::fs::remove_dir_all(&repo);
+            let bytes = generate_repo(&repo, size) as u64;
+            std::fs::write(&kept, bytes.to_string()).expect("write the markdown size");
+            bytes
+        }
+    };
     println!(
-        "generated repository:        {:.1} s",
+        "repository ready:            {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -187,8 +208,14 @@ fn bench_size(bin: &Path, size: Size, resyncs: usize) {
     std::thread::spawn(move || server_lines.iter().for_each(drop));
 
     let started = Instant::now();
+    let mut command = Command::new(bin);
+    if let Ok(raw) = std::env::var("SYNC_MEMORY_HEAPTRACK") {
+        command
+            .env("LD_PRELOAD", "/usr/lib/heaptrack/libheaptrack_preload.so")
+            .env("DUMP_HEAPTRACK_OUTPUT", format!("{raw}.{name}"));
+    }
     let mut run = Process(
-        Command::new(bin)
+        command
             .arg("run")
             .arg("--repo")
             .arg(&repo)

@@ -205,7 +205,7 @@ mod tests {
                     content: "x".into(),
                 }]
                 .into(),
-                digest: ContentDigest(format!("sha256:{}", "c".repeat(64))),
+                digest: ContentDigest(format!("sha256:{}", "c".repeat(64)).into()),
             }],
             errors: vec![FolderError {
                 folder: "tasks/x".into(),

@@ -15,7 +15,7 @@ const ENCODING_TAG: &[u8] = b"orchestrator-task-digest-v1\0";
 pub fn content_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> ContentDigest {
     let mut hasher = Sha256::new();
     encode(files, |bytes| hasher.update(bytes));
-    ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())))
+    ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())).into())
 }
 
 /// The canonical encoding that [`content_digest`] hashes, as bytes (the digest streams them
@@ -176,7 +176,7 @@ mod tests {
         // every task a new digest and so a new contextVersion.
         assert_eq!(
             digest(&[("a.md", "x")]).0,
-            "sha256:edb185022da053217a61d03791fb6c519cadb746ac8bdfa27bb32d4bc80b6984"
+            "sha256:edb185022da053217a61d03791fb6c519cadb746ac8bdfa27bb32d4bc80b6984".into()
         );
     }
 }

@@ -31,9 +31,10 @@ impl fmt::Display for Revision {
     }
 }
 
-/// `sha256:<hex>` over the canonical encoding of a task folder.
+/// `sha256:<hex>` over the canonical encoding of a task folder. One allocation, shared by the
+/// folder cache, the snapshots and the desired TaskRuns that hold the folder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ContentDigest(pub String);
+pub struct ContentDigest(pub Arc<str>);
 
 impl fmt::Display for ContentDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,7 +4,8 @@
 
 use crate::crd::TaskRun;
 use crate::desired::{
-    DesiredCache, KnownTaskRuns, LiveTaskRun, SourceIdentity, desired_task_runs_reusing,
+    DesiredCache, KnownTaskRuns, LiveInterner, LiveTaskRun, SourceIdentity, Token,
+    desired_task_runs_reusing,
 };
 use crate::names;
 use crate::outage_log::OutageLog;
@@ -127,6 +128,8 @@ pub struct Syncer {
     /// The largest resourceVersion this syncer's own writes produced: the next sync waits
     /// (briefly) for its watch to reach it before planning.
     last_write: u64,
+    /// The marks and file names `known` shares.
+    interner: LiveInterner,
     /// Writes and lists that could not reach the API server are logged here, once per outage.
     outage: Arc<OutageLog>,
 }
@@ -150,6 +153,7 @@ impl Syncer {
             desired: DesiredCache::new(),
             settled: Settled::default(),
             last_write: 0,
+            interner: LiveInterner::default(),
             outage: Arc::new(OutageLog::new("sync", Duration::from_secs(2))),
         }
     }
@@ -186,6 +190,7 @@ impl Syncer {
         mut also: impl FnMut(&TaskRun),
     ) -> Result<KnownTaskRuns, SyncError> {
         let mut known = KnownTaskRuns::new();
+        let mut interner = LiveInterner::default();
         let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
         loop {
             let page = self
@@ -199,7 +204,10 @@ impl Syncer {
             let next = page.metadata.continue_.filter(|c| !c.is_empty());
             known.extend(page.items.into_iter().filter_map(|tr| {
                 also(&tr);
-                Some((tr.metadata.name.clone()?, LiveTaskRun::from(tr)))
+                Some((
+                    tr.metadata.name.clone()?,
+                    interner.shared(LiveTaskRun::of(&tr)),
+                ))
             }));
             match next {
                 Some(token) => params = params.continue_token(&token),
@@ -232,7 +240,7 @@ impl Syncer {
             .get_or_insert_with(|| Arc::new(LiveWatch::start(&self.api)))
             .clone();
         let Some(known) = self.known.as_mut() else {
-            self.known = Some(self.list_live().await?);
+            self.known = Some(self.list_live_shared().await?);
             return Ok(());
         };
         // A watch that has not shown this syncer's last writes yet is not trusted: list.
@@ -255,16 +263,27 @@ impl Syncer {
             }
         };
         if stale.len() > REFETCH_ONE_BY_ONE {
-            self.known = Some(self.list_live().await?);
+            self.known = Some(self.list_live_shared().await?);
             return Ok(());
         }
         for name in stale {
             match self.api.get_opt(&name).await.map_err(list_failed)? {
-                Some(tr) => known.insert(name, tr.into()),
+                Some(tr) => known.insert(name, self.interner.shared(tr.into())),
                 None => known.remove(&name),
             };
         }
         Ok(())
+    }
+
+    /// [`Self::list_live`], sharing marks and file names through the syncer's interner.
+    async fn list_live_shared(&mut self) -> Result<KnownTaskRuns, SyncError> {
+        self.known = None;
+        let mut known = self.list_live().await?;
+        self.interner.forget_unused();
+        for live in known.values_mut() {
+            self.interner.share(live);
+        }
+        Ok(known)
     }
 
     /// The plan for `snapshot` against the cluster as it is now; writes nothing.
@@ -326,28 +345,27 @@ impl Syncer {
             }
         }
         let last_write = &mut self.last_write;
+        let interner = &mut self.interner;
         let failures = apply_plan(
             &self.api,
             &plan,
             self.options.concurrency,
             self.options.finalizer,
             &self.outage,
-            |tr| {
-                if let Some(rv) = tr
-                    .metadata
-                    .resource_version
-                    .as_deref()
-                    .and_then(|v| v.parse().ok())
-                {
+            |name, tr| {
+                if let Some(rv) = tr.resource_version.as_ref().and_then(Token::number) {
                     *last_write = (*last_write).max(rv);
                 }
-                if let (Some(known), Some(name)) = (known.as_mut(), tr.metadata.name.clone()) {
-                    known.insert(name, tr);
+                if let Some(known) = known.as_mut() {
+                    known.insert(name.to_string(), interner.shared(tr));
                 }
             },
         )
         .await;
+        self.interner.forget_unused();
         if writes_known && let Some(known) = self.known.as_ref() {
+            // The old settlement first, so that two are never held at once.
+            self.settled = Settled::default();
             self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
@@ -392,7 +410,7 @@ pub async fn apply_plan(
     concurrency: usize,
     finalizer: bool,
     outage: &OutageLog,
-    mut written: impl FnMut(LiveTaskRun),
+    mut written: impl FnMut(&str, LiveTaskRun),
 ) -> Vec<ApplyError> {
     let steps: Vec<&PlanStep> = plan.writes().collect();
     let total = steps.len();
@@ -400,14 +418,18 @@ pub async fn apply_plan(
     // compiler's Send inference when the caller spawns the sync.
     let steps = &steps;
     let mut results = stream::iter(0..total)
-        .map(|i| write_step(api, steps[i], finalizer, outage))
+        .map(|i| async move {
+            write_step(api, steps[i], finalizer, outage)
+                .await
+                .map(|written| written.map(|tr| (i, tr)))
+        })
         .buffer_unordered(concurrency.max(1));
     let mut throttle = Throttle::starting_at(Instant::now());
     let (mut done, mut failures) = (0, Vec::new());
     while let Some(result) = results.next().await {
         done += 1;
         match result {
-            Ok(Some(tr)) => written(tr),
+            Ok(Some((i, tr))) => written(&steps[i].name, tr),
             Ok(None) => {}
             Err(e) => failures.push(e),
         }

@@ -2,7 +2,9 @@
 //! out. Only the fields this source owns are compared, never whole objects, so status, the
 //! controller's finalizer and other managers' fields never cause a write.
 
-use crate::desired::{DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun, SourceIdentity};
+use crate::desired::{
+    ContentHash, DesiredTaskRun, FileFingerprint, KnownTaskRuns, LiveTaskRun, SourceIdentity, Token,
+};
 use crate::names;
 use crate::source::snapshot::FolderError;
 use serde::Serialize;
@@ -34,7 +36,7 @@ pub struct PlanInput<'a> {
 /// and needs no field-by-field compare: a re-sync compares only what moved.
 #[derive(Clone, Debug, Default)]
 pub struct Settled {
-    by_name: HashMap<String, (Arc<DesiredTaskRun>, String)>,
+    by_name: HashMap<String, (Arc<DesiredTaskRun>, Token)>,
 }
 
 impl Settled {
@@ -52,7 +54,7 @@ impl Settled {
             })
             .filter_map(|step| {
                 let desired = step.desired.as_ref()?;
-                let rv = live.get(&step.name)?.metadata.resource_version.clone()?;
+                let rv = live.get(&step.name)?.resource_version.clone()?;
                 Some((step.name.clone(), (desired.clone(), rv)))
             })
             .collect();
@@ -63,7 +65,7 @@ impl Settled {
         self.by_name
             .get(&desired.name)
             .is_some_and(|(settled, rv)| {
-                Arc::ptr_eq(settled, desired) && live.metadata.resource_version.as_ref() == Some(rv)
+                Arc::ptr_eq(settled, desired) && live.resource_version.as_ref() == Some(rv)
             })
     }
 }
@@ -217,9 +219,9 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
         }
         let action = if broken.contains(name) {
             Action::KeepBroken
-        } else if live.metadata.deletion_timestamp.is_some() {
+        } else if live.deleting {
             continue;
-        } else if annotation(live, names::ANNOTATION_PRUNE) == Some(names::PRUNE_DISABLED) {
+        } else if live.marks.prune.as_deref() == Some(names::PRUNE_DISABLED) {
             Action::KeepOrphan {
                 reason: KeepReason::Annotation,
             }
@@ -229,7 +231,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
             }
         } else {
             Action::Prune {
-                uid: live.metadata.uid.clone(),
+                uid: live.uid.as_ref().map(Token::to_string),
             }
         };
         steps.push(PlanStep {
@@ -254,8 +256,11 @@ fn is_own(live: &LiveTaskRun, input: &PlanInput<'_>) -> bool {
 /// (annotation) and the mark itself.
 pub fn owner_of(live: &LiveTaskRun) -> String {
     let mark = source_of(live).unwrap_or_default();
-    match annotation(live, names::ANNOTATION_SOURCE)
-        .or_else(|| annotation(live, names::ANNOTATION_SOURCE_URL))
+    let marks = &live.marks;
+    match marks
+        .source_display
+        .as_deref()
+        .or(marks.source_url.as_deref())
     {
         Some(source) => format!("{source}, mark {}={mark}", names::LABEL_SOURCE),
         None => format!("mark {}={mark}", names::LABEL_SOURCE),
@@ -272,14 +277,14 @@ fn action_for_described(
             owner: owner_of(live),
         };
     }
-    if live.metadata.deletion_timestamp.is_some() {
+    if live.deleting {
         return Action::WaitForDeletion;
     }
     let fields = drifted_fields(live, desired);
     if fields.is_empty() {
         return Action::Unchanged;
     }
-    let reason = if live.spec.content_digest != desired.digest.0 {
+    let reason = if !live.spec.content_digest.is(&desired.digest.0) {
         UpdateReason::ContentChanged
     } else if source_of(live).is_none() {
         UpdateReason::Adopt
@@ -293,13 +298,13 @@ fn action_for_described(
         to_version: desired.context_version,
         reason,
         fields,
-        files: file_changes(&live.spec.markdown_files, desired.fingerprints()),
+        files: file_changes(&live.spec.markdown_files, desired.files()),
     })
 }
 
 /// The fields this source owns whose live value differs from the desired one. Labels and
-/// annotations are compared key by key: other writers' keys are theirs. Markdown is compared
-/// by fingerprint.
+/// annotations are compared key by key (those that differ from task to task by hash): other
+/// writers' keys are theirs. Markdown is compared by fingerprint.
 pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'static str> {
     let l = &live.spec;
     let mut fields = vec![];
@@ -309,50 +314,54 @@ pub fn drifted_fields(live: &LiveTaskRun, desired: &DesiredTaskRun) -> Vec<&'sta
         }
     };
     differs(l.task_id != desired.task_id, "spec.taskId");
-    differs(l.service_name != desired.service_name, "spec.serviceName");
-    differs(l.agent_name != desired.agent_name, "spec.agentName");
+    differs(
+        !l.service_name.is(&desired.service_name),
+        "spec.serviceName",
+    );
+    differs(!l.agent_name.is(&desired.agent_name), "spec.agentName");
     differs(
         l.context_version != desired.context_version,
         "spec.contextVersion",
     );
-    differs(l.content_digest != desired.digest.0, "spec.contentDigest");
-    differs(l.source_path != desired.source_path, "spec.sourcePath");
     differs(
-        l.markdown_files != desired.fingerprints(),
-        "spec.markdownFiles",
+        !l.content_digest.is(&desired.digest.0),
+        "spec.contentDigest",
     );
+    differs(!l.source_path.is(&desired.source_path), "spec.sourcePath");
+    differs(!desired.has_files_of(l), "spec.markdownFiles");
     differs(l.suspend != desired.suspend, "spec.suspend");
     differs(l.priority != desired.priority, "spec.priority");
+    let marks = &live.marks;
+    let target = &desired.target;
     differs(
-        !contains_all(&live.metadata.labels, &desired.labels()),
+        live.task_labels != desired.task_labels_hash()
+            || marks.managed_by.as_deref() != Some(names::MANAGED_BY)
+            || marks.source.as_deref() != Some(&target.source_label),
         "metadata.labels",
     );
+    // The revision time and the source URL only where the desired TaskRun sets them.
+    let optional = |live: &Option<Box<str>>, wanted: Option<&str>| {
+        wanted.is_none_or(|wanted| live.as_deref() == Some(wanted))
+    };
     differs(
-        !contains_all(&live.metadata.annotations, &desired.annotations()),
+        live.task_annotations != desired.task_annotations_hash()
+            || marks.revision.as_deref() != Some(&desired.producing_revision)
+            || marks.source_display.as_deref() != Some(&target.source_display)
+            || !optional(&marks.revision_time, desired.revision_time.as_deref())
+            || !optional(&marks.source_url, target.source_url.as_deref()),
         "metadata.annotations",
     );
     fields
 }
 
-fn contains_all(
-    live: &Option<BTreeMap<String, String>>,
-    wanted: &BTreeMap<String, String>,
-) -> bool {
-    let empty = BTreeMap::new();
-    let live = live.as_ref().unwrap_or(&empty);
-    wanted.iter().all(|(k, v)| live.get(k) == Some(v))
-}
-
 /// Markdown files added, removed or modified, sorted by file name.
-pub fn file_changes(live: &[FileFingerprint], desired: &[FileFingerprint]) -> Vec<FileChange> {
-    let live: BTreeMap<&str, &[u8; 32]> = live
-        .iter()
-        .map(|f| (f.filename.as_str(), &f.sha256))
-        .collect();
-    let desired: BTreeMap<&str, &[u8; 32]> = desired
-        .iter()
-        .map(|f| (f.filename.as_str(), &f.sha256))
-        .collect();
+pub fn file_changes<'a>(
+    live: &'a [FileFingerprint],
+    desired: impl Iterator<Item = (&'a str, &'a ContentHash)>,
+) -> Vec<FileChange> {
+    let live: BTreeMap<&str, &ContentHash> =
+        live.iter().map(|f| (&*f.filename, &f.content)).collect();
+    let desired: BTreeMap<&str, &ContentHash> = desired.collect();
     let all: BTreeSet<&str> = live.keys().chain(desired.keys()).copied().collect();
     all.into_iter()
         .filter_map(|filename| {
@@ -372,27 +381,17 @@ pub fn file_changes(live: &[FileFingerprint], desired: &[FileFingerprint]) -> Ve
 
 /// The source mark on a live TaskRun.
 pub fn source_of(live: &LiveTaskRun) -> Option<&str> {
-    live.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::LABEL_SOURCE))
-        .map(String::as_str)
-}
-
-fn annotation<'a>(live: &'a LiveTaskRun, key: &str) -> Option<&'a str> {
-    live.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
+    live.marks.source.as_deref()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::MarkdownFile;
+    use crate::crd::TaskRun;
     use crate::desired::desired_task_runs;
-    use crate::desired::tests::{folder, live_after, snapshot, source};
+    use crate::desired::tests::{folder, live_after, snapshot, source, task_runs_after};
+    use crate::desired::{LiveTaskRuns, TextHash};
     use crate::source::snapshot::SourceSnapshot;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -413,7 +412,7 @@ mod tests {
     fn a_settled_task_run_is_compared_again_only_when_its_desired_or_its_resource_version_moved() {
         let snap = snapshot('1', vec![folder(1, "a")]);
         let mut live = live_after(&snap, &KnownTaskRuns::new());
-        live.get_mut("task-1").unwrap().metadata.resource_version = Some("7".into());
+        live.get_mut("task-1").unwrap().resource_version = Some(Token::Number(7));
         let desired = desired_task_runs(&snap, &source(), "default", &live);
         let input = |desired, live, settled| PlanInput {
             legacy_owner: None,
@@ -434,13 +433,9 @@ mod tests {
         let settled = Settled::after(&first, &live);
         // A hand edit the settlement has not seen: only a moved resourceVersion reveals it.
         let mut edited = live.clone();
-        edited.get_mut("task-1").unwrap().spec.agent_name = "edited".into();
+        edited.get_mut("task-1").unwrap().spec.agent_name = TextHash::of("edited");
         let mut edited_and_moved = edited.clone();
-        edited_and_moved
-            .get_mut("task-1")
-            .unwrap()
-            .metadata
-            .resource_version = Some("8".into());
+        edited_and_moved.get_mut("task-1").unwrap().resource_version = Some(Token::Number(8));
         let rebuilt = desired_task_runs(&snap, &source(), "default", &live);
         let cases = [
             (
@@ -485,17 +480,17 @@ mod tests {
             &KnownTaskRuns::new(),
         );
         for tr in live.values_mut() {
-            tr.metadata.resource_version = Some("1".into());
+            tr.resource_version = Some(Token::Number(1));
         }
         let p = plan_of(&snap, &live, true);
         // After the writes: task-2 updated (new resourceVersion), task-3's create failed.
         let mut after = live.clone();
-        after.get_mut("task-2").unwrap().metadata.resource_version = Some("2".into());
+        after.get_mut("task-2").unwrap().resource_version = Some(Token::Number(2));
         let settled = Settled::after(&p, &after);
         let mut names: Vec<&str> = settled.by_name.keys().map(String::as_str).collect();
         names.sort();
         assert_eq!(names, ["task-1", "task-2"]);
-        assert_eq!(settled.by_name["task-2"].1, "2");
+        assert_eq!(settled.by_name["task-2"].1, Token::Number(2));
     }
 
     fn actions(plan: &SyncPlan) -> Vec<(String, Action)> {
@@ -510,13 +505,16 @@ mod tests {
         live_after(&snapshot('1', tasks), &KnownTaskRuns::new())
     }
 
-    fn edit(
-        mut live: KnownTaskRuns,
-        name: &str,
-        f: impl FnOnce(&mut LiveTaskRun),
-    ) -> KnownTaskRuns {
+    /// The TaskRuns a sync of these tasks leaves, whole, for [`edit`].
+    fn whole_of(tasks: &[(i64, &str)]) -> LiveTaskRuns {
+        let tasks = tasks.iter().map(|(id, c)| folder(*id, c)).collect();
+        task_runs_after(&snapshot('1', tasks), &KnownTaskRuns::new())
+    }
+
+    /// What the sync knows of `live` after `f` edited TaskRun `name` (by hand, say).
+    fn edit(mut live: LiveTaskRuns, name: &str, f: impl FnOnce(&mut TaskRun)) -> KnownTaskRuns {
         f(live.get_mut(name).unwrap());
-        live
+        live.into_iter().map(|(n, tr)| (n, tr.into())).collect()
     }
 
     /// (what, snapshot, live, prune, expected actions)
@@ -531,31 +529,31 @@ mod tests {
     #[test]
     fn plan_table() {
         let base = live_of(&[(1, "a"), (2, "b")]);
-        let foreign = edit(live_of(&[(3, "z")]), "task-3", |tr| {
+        let foreign = edit(whole_of(&[(3, "z")]), "task-3", |tr| {
             tr.metadata
                 .labels
                 .as_mut()
                 .unwrap()
                 .remove(names::LABEL_SOURCE);
         });
-        let other_source = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+        let other_source = edit(whole_of(&[(1, "a")]), "task-1", |tr| {
             tr.metadata
                 .labels
                 .as_mut()
                 .unwrap()
                 .insert(names::LABEL_SOURCE.into(), "src-other".into());
         });
-        let opted_out = edit(base.clone(), "task-2", |tr| {
+        let opted_out = edit(whole_of(&[(1, "a"), (2, "b")]), "task-2", |tr| {
             tr.metadata
                 .annotations
                 .as_mut()
                 .unwrap()
                 .insert(names::ANNOTATION_PRUNE.into(), names::PRUNE_DISABLED.into());
         });
-        let terminating = edit(base.clone(), "task-2", |tr| {
+        let terminating = edit(whole_of(&[(1, "a"), (2, "b")]), "task-2", |tr| {
             tr.metadata.deletion_timestamp = Some(Time(Default::default()));
         });
-        let status_and_finalizer_only = edit(base.clone(), "task-1", |tr| {
+        let status_and_finalizer_only = edit(whole_of(&[(1, "a"), (2, "b")]), "task-1", |tr| {
             tr.metadata.finalizers = Some(vec![names::FINALIZER.into()]);
             tr.metadata
                 .labels
@@ -681,7 +679,7 @@ mod tests {
             content: "n".into(),
         });
         changed.markdown_files = files.into();
-        changed.digest.0.push('x');
+        changed.digest = crate::source::ContentDigest(format!("{}x", changed.digest).into());
         let plan = plan_of(&snapshot('2', vec![folder(1, "a"), changed]), &live, true);
         assert_eq!(plan.writes().count(), 1, "exactly that task is written");
         let Action::Update(update) = &plan.steps[1].action else {
@@ -706,11 +704,11 @@ mod tests {
 
     #[test]
     fn a_hand_edited_spec_is_restored_at_the_same_version() {
-        let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
-            tr.spec.markdown_files[0] = FileFingerprint::of(&MarkdownFile {
+        let live = edit(whole_of(&[(1, "a")]), "task-1", |tr| {
+            tr.spec.markdown_files[0] = MarkdownFile {
                 filename: "prompt.md".into(),
                 content: "edited by hand".into(),
-            });
+            };
             tr.spec.agent_name = "someone-else".into();
         });
         let plan = plan_of(&snapshot('1', vec![folder(1, "a")]), &live, true);
@@ -726,7 +724,7 @@ mod tests {
 
     #[test]
     fn a_removed_label_is_drift_and_an_unmarked_twin_is_adopted() {
-        let relabeled = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+        let relabeled = edit(whole_of(&[(1, "a")]), "task-1", |tr| {
             tr.metadata
                 .labels
                 .as_mut()
@@ -738,7 +736,7 @@ mod tests {
             matches!(&plan1.steps[0].action, Action::Update(u) if u.reason == UpdateReason::Drift && u.fields == ["metadata.labels"]),
             "{plan1:?}"
         );
-        let unmarked = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+        let unmarked = edit(whole_of(&[(1, "a")]), "task-1", |tr| {
             tr.metadata.labels = None;
         });
         let plan2 = plan_of(&snapshot('1', vec![folder(1, "a")]), &unmarked, true);
@@ -784,7 +782,7 @@ mod tests {
 
     #[test]
     fn prune_carries_the_uid_precondition() {
-        let live = edit(live_of(&[(1, "a")]), "task-1", |tr| {
+        let live = edit(whole_of(&[(1, "a")]), "task-1", |tr| {
             tr.metadata.uid = Some("uid-1".into());
         });
         let plan = plan_of(&snapshot('2', vec![]), &live, true);

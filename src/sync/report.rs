@@ -118,7 +118,7 @@ impl SyncReport {
                 task_id: d.task_id,
                 name: d.name.clone(),
                 context_version: d.context_version,
-                digest: d.digest.0.clone(),
+                digest: d.digest.to_string(),
                 path: d.source_path.clone(),
             })
             .collect();
