@@ -1,6 +1,7 @@
 //! The `orchestrator` binary: CLI wiring only.
 
 use clap::{Parser, Subcommand};
+use orchestrator::cluster::{ClusterChoice, ClusterInputs, choose_cluster};
 
 #[derive(Parser)]
 #[command(
@@ -67,7 +68,12 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Run(_)) {
+    if let Command::Run(args) = &cli.command
+        && !matches!(
+            choose_cluster(&ClusterInputs::gather(&args.cluster)),
+            ClusterChoice::Embedded(_)
+        )
+    {
         limit_malloc_arenas();
     }
     if let Some(ca) = &cli.git_ca_file {
@@ -104,8 +110,9 @@ fn main() -> anyhow::Result<()> {
 
 /// glibc's malloc gives threads arenas of their own (up to 8 per core), and memory freed in one
 /// arena is not reused by the others: `orchestrator run` syncing 100,000 tasks held about
-/// 100 MiB more with the default than with two (docs/performance.md, Sync memory). Only `run`:
-/// `orchestrator apiserver` with two served those 100,000 writes at about half the speed. A
+/// 100 MiB more with the default than with two (docs/performance.md, Sync memory). Only `run`
+/// against a cluster: `orchestrator apiserver` with two served those 100,000 writes at about
+/// half the speed, so a `run` that hosts the embedded server keeps glibc's default. A
 /// `MALLOC_ARENA_MAX` in the environment wins. Called before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
