@@ -6,7 +6,7 @@ use super::gc::GcIndex;
 use super::persist::Db;
 use super::registry::Registry;
 use super::status::ApiError;
-use super::watch::EncodedLines;
+use super::watch::{ENCODED_EVENTS_KEPT, EncodedLines};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -318,6 +318,14 @@ impl Inner {
             self.compacted = dropped.rv;
         }
         self.history.push_back(event.clone());
+        if let Some(old) = self
+            .history
+            .len()
+            .checked_sub(ENCODED_EVENTS_KEPT + 1)
+            .and_then(|i| self.history.get(i))
+        {
+            old.encoded.forget();
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(event);
     }

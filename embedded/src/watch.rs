@@ -24,7 +24,18 @@ use tokio::sync::{broadcast, mpsc};
 #[derive(Debug, Default)]
 pub struct EncodedLines(Mutex<Vec<(&'static str, String, Bytes)>>);
 
+/// Changes this far back in the history keep their lines no longer: a watcher that lags more
+/// (or replays the history from an old resourceVersion) encodes its own, and the history does not
+/// hold a second copy of every object (kube-apiserver's watch cache keeps its shared
+/// serializations for the events of its bounded cache, as here).
+pub const ENCODED_EVENTS_KEPT: usize = 1024;
+
 impl EncodedLines {
+    /// Forgets the lines encoded so far.
+    pub fn forget(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     fn get_or_encode(
         &self,
         type_: &'static str,
@@ -340,5 +351,34 @@ mod tests {
             2,
             "MODIFIED and ADDED at v1; the Table and metadata lines are not shared"
         );
+    }
+
+    /// The history holds the shared lines of its last [`ENCODED_EVENTS_KEPT`] changes only; an
+    /// older change is encoded again, to the same bytes, for a watcher that replays it.
+    #[test]
+    fn the_history_keeps_the_lines_of_recent_changes_only() {
+        let store = Store::new(10_000, None).unwrap();
+        let all = request("", None, false);
+        let put = |name: String| {
+            let mut cm = (*config_map("web")).clone();
+            cm["metadata"]["name"] = json!(name);
+            store
+                .lock()
+                .put("configmaps", cm, EventType::Added)
+                .unwrap();
+        };
+        put("first".into());
+        let first = store.lock().events_since("configmaps", 0).unwrap()[0].clone();
+        let line = all.event_line("ADDED", &first);
+        assert_eq!(first.encoded.0.lock().unwrap().len(), 1);
+        for i in 0..ENCODED_EVENTS_KEPT - 1 {
+            put(format!("cm-{i}"));
+        }
+        assert_eq!(first.encoded.0.lock().unwrap().len(), 1, "still recent");
+        put("last".into());
+        assert!(first.encoded.0.lock().unwrap().is_empty(), "forgotten");
+        let again = all.event_line("ADDED", &first);
+        assert_eq!(again, line);
+        assert_ne!(again.as_ptr(), line.as_ptr());
     }
 }
