@@ -645,7 +645,7 @@ async fn a_stale_cache_cannot_make_a_second_job() {
             Caches {
                 jobs: OwnedStore::seeded(jobs),
                 config_maps: OwnedStore::seeded(config_maps),
-                pods: OwnedStore::<Pod>::seeded(vec![]),
+                pods: OwnedStore::seeded(Vec::<Pod>::new()),
             },
         ))
     };

@@ -6,6 +6,7 @@ use super::gc::GcIndex;
 use super::persist::Db;
 use super::registry::Registry;
 use super::status::ApiError;
+use super::watch::{ENCODED_EVENTS_KEPT, EncodedLines};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +40,8 @@ pub struct WatchEvent {
     /// The object before this change (for MODIFIED), so watches with selectors can turn a
     /// change into ADDED or DELETED as an object starts or stops matching.
     pub prev: Option<Arc<Value>>,
+    /// Its watch lines, encoded once and shared by the watchers that send the same bytes.
+    pub encoded: EncodedLines,
 }
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
@@ -307,6 +310,7 @@ impl Inner {
             event_type,
             object,
             prev,
+            encoded: EncodedLines::default(),
         });
         if self.history.len() >= self.history_cap
             && let Some(dropped) = self.history.pop_front()
@@ -314,6 +318,14 @@ impl Inner {
             self.compacted = dropped.rv;
         }
         self.history.push_back(event.clone());
+        if let Some(old) = self
+            .history
+            .len()
+            .checked_sub(ENCODED_EVENTS_KEPT + 1)
+            .and_then(|i| self.history.get(i))
+        {
+            old.encoded.forget();
+        }
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(event);
     }

@@ -1,6 +1,11 @@
 //! Watch streams: a resource, a starting resourceVersion and selectors in, a stream of
 //! `{"type","object"}` lines out (ADDED/MODIFIED/DELETED/BOOKMARK, or one ERROR with a 410
 //! Expired Status when the starting point is older than the event history).
+//!
+//! A change is encoded once for all the watchers that send it the same way ([`EncodedLines`]),
+//! as kube-apiserver's watch cache serializes an event once per encoding and shares the bytes
+//! between its watchers (`cachingObject`); Table, metadata-only and converting watchers encode
+//! their own.
 
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
@@ -8,9 +13,49 @@ use super::status::ApiError;
 use super::store::{EventType, Store, WatchEvent};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+
+/// The plain-JSON watch lines of one change, by event type and apiVersion (a watcher whose
+/// selector the object starts or stops matching sees ADDED or DELETED for a MODIFIED; a CRD
+/// served at several versions without conversion is sent at each endpoint's apiVersion): the
+/// first watcher to send one encodes it, the others share its bytes.
+#[derive(Debug, Default)]
+pub struct EncodedLines(Mutex<Vec<(&'static str, String, Bytes)>>);
+
+/// Changes this far back in the history keep their lines no longer: a watcher that lags more
+/// (or replays the history from an old resourceVersion) encodes its own, and the history does not
+/// hold a second copy of every object (kube-apiserver's watch cache keeps its shared
+/// serializations for the events of its bounded cache, as here).
+pub const ENCODED_EVENTS_KEPT: usize = 1024;
+
+impl EncodedLines {
+    /// Forgets the lines encoded so far.
+    pub fn forget(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn get_or_encode(
+        &self,
+        type_: &'static str,
+        api_version: &str,
+        encode: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        // Encoding under the lock: a watcher that arrives meanwhile waits for the bytes rather
+        // than encoding them a second time.
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, line)) = lines
+            .iter()
+            .find(|(t, v, _)| *t == type_ && v == api_version)
+        {
+            return line.clone();
+        }
+        let line = encode();
+        lines.push((type_, api_version.to_string(), line.clone()));
+        line
+    }
+}
 
 /// What one watch request asked for.
 pub struct WatchRequest {
@@ -67,6 +112,18 @@ impl WatchRequest {
             }
             other => now.then_some(other.as_str()),
         }
+    }
+
+    /// The line for change `e` seen as `type_`: shared with the other watchers that send it the
+    /// same way when this watcher sends plain objects.
+    fn event_line(&self, type_: &'static str, e: &WatchEvent) -> Bytes {
+        if self.convert.is_some() || self.table.is_some() || self.metadata_only {
+            return self.line(type_, &e.object);
+        }
+        e.encoded
+            .get_or_encode(type_, &self.info.api_version(), || {
+                self.line(type_, &e.object)
+            })
     }
 
     fn line(&self, type_: &str, obj: &Value) -> Bytes {
@@ -141,7 +198,7 @@ pub fn start(store: Arc<Store>, req: WatchRequest) -> mpsc::Receiver<Bytes> {
                 Ok(events) => {
                     let lines = events
                         .iter()
-                        .filter_map(|e| req.translate(e).map(|t| req.line(t, &e.object)))
+                        .filter_map(|e| req.translate(e).map(|t| req.event_line(t, e)))
                         .collect();
                     (Ok(lines), current.max(rv), live)
                 }
@@ -193,7 +250,7 @@ async fn stream_live(
                     }
                     seen = e.rv;
                     if let Some(t) = req.translate(&e)
-                        && tx.send(req.line(t, &e.object)).await.is_err()
+                        && tx.send(req.event_line(t, &e)).await.is_err()
                     {
                         return;
                     }
@@ -203,5 +260,125 @@ async fn stream_live(
                 Err(_) => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::builtin_resources;
+
+    fn request(labels: &str, table: Option<&str>, metadata_only: bool) -> WatchRequest {
+        let info = builtin_resources()
+            .into_iter()
+            .find(|r| r.plural == "configmaps")
+            .unwrap();
+        WatchRequest {
+            info: Arc::new(info),
+            key: "configmaps".into(),
+            convert: None,
+            table: table.map(str::to_string),
+            metadata_only,
+            namespace: Some("ns".into()),
+            resource_version: None,
+            labels: LabelSelector::parse(labels).unwrap(),
+            fields: FieldSelector::parse("", "configmaps").unwrap(),
+            bookmarks: false,
+            send_initial_events: false,
+            timeout: Duration::from_secs(60),
+            bookmark_interval: Duration::from_secs(60),
+        }
+    }
+
+    fn config_map(app: &str) -> Arc<Value> {
+        Arc::new(json!({
+            "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "7",
+                         "labels": {"app": app}},
+            "data": {"k": "v"},
+        }))
+    }
+
+    fn decoded(line: &Bytes) -> Value {
+        serde_json::from_slice(line).unwrap()
+    }
+
+    #[test]
+    fn plain_watchers_share_one_encoding_per_event_type_and_the_others_encode_their_own() {
+        let event = WatchEvent {
+            rv: 7,
+            key: "configmaps".into(),
+            event_type: EventType::Modified,
+            object: config_map("web"),
+            prev: Some(config_map("db")),
+            encoded: EncodedLines::default(),
+        };
+        let all = request("", None, false);
+        let also_all = request("", None, false);
+        let web = request("app=web", None, false);
+        let table = request("", Some("Object"), false);
+        let metadata = request("", None, true);
+
+        let first = all.event_line(all.translate(&event).unwrap(), &event);
+        let second = also_all.event_line(also_all.translate(&event).unwrap(), &event);
+        assert_eq!(
+            first.as_ptr(),
+            second.as_ptr(),
+            "the same bytes, encoded once"
+        );
+        assert_eq!(
+            first,
+            all.line("MODIFIED", &event.object),
+            "as encoded alone"
+        );
+        assert_eq!(decoded(&first)["type"], "MODIFIED");
+        assert_eq!(decoded(&first)["object"]["apiVersion"], "v1");
+        assert_eq!(decoded(&first)["object"]["data"]["k"], "v");
+
+        // The object starts matching `app=web` with this change: ADDED, its own line.
+        let added = web.event_line(web.translate(&event).unwrap(), &event);
+        assert_eq!(decoded(&added)["type"], "ADDED");
+        assert_eq!(decoded(&added)["object"], decoded(&first)["object"]);
+        assert_ne!(added.as_ptr(), first.as_ptr());
+
+        let as_table = table.event_line("MODIFIED", &event);
+        assert_eq!(decoded(&as_table)["object"]["kind"], "Table");
+        let meta = metadata.event_line("MODIFIED", &event);
+        assert_eq!(decoded(&meta)["object"]["kind"], "PartialObjectMetadata");
+        assert!(decoded(&meta)["object"].get("data").is_none());
+        assert_eq!(
+            event.encoded.0.lock().unwrap().len(),
+            2,
+            "MODIFIED and ADDED at v1; the Table and metadata lines are not shared"
+        );
+    }
+
+    /// The history holds the shared lines of its last [`ENCODED_EVENTS_KEPT`] changes only; an
+    /// older change is encoded again, to the same bytes, for a watcher that replays it.
+    #[test]
+    fn the_history_keeps_the_lines_of_recent_changes_only() {
+        let store = Store::new(10_000, None).unwrap();
+        let all = request("", None, false);
+        let put = |name: String| {
+            let mut cm = (*config_map("web")).clone();
+            cm["metadata"]["name"] = json!(name);
+            store
+                .lock()
+                .put("configmaps", cm, EventType::Added)
+                .unwrap();
+        };
+        put("first".into());
+        let first = store.lock().events_since("configmaps", 0).unwrap()[0].clone();
+        let line = all.event_line("ADDED", &first);
+        assert_eq!(first.encoded.0.lock().unwrap().len(), 1);
+        for i in 0..ENCODED_EVENTS_KEPT - 1 {
+            put(format!("cm-{i}"));
+        }
+        assert_eq!(first.encoded.0.lock().unwrap().len(), 1, "still recent");
+        put("last".into());
+        assert!(first.encoded.0.lock().unwrap().is_empty(), "forgotten");
+        let again = all.event_line("ADDED", &first);
+        assert_eq!(again, line);
+        assert_ne!(again.as_ptr(), line.as_ptr());
     }
 }

@@ -1,10 +1,13 @@
 //! What the controller reads, kept in memory by watches: the watch events of Jobs, ConfigMaps and
 //! Pods in, stores indexed by controlling owner out, so a reconcile makes no GET or LIST.
 //!
-//! Each store holds only what a reconcile reads ([`slim_job`], [`slim_config_map`],
-//! [`slim_pod`]): no managedFields, no ConfigMap data (the markdown), no pod templates, no
-//! labels on ConfigMaps and Pods (owner references, not labels, tie them to their TaskRun and
-//! Job; at 10,000 TaskRuns the ten labels of each Pod were about 10 MiB).
+//! Each store holds only what a reconcile reads: Jobs and Pods as [`CachedJob`] and
+//! [`CachedPod`], decoded straight from the watch into structs of the fields read (a k8s-openapi
+//! `Job` is 2,592 bytes and a `Pod` 2,176 before any string, pod template and Pod spec included
+//! even when empty; at 10,000 TaskRuns that alone was about 45 MiB), and [`slim_job`],
+//! [`slim_config_map`], [`slim_pod`] drop the rest: no managedFields, no ConfigMap data (the
+//! markdown), no labels on ConfigMaps and Pods (owner references, not labels, tie them to their
+//! TaskRun and Job; at 10,000 TaskRuns the ten labels of each Pod were about 10 MiB).
 //! Jobs and ConfigMaps are indexed by the uid of the TaskRun that controls them; Pods by the uid
 //! of their Job, for the Pod-derived phases that build on [`Caches::pods_of_job`].
 //!
@@ -13,13 +16,123 @@
 //! and a ConfigMap is server-side applied, which is idempotent. Names are fixed per TaskRun and
 //! version, so a stale cache can never make a second Job for one TaskRun and version.
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+/// A Job as the cache keeps it: metadata, `spec.suspend` and status, all the reconcile reads.
+/// Read from the Job watch as a Job (same kind, group, version and endpoint); the rest of the
+/// spec is never decoded.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct CachedJob {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: Option<CachedJobSpec>,
+    #[serde(default)]
+    pub status: Option<JobStatus>,
+}
+
+/// Of a Job's spec, what the reconcile reads.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct CachedJobSpec {
+    #[serde(default)]
+    pub suspend: Option<bool>,
+}
+
+impl CachedJob {
+    /// The Job the decision functions take (`job_phase`, `lifecycle`, the queue): these fields,
+    /// the rest of the spec empty.
+    pub fn to_job(&self) -> Job {
+        Job {
+            metadata: self.metadata.clone(),
+            spec: self.spec.as_ref().map(|s| JobSpec {
+                suspend: s.suspend,
+                ..JobSpec::default()
+            }),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl From<Job> for CachedJob {
+    fn from(job: Job) -> CachedJob {
+        CachedJob {
+            metadata: job.metadata,
+            spec: job.spec.map(|s| CachedJobSpec { suspend: s.suspend }),
+            status: job.status,
+        }
+    }
+}
+
+/// A Pod as the cache keeps it: metadata and status (the spec is never decoded).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct CachedPod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub status: Option<PodStatus>,
+}
+
+impl CachedPod {
+    /// The Pod the lifecycle functions take: these fields, no spec.
+    pub fn to_pod(&self) -> Pod {
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: None,
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl From<Pod> for CachedPod {
+    fn from(pod: Pod) -> CachedPod {
+        CachedPod {
+            metadata: pod.metadata,
+            status: pod.status,
+        }
+    }
+}
+
+/// A cached type served at the endpoint of the k8s-openapi type `$full`.
+macro_rules! served_as {
+    ($cached:ty, $full:ty) => {
+        impl Resource for $cached {
+            type DynamicType = ();
+            type Scope = NamespaceResourceScope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$full as Resource>::kind(&())
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                <$full as Resource>::group(&())
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                <$full as Resource>::version(&())
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$full as Resource>::plural(&())
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+served_as!(CachedJob, Job);
+served_as!(CachedPod, Pod);
 
 /// A reflector store plus an index from controlling owner uid to the objects it controls.
 pub struct OwnedStore<K: Resource<DynamicType = ()> + Clone + 'static> {
@@ -148,11 +261,11 @@ where
 
     /// A store holding exactly `objects`, as if a listing had just completed; no watch keeps it
     /// current. For tests that must see what a cache that is behind the server does.
-    pub fn seeded(objects: Vec<K>) -> OwnedStore<K> {
+    pub fn seeded<T: Into<K>>(objects: Vec<T>) -> OwnedStore<K> {
         let (store, mut writer) = owned_store();
         writer.apply(&watcher::Event::Init);
         for obj in objects {
-            writer.apply(&watcher::Event::InitApply(obj));
+            writer.apply(&watcher::Event::InitApply(obj.into()));
         }
         writer.apply(&watcher::Event::InitDone);
         store
@@ -162,20 +275,26 @@ where
 /// The controller's caches of its children (and their pods).
 #[derive(Clone)]
 pub struct Caches {
-    pub jobs: OwnedStore<Job>,
+    pub jobs: OwnedStore<CachedJob>,
     pub config_maps: OwnedStore<ConfigMap>,
-    pub pods: OwnedStore<Pod>,
+    pub pods: OwnedStore<CachedPod>,
 }
 
 impl Caches {
-    /// The current version's Job as last seen.
+    /// The Job `name` as last seen.
     pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
-        self.jobs.get(namespace, name)
+        self.jobs
+            .get(namespace, name)
+            .map(|job| Arc::new(job.to_job()))
     }
 
     /// The pods of the Job with `job_uid`, as last seen.
-    pub fn pods_of_job(&self, job_uid: &str) -> Vec<Arc<Pod>> {
-        self.pods.owned_by(job_uid)
+    pub fn pods_of_job(&self, job_uid: &str) -> Vec<Pod> {
+        self.pods
+            .owned_by(job_uid)
+            .iter()
+            .map(|pod| pod.to_pod())
+            .collect()
     }
 
     /// Resolves once Jobs, ConfigMaps and Pods are listed.
@@ -186,15 +305,9 @@ impl Caches {
     }
 }
 
-/// Keeps of a Job what the reconcile reads: metadata (without managedFields), status and the spec
-/// without its pod template and selector.
-pub fn slim_job(job: &mut Job) {
+/// Keeps of a cached Job what the reconcile reads: all but managedFields.
+pub fn slim_job(job: &mut CachedJob) {
     job.metadata.managed_fields = None;
-    if let Some(spec) = job.spec.as_mut() {
-        spec.template = Default::default();
-        // The server's controller-uid selector: never read here.
-        spec.selector = None;
-    }
 }
 
 /// Keeps of a ConfigMap its metadata (without managedFields and labels); the markdown files are
@@ -206,12 +319,10 @@ pub fn slim_config_map(cm: &mut ConfigMap) {
     cm.binary_data = None;
 }
 
-/// Keeps of a Pod its metadata (without managedFields and labels) and status; the spec is
-/// dropped.
-pub fn slim_pod(pod: &mut Pod) {
+/// Keeps of a cached Pod its metadata without managedFields and labels, and its status.
+pub fn slim_pod(pod: &mut CachedPod) {
     pod.metadata.managed_fields = None;
     pod.metadata.labels = None;
-    pod.spec = None;
 }
 
 #[cfg(test)]
@@ -283,32 +394,109 @@ mod tests {
         assert_eq!(c.metadata.labels, None);
         assert_eq!(c.data, None);
         assert_eq!(c.metadata.owner_references.as_ref().map(Vec::len), Some(1));
+    }
 
-        let mut job = Job::default();
-        job.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        job.spec = Some(Default::default());
-        job.spec.as_mut().unwrap().template.metadata = Some(Default::default());
-        job.spec.as_mut().unwrap().selector = Some(Default::default());
-        job.status = Some(Default::default());
-        slim_job(&mut job);
-        assert_eq!(job.metadata.managed_fields, None);
-        assert_eq!(job.spec.as_ref().unwrap().selector, None);
-        assert_eq!(job.spec.unwrap().template, Default::default());
-        assert!(job.status.is_some());
+    /// A Job and a Pod as the server sends them, decoded into the cached types and slimmed: what
+    /// the reconcile reads survives, as the decision functions see it through `to_job`/`to_pod`.
+    #[test]
+    fn cached_jobs_and_pods_keep_what_the_reconcile_reads() {
+        let owner = serde_json::json!([{"apiVersion": "orchestrator.io/v1alpha1", "kind": "TaskRun",
+            "name": "task-1", "uid": "tr-uid", "controller": true}]);
+        let job: CachedJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "web-1-v1", "namespace": "ns", "uid": "job-uid",
+                "creationTimestamp": "2026-01-01T10:00:00Z",
+                "labels": {"orchestrator.io/task-id": "1"},
+                "annotations": {"orchestrator.io/spec-hash": "abc"},
+                "ownerReferences": owner,
+                "managedFields": [{"manager": "orchestrator-controller", "operation": "Update"}]},
+            "spec": {"suspend": true, "backoffLimit": 2,
+                "selector": {"matchLabels": {"controller-uid": "job-uid"}},
+                "template": {"spec": {"containers": [{"name": "agent", "image": "img:1"}]}}},
+            "status": {"active": 1, "ready": 1, "startTime": "2026-01-01T10:00:01Z",
+                "conditions": [{"type": "Suspended", "status": "True"}]},
+        }))
+        .unwrap();
+        let mut slim = job.clone();
+        slim_job(&mut slim);
+        assert_eq!(slim.metadata.managed_fields, None);
+        let full = slim.to_job();
+        assert_eq!(full.metadata.uid.as_deref(), Some("job-uid"));
+        assert_eq!(
+            full.metadata.annotations.as_ref().unwrap()["orchestrator.io/spec-hash"],
+            "abc"
+        );
+        assert_eq!(
+            full.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "tr-uid"
+        );
+        assert!(full.metadata.creation_timestamp.is_some());
+        assert_eq!(full.spec.as_ref().unwrap().suspend, Some(true));
+        assert_eq!(full.spec.as_ref().unwrap().template, Default::default());
+        assert_eq!(full.status, job.status);
+        assert_eq!(full.status.as_ref().unwrap().ready, Some(1));
+        assert_eq!(CachedJob::from(full.clone()).to_job(), full, "round trip");
+        assert_eq!(
+            ObjectRef::from_obj(&slim),
+            ObjectRef::new("web-1-v1").within("ns")
+        );
+        assert_eq!(CachedJob::plural(&()), "jobs");
+        assert_eq!(CachedJob::api_version(&()), "batch/v1");
 
-        let mut pod = Pod {
-            spec: Some(Default::default()),
-            status: Some(Default::default()),
-            ..Pod::default()
-        };
-        pod.metadata.labels = Some([("job-name".to_string(), "j".to_string())].into());
-        pod.metadata.owner_references = Some(vec![OwnerReference::default()]);
+        let mut pod: CachedPod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1-v1-x", "namespace": "ns",
+                "labels": {"job-name": "web-1-v1"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "web-1-v1",
+                    "uid": "job-uid", "controller": true}]},
+            "spec": {"containers": [{"name": "agent", "image": "img:1"}]},
+            "status": {"phase": "Pending", "containerStatuses": [{"name": "agent", "image": "img:1",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}]},
+        }))
+        .unwrap();
         slim_pod(&mut pod);
-        assert!(pod.spec.is_none() && pod.status.is_some());
         assert_eq!(pod.metadata.labels, None);
-        assert!(
-            pod.metadata.owner_references.is_some(),
+        let full = pod.to_pod();
+        assert!(full.spec.is_none());
+        assert_eq!(
+            full.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "job-uid",
             "how a Pod finds its Job"
+        );
+        let waiting = full
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .clone()
+            .unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("ImagePullBackOff"));
+        assert_eq!(CachedPod::plural(&()), "pods");
+        assert_eq!(CachedPod::api_version(&()), "v1");
+    }
+
+    /// What the cached types are for: a fraction of the k8s-openapi objects' inline size.
+    #[test]
+    fn cached_jobs_and_pods_are_a_fraction_of_the_full_objects() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<CachedJob>() * 2 < size_of::<Job>(),
+            "CachedJob {} B, Job {} B",
+            size_of::<CachedJob>(),
+            size_of::<Job>()
+        );
+        assert!(
+            size_of::<CachedPod>() * 3 < size_of::<Pod>() * 2,
+            "CachedPod {} B, Pod {} B",
+            size_of::<CachedPod>(),
+            size_of::<Pod>()
         );
     }
 }

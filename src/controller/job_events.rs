@@ -8,13 +8,12 @@
 //! [`MAX_REASONS_PER_JOB`] `(reason, message, time)` per Job uid, and Jobs the Job cache no longer
 //! holds are dropped as the map grows. [`event_of`] (which event counts, and as what) is pure.
 
-use super::caches::OwnedStore;
+use super::caches::{CachedJob, OwnedStore};
 use super::lifecycle::JobEvent;
 use crate::crd::TaskRun;
 use crate::outage_log::{OutageLog, WatchRequests};
 use crate::watch_backoff::watch_backoff;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -166,7 +165,7 @@ impl JobEvents {
 pub fn warning_events(
     api: Api<Event>,
     events: JobEvents,
-    jobs: OwnedStore<Job>,
+    jobs: OwnedStore<CachedJob>,
     outage: Arc<OutageLog>,
 ) -> impl Stream<Item = Result<Event, watcher::Error>> + Send + 'static {
     let config = watcher::Config::default().fields(JOB_EVENTS_FIELD_SELECTOR);
@@ -187,19 +186,22 @@ pub fn warning_events(
         })
 }
 
-fn job_uid(jobs: &OwnedStore<Job>, namespace: &str, name: &str) -> Option<String> {
+fn job_uid(jobs: &OwnedStore<CachedJob>, namespace: &str, name: &str) -> Option<String> {
     jobs.get(namespace, name)?.metadata.uid.clone()
 }
 
 /// The TaskRun controlling the Job an event is about, as the Job cache knows it (the very Job:
 /// same uid).
-pub fn task_run_of_event(jobs: &OwnedStore<Job>, event: &Event) -> Option<ObjectRef<TaskRun>> {
+pub fn task_run_of_event(
+    jobs: &OwnedStore<CachedJob>,
+    event: &Event,
+) -> Option<ObjectRef<TaskRun>> {
     let warning = event_of(event)?;
     let job = jobs.get(&warning.namespace, &warning.job_name)?;
     if job.metadata.uid.as_deref() != Some(warning.job_uid.as_str()) {
         return None;
     }
-    super::controlling_task_run(&job, &warning.namespace)
+    super::controlling_task_run(&job.metadata, &warning.namespace)
 }
 
 #[cfg(test)]

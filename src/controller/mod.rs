@@ -31,10 +31,13 @@ use crate::crd::TaskRun;
 use crate::names::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::outage_log::{OutageLog, WatchRequests};
 use crate::watch_backoff::watch_backoff;
-use caches::{Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job, slim_pod};
+use caches::{
+    CachedJob, CachedPod, Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job,
+    slim_pod,
+};
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -203,9 +206,9 @@ pub async fn run_controller(
     let ns = config.namespace.as_deref();
     // Only children this project made are watched; owner references map them to TaskRuns.
     let children = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    let (jobs, jobs_writer) = owned_store::<Job>();
+    let (jobs, jobs_writer) = owned_store::<CachedJob>();
     let (config_maps, config_maps_writer) = owned_store::<ConfigMap>();
-    let (pods, pods_writer) = owned_store::<Pod>();
+    let (pods, pods_writer) = owned_store::<CachedPod>();
     let outage = Arc::new(OutageLog::new(
         "controller",
         reconcile::RETRY_WHILE_UNREACHABLE.max(crate::watch_backoff::WATCH_BACKOFF_MAX),
@@ -288,7 +291,7 @@ pub async fn run_controller(
     );
     // A Pod's change reconciles the TaskRun of its Job: Running, what blocks it, its result.
     let pod_jobs = ctx.caches.jobs.clone();
-    let pod_trigger = move |pod: Pod| task_run_of_pod(&pod_jobs, &pod);
+    let pod_trigger = move |pod: CachedPod| task_run_of_pod(&pod_jobs, &pod.metadata);
     // A Job that ends (or is suspended, or deleted) frees its queue slot: the next TaskRuns are
     // asked for at once, not after the finished TaskRun's own reconcile.
     let slots = slots::Slots::default();
@@ -335,7 +338,7 @@ pub async fn run_controller(
 
 /// Follows which Jobs hold a queue slot; when `job`'s event freed one, asks for the TaskRuns that
 /// may start now.
-fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &Job) {
+fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &CachedJob) {
     let (Some(ns), Some(name), Some(uid)) = (
         job.metadata.namespace.as_deref(),
         job.metadata.name.as_deref(),
@@ -354,22 +357,25 @@ fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &Job) {
     }
 }
 
-/// The TaskRun controlling the Job that controls `pod`, as the Job cache knows it.
-fn task_run_of_pod(jobs: &caches::OwnedStore<Job>, pod: &Pod) -> Option<ObjectRef<TaskRun>> {
-    let ns = pod.metadata.namespace.as_deref()?;
+/// The TaskRun controlling the Job that controls the Pod with `pod` metadata, as the Job cache
+/// knows it.
+fn task_run_of_pod(
+    jobs: &caches::OwnedStore<CachedJob>,
+    pod: &ObjectMeta,
+) -> Option<ObjectRef<TaskRun>> {
+    let ns = pod.namespace.as_deref()?;
     let job = pod
-        .metadata
         .owner_references
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true) && r.kind == "Job")?;
-    controlling_task_run(&*jobs.get(ns, &job.name)?, ns)
+    controlling_task_run(&jobs.get(ns, &job.name)?.metadata, ns)
 }
 
-/// The TaskRun that controls `job` (its controller owner reference), in `ns`.
-fn controlling_task_run(job: &Job, ns: &str) -> Option<ObjectRef<TaskRun>> {
+/// The TaskRun that controls the Job with `job` metadata (its controller owner reference), in
+/// `ns`.
+fn controlling_task_run(job: &ObjectMeta, ns: &str) -> Option<ObjectRef<TaskRun>> {
     let owner = job
-        .metadata
         .owner_references
         .iter()
         .flatten()

@@ -8,7 +8,7 @@
 
 use super::agents::{AgentProfiles, ResolvedProfile};
 use super::backoff::Backoffs;
-use super::caches::{Caches, slim_config_map, slim_job};
+use super::caches::{CachedJob, Caches, slim_config_map};
 use super::children::{
     self, build_attempt_job, build_config_map, is_controlled_by, owner_reference, spec_hash_of,
 };
@@ -516,9 +516,6 @@ fn pods_of(ctx: &Context, job: Option<&Job>) -> Vec<Pod> {
     job.and_then(|j| j.metadata.uid.as_deref())
         .map(|uid| ctx.caches.pods_of_job(uid))
         .unwrap_or_default()
-        .iter()
-        .map(|p| (**p).clone())
-        .collect()
 }
 
 /// Whether this TaskRun may still own children of another context version, so that they must be
@@ -749,7 +746,9 @@ async fn ensure_job(
             let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
             let (mut job, created) = create_or_read(&api, "Job", &desired).await?;
             if created {
-                slim_job(&mut job);
+                // Held until the cache shows it: only what the cache would hold.
+                job = CachedJob::from(job).to_job();
+                job.metadata.managed_fields = None;
             }
             let job = Arc::new(job);
             if created {
@@ -819,7 +818,7 @@ async fn delete_other_versions(
             continue;
         }
         delete(&jobs, "Job", &name).await?;
-        if job_phase(&job).phase.is_terminal() {
+        if job_phase(&job.to_job()).phase.is_terminal() {
             deleted.push(name);
         } else {
             stopped.push(name);
