@@ -24,6 +24,8 @@
 //! and Pod writes (2 per TaskRun) too, neither of which the baseline has.
 //!
 //! `cargo bench --bench controller`; `BENCH_TASKRUNS=1000,10000` (or one size).
+//! `BENCH_CONTROLLER_MAX_RUNNING=N` runs the controller with `--max-running N`, so every
+//! TaskRun passes the queue.
 //! `BENCH_CONTROLLER_HEAPTRACK=/tmp/ctl` runs the controller under heaptrack's preload library
 //! (raw data to `/tmp/ctl.<size>`; read it with
 //! `heaptrack_interpret < /tmp/ctl.N | gzip > ctl.gz; heaptrack_print ctl.gz`).
@@ -363,6 +365,10 @@ async fn controller_run(n: usize, baseline: Duration, clock: Clock) -> anyhow::R
         .arg(format!("127.0.0.1:{metrics_port}"))
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "warn");
+    // The queue's cost: every TaskRun passes the queue when a running limit is set.
+    if let Ok(max) = std::env::var("BENCH_CONTROLLER_MAX_RUNNING") {
+        command.args(["--max-running", &max]);
+    }
     // A heap profile of the controller alone (its VmHWM then includes heaptrack's own).
     if let Ok(raw) = std::env::var("BENCH_CONTROLLER_HEAPTRACK") {
         command

@@ -63,6 +63,24 @@ impl CachedJob {
     }
 }
 
+impl CachedJob {
+    /// Neither suspended nor finished (a `Complete` or `Failed` condition that is `True`): what
+    /// [`super::queue::entry_state`] counts as running, without building a `Job`.
+    pub fn holds_slot(&self) -> bool {
+        let suspended = self.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+        let finished = self
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions.iter().any(|c| {
+                    c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed")
+                })
+            });
+        !suspended && !finished
+    }
+}
+
 impl From<Job> for CachedJob {
     fn from(job: Job) -> CachedJob {
         CachedJob {
@@ -288,6 +306,13 @@ impl Caches {
             .map(|job| Arc::new(job.to_job()))
     }
 
+    /// Whether the Job `namespace/name` holds a queue slot (neither suspended nor finished), as
+    /// last seen; `None` when the cache does not show it. Copies nothing: the queue asks this of
+    /// every TaskRun it plans.
+    pub fn job_holds_slot(&self, namespace: &str, name: &str) -> Option<bool> {
+        self.jobs.get(namespace, name).map(|job| job.holds_slot())
+    }
+
     /// The pods of the Job with `job_uid`, as last seen.
     pub fn pods_of_job(&self, job_uid: &str) -> Vec<Pod> {
         self.pods
@@ -340,6 +365,60 @@ mod tests {
             ..OwnerReference::default()
         }]);
         cm
+    }
+
+    #[test]
+    fn a_cached_job_holds_a_slot_exactly_when_the_queue_counts_its_job_as_running() {
+        use crate::controller::queue::{EntryState, entry_state};
+        let condition =
+            |type_: &str, status: &str| serde_json::json!({"type": type_, "status": status});
+        let cases = [
+            ("new", serde_json::json!({}), false, true),
+            ("active", serde_json::json!({"active": 1}), false, true),
+            ("suspended", serde_json::json!({}), true, false),
+            (
+                "complete",
+                serde_json::json!({"conditions": [condition("Complete", "True")]}),
+                false,
+                false,
+            ),
+            (
+                "failed",
+                serde_json::json!({"conditions": [condition("Failed", "True")]}),
+                false,
+                false,
+            ),
+            (
+                "failed, suspended",
+                serde_json::json!({"conditions": [condition("Failed", "True")]}),
+                true,
+                false,
+            ),
+            (
+                "a condition not yet true",
+                serde_json::json!({"active": 1, "conditions": [condition("Failed", "False")]}),
+                false,
+                true,
+            ),
+            (
+                "another condition",
+                serde_json::json!({"active": 1, "conditions": [condition("Suspended", "True")]}),
+                false,
+                true,
+            ),
+        ];
+        for (what, status, suspend, holds) in cases {
+            let job: Job = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "j"},
+                "spec": {"suspend": suspend, "template": {}},
+                "status": status,
+            }))
+            .unwrap();
+            let cached = CachedJob::from(job.clone());
+            assert_eq!(cached.holds_slot(), holds, "{what}");
+            let counted = entry_state(Some(&job), false) == Some(EntryState::Running);
+            assert_eq!(counted, holds, "{what}: the queue's own rule");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod operations;
 pub mod profiles;
 pub mod queue;
+pub mod queue_cache;
 pub mod reasons;
 pub mod reconcile;
 pub mod slots;
@@ -306,8 +307,9 @@ pub async fn run_controller(
         job_events::task_run_of_event(&event_jobs, &event)
     };
     let watch_ctx = ctx.clone();
+    let kicker = reconcile::kick_queues(ctx.clone());
     let mut queue_requests = WatchRequests::default();
-    Controller::for_stream(task_run_events, task_runs)
+    let controller = Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
         .owns_stream(config_map_events)
         .watches_stream(pod_events, pod_trigger)
@@ -331,8 +333,12 @@ pub async fn run_controller(
                 tracing::debug!("controller: {e}");
             }
             std::future::ready(())
-        })
-        .await;
+        });
+    // The kicker runs as long as the controller does (it never ends on its own).
+    tokio::select! {
+        () = controller => {}
+        () = kicker => {}
+    }
     tracing::info!("TaskRun controller stopped");
 }
 
@@ -353,7 +359,7 @@ fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &CachedJob
         .filter(|j| j.metadata.uid.as_deref() == Some(uid));
     if slots.freed(uid, slots::holds_slot(cached.as_deref())) {
         tracing::debug!(job = name, "a queue slot is free");
-        reconcile::kick_queue(ctx, ns, &ctx.agents.current(), "");
+        reconcile::kick_queue(ctx, ns);
     }
 }
 

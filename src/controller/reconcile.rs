@@ -20,9 +20,15 @@ use super::lifecycle::{Cancel, LifecycleInput, QueueSlot, lifecycle};
 use super::metrics::ControllerMetrics;
 use super::operations::{ANNOTATION_CANCEL, cancel_applies, plan_attempt};
 use super::profiles::LiveProfiles;
-use super::queue::{Limits, QueueEntry, QueuePlan, entry_state, plan_queue};
+use super::queue::{EntryState, Limits, QueueEntry, entry_state, plan_queue};
+use super::queue_cache::{
+    KICK_COALESCE, Kicks, PLAN_MAX_AGE, Placement, PlanCache, QUEUED_MAX_AGE, RefreshBudget,
+    SharedPlan,
+};
 use super::reasons::EventReason;
-use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
+use super::status::{
+    Decision, Observation, Outcome, PENDING_GRACE, decide, only_queue_place_moved, stall_due,
+};
 use super::written::{Created, WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
@@ -79,6 +85,12 @@ pub struct Context {
     /// Jobs (`namespace/name`) whose start the queue decided and whose create is in flight: they
     /// hold their slot until `created_jobs` or the cache shows them.
     starting: Mutex<HashSet<String>>,
+    /// The queue's latest plan per namespace, shared by reconciles.
+    plans: PlanCache,
+    /// Freed slots, for the kicker.
+    kicks: Kicks,
+    /// Writes of a moved queue place allowed now.
+    queue_refreshes: RefreshBudget,
 }
 
 /// The queue's inputs: every TaskRun (the controller's own store), the global cap, and where to
@@ -93,7 +105,7 @@ pub struct QueueInputs {
 
 /// A queued TaskRun is looked at again after this long even if no slot frees (its position in
 /// the message is refreshed then); a freed slot asks for the next TaskRun's reconcile at once.
-pub const REQUEUE_QUEUED: Duration = Duration::from_secs(30);
+pub const REQUEUE_QUEUED: Duration = super::status::QUEUE_POSITION_REFRESH;
 
 impl Context {
     pub fn new(
@@ -119,6 +131,9 @@ impl Context {
             queue: QueueInputs::default(),
             start_lock: tokio::sync::Mutex::new(()),
             starting: Mutex::new(HashSet::new()),
+            plans: PlanCache::default(),
+            kicks: Kicks::default(),
+            queue_refreshes: RefreshBudget::default(),
         }
     }
 
@@ -308,10 +323,17 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     };
     let Decision {
         status,
-        write,
+        mut write,
         transition,
         deferred,
     } = decide(previous, &observation, &format_time(now));
+    if write
+        && previous.is_some_and(|p| only_queue_place_moved(p, &status))
+        && !ctx.queue_refreshes.take(Instant::now())
+    {
+        // Refreshed on a later look (see `RefreshBudget`).
+        write = false;
+    }
     if write {
         let stored = write_status(api, &tr.name_any(), &status).await?;
         ctx.written.remember(
@@ -331,7 +353,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     ctx.metrics.observe_phase(&owner.uid, phase);
     if phase.is_terminal() || tr.spec.suspend {
         // This TaskRun holds no slot (any more): the next in the queue may start.
-        kick_queue(ctx, &ns, &agents, &tr.name_any());
+        kick_queue(ctx, &ns);
     }
     Ok(if deferred {
         // The Job's first status update normally comes first and triggers a reconcile.
@@ -376,71 +398,77 @@ fn limits_of(ctx: &Context, agents: &AgentProfiles) -> Limits {
     }
 }
 
-/// The queue of namespace `ns` as the caches show it; also sets `taskrun_queued`.
-fn queue_plan(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueuePlan> {
+/// The queue of namespace `ns` as the caches show it, computed now and kept as the latest plan;
+/// also sets `taskrun_queued`. Only under the start lock (see [`super::queue_cache`]). `None`
+/// when no limit applies.
+fn plan_now(ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<Arc<SharedPlan>> {
     let store = ctx.queue.task_runs.as_ref()?;
     let limits = limits_of(ctx, agents);
     if limits.per_agent.is_empty() && limits.global.is_none() {
         return None;
     }
+    let now = Instant::now();
     let entries: Vec<QueueEntry> = store
         .state()
         .iter()
         .filter(|tr| {
             tr.namespace().as_deref() == Some(ns) && tr.meta().deletion_timestamp.is_none()
         })
-        .filter_map(|tr| {
-            let status = tr.status.as_ref();
-            let current =
-                status.is_some_and(|s| s.context_version == Some(tr.spec.context_version));
-            let annotations = tr.metadata.annotations.as_ref();
-            let plan = plan_attempt(annotations, status, current);
-            let job_name = children::attempt_job_name(tr, plan.attempt);
-            let job = known_job(ctx, ns, &job_name);
-            let finished = current
-                && !plan.retried
-                && status
-                    .and_then(|s| s.phase)
-                    .is_some_and(TaskPhase::is_terminal);
-            let cancelled = current && !plan.retried && cancel_applies(annotations, None).is_some();
-            let unknown = agents.resolve(&tr.spec.agent_name).is_err();
-            let held = tr.spec.suspend || finished || cancelled || unknown;
-            Some(QueueEntry {
-                name: tr.name_any(),
-                agent: tr.spec.agent_name.clone(),
-                task_id: tr.spec.task_id,
-                priority: tr.spec.priority,
-                introduced: super::queue::introduced_at(
-                    annotations,
-                    tr.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                ),
-                state: match job {
-                    None if is_starting(ctx, ns, &job_name) => super::queue::EntryState::Running,
-                    job => entry_state(job.as_deref(), held)?,
-                },
-            })
-        })
+        .filter_map(|tr| queue_entry(ctx, ns, agents, tr, now))
         .collect();
     let plan = plan_queue(&entries, &limits);
     ctx.metrics.set_queued(
         limits.per_agent.keys().map(String::as_str),
         &plan.queued_per_agent(),
     );
-    Some(plan)
+    Some(ctx.plans.store(ns, SharedPlan::new(plan, now)))
 }
 
-/// Where `tr` waits, or `None` when it may start its Job now.
-fn queue_slot(tr: &TaskRun, ctx: &Context, ns: &str, agents: &AgentProfiles) -> Option<QueueSlot> {
-    let plan = queue_plan(ctx, ns, agents)?;
-    let name = tr.name_any();
-    plan.queued
-        .into_iter()
-        .find(|q| q.name == name)
-        .map(|q| QueueSlot {
-            position: q.position,
-            waiting: q.waiting,
-            limit: q.limit,
-        })
+/// One TaskRun as the queue sees it; `None` when it neither holds a slot nor wants one. Runs
+/// for every TaskRun of each plan, so it reads the caches without copying a Job.
+fn queue_entry(
+    ctx: &Context,
+    ns: &str,
+    agents: &AgentProfiles,
+    tr: &TaskRun,
+    now: Instant,
+) -> Option<QueueEntry> {
+    let status = tr.status.as_ref();
+    let current = status.is_some_and(|s| s.context_version == Some(tr.spec.context_version));
+    let annotations = tr.metadata.annotations.as_ref();
+    let plan = plan_attempt(annotations, status, current);
+    let finished = current
+        && !plan.retried
+        && status
+            .and_then(|s| s.phase)
+            .is_some_and(TaskPhase::is_terminal);
+    let cancelled = current && !plan.retried && cancel_applies(annotations, None).is_some();
+    let unknown = agents.resolve(&tr.spec.agent_name).is_err();
+    let held = tr.spec.suspend || finished || cancelled || unknown;
+    let job_name = children::attempt_job_name(tr, plan.attempt);
+    let state = match ctx.caches.job_holds_slot(ns, &job_name) {
+        Some(true) => EntryState::Running,
+        Some(false) => return None,
+        None => {
+            let key = format!("{ns}/{job_name}");
+            match ctx.created_jobs.known(&key, None, now) {
+                Some(job) => entry_state(Some(&job), held)?,
+                None if is_starting(ctx, &key) => EntryState::Running,
+                None => entry_state(None, held)?,
+            }
+        }
+    };
+    Some(QueueEntry {
+        name: tr.name_any(),
+        agent: tr.spec.agent_name.clone(),
+        task_id: tr.spec.task_id,
+        priority: tr.spec.priority,
+        introduced: super::queue::introduced_at(
+            annotations,
+            tr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        ),
+        state,
+    })
 }
 
 /// What the queue says of a TaskRun with no Job.
@@ -453,10 +481,11 @@ enum StartDecision {
     Start(String),
 }
 
-/// Decides whether `tr` starts its Job now. Where a TaskRun waits is decided without the lock
-/// (a queued TaskRun never waits for the starts of others); a start is decided again under the
-/// lock, which reserves the slot and is released before the Job's create, so the creates of
-/// several starts are in flight at once.
+/// Decides whether `tr` starts its Job now. A TaskRun the latest plan has waiting is answered
+/// without the lock (a queued TaskRun never waits for the starts of others); a start is decided
+/// under the lock, which reserves the slot and is released before the Job's create, so the
+/// creates of several starts are in flight at once. The plan is computed again only when the
+/// latest is too old or does not know `tr` (see [`super::queue_cache`]).
 async fn start_or_queue(
     tr: &TaskRun,
     ctx: &Context,
@@ -464,16 +493,26 @@ async fn start_or_queue(
     agents: &AgentProfiles,
     job_name: &str,
 ) -> StartDecision {
-    if let Some(slot) = queue_slot(tr, ctx, ns, agents) {
+    let name = tr.name_any();
+    if let Some(Placement::Queued(slot)) =
+        ctx.plans
+            .placement(ns, &name, Instant::now(), QUEUED_MAX_AGE)
+    {
         return StartDecision::Queued(slot);
     }
     let _start = ctx.start_lock.lock().await;
     if let Some(job) = known_job(ctx, ns, job_name) {
         return StartDecision::Exists(job);
     }
-    if let Some(slot) = queue_slot(tr, ctx, ns, agents) {
+    let placement = match ctx.plans.placement(ns, &name, Instant::now(), PLAN_MAX_AGE) {
+        Some(placement) => Some(placement),
+        None => plan_now(ctx, ns, agents).and_then(|plan| plan.placement(&name)),
+    };
+    if let Some(Placement::Queued(slot)) = placement {
         return StartDecision::Queued(slot);
     }
+    // Placed to start, or not placed at all (no limit applies any more, or it wants no Job:
+    // the reconcile's own decision then stands, as without a queue).
     let key = format!("{ns}/{job_name}");
     ctx.starting
         .lock()
@@ -482,25 +521,60 @@ async fn start_or_queue(
     StartDecision::Start(key)
 }
 
-/// A Job whose start is decided and whose create is in flight.
-fn is_starting(ctx: &Context, ns: &str, job_name: &str) -> bool {
+/// A Job (`namespace/name`) whose start is decided and whose create is in flight.
+fn is_starting(ctx: &Context, key: &str) -> bool {
     ctx.starting
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .contains(&format!("{ns}/{job_name}"))
+        .contains(key)
 }
 
-/// Asks for the reconcile of the TaskRuns that may start now (a slot was freed by `freed`, a
-/// TaskRun name, or by a Job the Job watch saw end: see [`super::slots`]).
-pub fn kick_queue(ctx: &Context, ns: &str, agents: &AgentProfiles, freed: &str) {
-    let Some(kick) = &ctx.queue.kick else {
+/// Asks for the reconcile of the TaskRuns that may start now that a slot was freed (by a
+/// TaskRun that finished, or by a Job the Job watch saw end: see [`super::slots`]). Cheap: the
+/// kicker ([`kick_queues`]) plans once for all the asks of a short while.
+pub fn kick_queue(ctx: &Context, ns: &str) {
+    if ctx.queue.kick.is_some() {
+        ctx.kicks.ask(ns);
+    }
+}
+
+/// A TaskRun a plan lets start is kicked again after this long if it is still waiting (its
+/// reconcile failed, say); not sooner, because every trigger restarts the controller's debounce
+/// of that TaskRun: kicked on every plan, the TaskRuns of a busy queue started only when the
+/// plans paused.
+const KICK_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// Runs for as long as the controller: plans the queues that [`kick_queue`] asked for and asks
+/// for the reconcile of the TaskRuns each plan lets start.
+pub async fn kick_queues(ctx: Arc<Context>) {
+    let Some(kick) = ctx.queue.kick.clone() else {
         return;
     };
-    let Some(plan) = queue_plan(ctx, ns, agents) else {
-        return;
-    };
-    for name in plan.start.iter().filter(|n| n.as_str() != freed) {
-        let _ = kick.send(ObjectRef::new(name).within(ns));
+    let mut pause = KICK_COALESCE;
+    // TaskRuns kicked lately (`namespace/name`), so each is kicked once per start.
+    let mut kicked: std::collections::HashMap<String, Instant> = Default::default();
+    loop {
+        for ns in ctx.kicks.next(pause).await {
+            let agents = ctx.agents.current();
+            let plan = {
+                let _start = ctx.start_lock.lock().await;
+                let planning = Instant::now();
+                let plan = plan_now(&ctx, &ns, &agents);
+                pause = KICK_COALESCE.max(planning.elapsed() * 2);
+                plan
+            };
+            let now = Instant::now();
+            kicked.retain(|_, at| now.saturating_duration_since(*at) < KICK_AGAIN_AFTER);
+            for name in plan.iter().flat_map(|p| &p.plan().start) {
+                // A kick that is sent again restarts the TaskRun's debounce: kicked once.
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    kicked.entry(format!("{ns}/{name}"))
+                {
+                    entry.insert(now);
+                    let _ = kick.send(ObjectRef::new(name).within(&ns));
+                }
+            }
+        }
     }
 }
 

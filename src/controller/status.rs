@@ -116,6 +116,51 @@ pub fn needs_write(previous: Option<&TaskRunStatus>, next: &TaskRunStatus) -> bo
     previous != Some(next)
 }
 
+/// A queued TaskRun's place (`queued: position 3 of 40 waiting; ...`) is written again at most
+/// this often. Every start moves every waiting TaskRun up one place, and each write triggers
+/// that TaskRun's reconcile: written on every move, the places of N waiting TaskRuns cost N
+/// writes per start, N² in all.
+pub const QUEUE_POSITION_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `previous` and `next` are both Queued and differ only in the message: the place, or how full
+/// the limit is.
+pub fn only_queue_place_moved(previous: &TaskRunStatus, next: &TaskRunStatus) -> bool {
+    let queued = |s: &TaskRunStatus| s.reason.as_deref() == Some(REASON_QUEUED);
+    if !(queued(previous) && queued(next)) {
+        return false;
+    }
+    let without_message = |s: &TaskRunStatus| {
+        let mut s = s.clone();
+        s.message = None;
+        s.last_updated = None;
+        for c in &mut s.conditions {
+            c.message = None;
+        }
+        s
+    };
+    without_message(previous) == without_message(next)
+}
+
+/// Only the queue place moved ([`only_queue_place_moved`]) and `previous` was written less than
+/// [`QUEUE_POSITION_REFRESH`] before `now`: the write waits for the periodic look
+/// ([`super::reconcile::REQUEUE_QUEUED`]).
+pub fn queue_refresh_not_due(previous: &TaskRunStatus, next: &TaskRunStatus, now: &str) -> bool {
+    if !only_queue_place_moved(previous, next) {
+        return false;
+    }
+    let written = previous
+        .last_updated
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    match (written, now.parse::<Timestamp>()) {
+        (Some(written), Ok(now)) => {
+            now.as_millisecond() - written.as_millisecond()
+                < QUEUE_POSITION_REFRESH.as_millis() as i64
+        }
+        _ => false,
+    }
+}
+
 /// The event of a transition a person cares about: the Job started (was created), older Jobs
 /// were superseded, the run Succeeded, Failed, or cannot start (AgentNotFound).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,7 +202,9 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         _ => (&[][..], None, false),
     };
     let deferred = superseded.is_empty() && young && status.phase == Some(TaskPhase::Pending);
-    let write = !deferred && needs_write(previous, &status);
+    let write = !deferred
+        && needs_write(previous, &status)
+        && !previous.is_some_and(|p| queue_refresh_not_due(p, &status, now));
     let job = &observation.job_name;
     let transition = if !superseded.is_empty() {
         Some(Transition {
@@ -987,6 +1034,69 @@ mod tests {
         let stalled = decide(None, &not_found, T0).status;
         assert_eq!(decide(Some(&stalled), &not_found, T1).transition, None);
     }
+    #[test]
+    fn a_queued_place_is_written_again_at_most_every_refresh_interval() {
+        use TaskPhase::*;
+        let queued = |message: &str| {
+            let mut o = job(1, Pending, REASON_PENDING, 0);
+            let mut l = life(Pending, REASON_QUEUED, message);
+            l.pod_name = None;
+            o.life = Some(l);
+            o
+        };
+        let third = queued("queued: position 3 of 3 waiting; agent a runs 2 of maxConcurrent 2");
+        let second = queued("queued: position 2 of 2 waiting; agent a runs 2 of maxConcurrent 2");
+        let first = decide(None, &third, T0);
+        assert!(first.write, "the first Queued status is written");
+        assert_eq!(first.status.reason.as_deref(), Some(REASON_QUEUED));
+        // (case, now, observation, written)
+        let cases = [
+            ("the same place", T1, &third, false),
+            (
+                "a new place, 10 s later",
+                "2026-01-01T10:00:10Z",
+                &second,
+                false,
+            ),
+            (
+                "a new place, 29 s later",
+                "2026-01-01T10:00:29Z",
+                &second,
+                false,
+            ),
+            (
+                "a new place, 30 s later",
+                "2026-01-01T10:00:30Z",
+                &second,
+                true,
+            ),
+            ("a new place, a minute later", T1, &second, true),
+        ];
+        for (case, now, o, written) in cases {
+            let d = decide(Some(&first.status), o, now);
+            assert_eq!(d.write, written, "{case}");
+            assert_eq!(d.transition, None, "{case}");
+        }
+        // Anything but the place is written at once: the start (its Job created) ...
+        let started = job(1, Pending, REASON_PENDING, 0);
+        let mut running = job(1, Running, REASON_RUNNING, 1);
+        running.life = Some(life(Running, REASON_RUNNING, "x"));
+        for (case, o) in [("no longer queued", &started), ("running", &running)] {
+            let d = decide(Some(&first.status), o, "2026-01-01T10:00:01Z");
+            assert!(d.write, "{case}");
+        }
+        // ... and a new context version, queued again.
+        let mut next_version =
+            queued("queued: position 3 of 3 waiting; agent a runs 2 of maxConcurrent 2");
+        next_version.context_version = 2;
+        next_version.job_name = "web-42-v2".into();
+        assert!(decide(Some(&first.status), &next_version, "2026-01-01T10:00:01Z").write);
+        // A status with no readable time is refreshed.
+        let mut undated = first.status.clone();
+        undated.last_updated = None;
+        assert!(decide(Some(&undated), &second, "2026-01-01T10:00:01Z").write);
+    }
+
     fn life(phase: TaskPhase, reason: &'static str, message: &str) -> Lifecycle {
         Lifecycle {
             phase,
