@@ -544,11 +544,12 @@ pub fn kick_queue(ctx: &Context, ns: &str) {
 /// plans paused.
 const KICK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 
-/// Runs for as long as the controller: plans the queues that [`kick_queue`] asked for and asks
-/// for the reconcile of the TaskRuns each plan lets start.
+/// Runs for as long as the controller, and never ends on its own: plans the queues that
+/// [`kick_queue`] asked for and asks for the reconcile of the TaskRuns each plan lets start.
 pub async fn kick_queues(ctx: Arc<Context>) {
     let Some(kick) = ctx.queue.kick.clone() else {
-        return;
+        // No queue: nothing to do, but never end (the controller stops when this ends).
+        return std::future::pending().await;
     };
     let mut pause = KICK_COALESCE;
     // TaskRuns kicked lately (`namespace/name`), so each is kicked once per start.
