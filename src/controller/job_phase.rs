@@ -3,7 +3,7 @@
 
 use super::reasons;
 use crate::crd::TaskPhase;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the controller reads off one Job.
@@ -28,24 +28,18 @@ pub fn job_phase(job: &Job) -> JobState {
     let status = job.status.clone().unwrap_or_default();
     let attempts =
         status.succeeded.unwrap_or(0) + status.failed.unwrap_or(0) + status.active.unwrap_or(0);
-    let terminal = status
-        .conditions
-        .iter()
-        .flatten()
-        .filter(|c| c.status == "True")
-        .find_map(|c| match c.type_.as_str() {
-            "Complete" => Some((TaskPhase::Succeeded, reasons::REASON_SUCCEEDED, c)),
-            "Failed" => Some((
-                TaskPhase::Failed,
-                match c.reason.as_deref() {
-                    Some("BackoffLimitExceeded") => reasons::REASON_BACKOFF_LIMIT_EXCEEDED,
-                    Some("DeadlineExceeded") => reasons::REASON_DEADLINE_EXCEEDED,
-                    _ => reasons::REASON_FAILED,
-                },
-                c,
-            )),
-            _ => None,
-        });
+    let terminal = ending_condition(&status).map(|c| match c.type_.as_str() {
+        "Complete" => (TaskPhase::Succeeded, reasons::REASON_SUCCEEDED, c),
+        _ => (
+            TaskPhase::Failed,
+            match c.reason.as_deref() {
+                Some("BackoffLimitExceeded") => reasons::REASON_BACKOFF_LIMIT_EXCEEDED,
+                Some("DeadlineExceeded") => reasons::REASON_DEADLINE_EXCEEDED,
+                _ => reasons::REASON_FAILED,
+            },
+            c,
+        ),
+    });
     let (phase, reason, message) = match terminal {
         Some((phase, reason, c)) => (
             phase,
@@ -63,6 +57,15 @@ pub fn job_phase(job: &Job) -> JobState {
         start_time: status.start_time.as_ref().map(rfc3339),
         completion_time: status.completion_time.as_ref().map(rfc3339),
     }
+}
+
+/// The condition that ends a Job: the first `Complete` or `Failed` that is `True`.
+pub fn ending_condition(status: &JobStatus) -> Option<&JobCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.status == "True" && matches!(c.type_.as_str(), "Complete" | "Failed"))
 }
 
 fn condition_message(reason: Option<&str>, message: Option<&str>) -> Option<String> {

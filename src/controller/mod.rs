@@ -355,7 +355,8 @@ fn note_job_slot(ctx: &reconcile::Context, slots: &slots::Slots, job: &CachedJob
     // The cache already holds this event's state (or no longer holds a deleted Job).
     let cached = ctx
         .caches
-        .job(ns, name)
+        .jobs
+        .get(ns, name)
         .filter(|j| j.metadata.uid.as_deref() == Some(uid));
     if slots.freed(uid, slots::holds_slot(cached.as_deref())) {
         tracing::debug!(job = name, "a queue slot is free");

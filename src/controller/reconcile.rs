@@ -26,9 +26,7 @@ use super::queue_cache::{
     SharedPlan,
 };
 use super::reasons::EventReason;
-use super::status::{
-    Decision, Observation, Outcome, PENDING_GRACE, decide, only_queue_place_moved, stall_due,
-};
+use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
 use super::written::{Created, WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
 use crate::names::{FIELD_MANAGER_CONTROLLER, FINALIZER};
@@ -326,11 +324,9 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         mut write,
         transition,
         deferred,
+        place_only,
     } = decide(previous, &observation, &format_time(now));
-    if write
-        && previous.is_some_and(|p| only_queue_place_moved(p, &status))
-        && !ctx.queue_refreshes.take(Instant::now())
-    {
+    if write && place_only && !ctx.queue_refreshes.take(Instant::now()) {
         // Refreshed on a later look (see `RefreshBudget`).
         write = false;
     }

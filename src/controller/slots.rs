@@ -8,8 +8,7 @@
 //! finished Jobs) frees nothing, so a restart does not compute the queue once per old Job. The
 //! set holds the uids of the Jobs running now, no more.
 
-use super::queue::{EntryState, entry_state};
-use k8s_openapi::api::batch::v1::Job;
+use super::caches::CachedJob;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -41,8 +40,8 @@ impl Slots {
 
 /// Whether `cached` (the Job as the cache holds it after the event; `None` once deleted) holds a
 /// queue slot: not finished and not suspended.
-pub fn holds_slot(cached: Option<&Job>) -> bool {
-    cached.is_some_and(|job| entry_state(Some(job), false) == Some(EntryState::Running))
+pub fn holds_slot(cached: Option<&CachedJob>) -> bool {
+    cached.is_some_and(CachedJob::holds_slot)
 }
 
 #[cfg(test)]
@@ -50,7 +49,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn job(status: serde_json::Value, suspend: bool) -> Job {
+    fn job(status: serde_json::Value, suspend: bool) -> CachedJob {
         serde_json::from_value(json!({
             "metadata": {"name": "j", "uid": "u"},
             "spec": {"suspend": suspend, "template": {}},

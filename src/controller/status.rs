@@ -124,7 +124,7 @@ pub const QUEUE_POSITION_REFRESH: std::time::Duration = std::time::Duration::fro
 
 /// `previous` and `next` are both Queued and differ only in the message: the place, or how full
 /// the limit is.
-pub fn only_queue_place_moved(previous: &TaskRunStatus, next: &TaskRunStatus) -> bool {
+fn only_queue_place_moved(previous: &TaskRunStatus, next: &TaskRunStatus) -> bool {
     let queued = |s: &TaskRunStatus| s.reason.as_deref() == Some(REASON_QUEUED);
     if !(queued(previous) && queued(next)) {
         return false;
@@ -141,13 +141,9 @@ pub fn only_queue_place_moved(previous: &TaskRunStatus, next: &TaskRunStatus) ->
     without_message(previous) == without_message(next)
 }
 
-/// Only the queue place moved ([`only_queue_place_moved`]) and `previous` was written less than
-/// [`QUEUE_POSITION_REFRESH`] before `now`: the write waits for the periodic look
-/// ([`super::reconcile::REQUEUE_QUEUED`]).
-pub fn queue_refresh_not_due(previous: &TaskRunStatus, next: &TaskRunStatus, now: &str) -> bool {
-    if !only_queue_place_moved(previous, next) {
-        return false;
-    }
+/// `previous` was written less than [`QUEUE_POSITION_REFRESH`] before `now`: a moved queue place
+/// waits for the periodic look ([`super::reconcile::REQUEUE_QUEUED`]).
+fn written_within_refresh(previous: &TaskRunStatus, now: &str) -> bool {
     let written = previous
         .last_updated
         .as_deref()
@@ -180,6 +176,9 @@ pub struct Decision {
     pub transition: Option<Transition>,
     /// A Pending status is held back for [`PENDING_GRACE`]: look again then.
     pub deferred: bool,
+    /// Of the write, only a queued task's place moved ([`only_queue_place_moved`]): a write the
+    /// reconcile may also hold back for the controller-wide refresh budget.
+    pub place_only: bool,
 }
 
 /// A Job younger than this that has not started is not reported as Pending yet: most start
@@ -202,9 +201,10 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         _ => (&[][..], None, false),
     };
     let deferred = superseded.is_empty() && young && status.phase == Some(TaskPhase::Pending);
+    let place_only = previous.is_some_and(|p| only_queue_place_moved(p, &status));
     let write = !deferred
         && needs_write(previous, &status)
-        && !previous.is_some_and(|p| queue_refresh_not_due(p, &status, now));
+        && !(place_only && previous.is_some_and(|p| written_within_refresh(p, now)));
     let job = &observation.job_name;
     let transition = if !superseded.is_empty() {
         Some(Transition {
@@ -252,6 +252,7 @@ pub fn decide(previous: Option<&TaskRunStatus>, observation: &Observation, now: 
         write,
         transition,
         deferred,
+        place_only,
     }
 }
 

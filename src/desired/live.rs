@@ -140,40 +140,30 @@ impl std::fmt::Display for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Token::Number(n) => write!(f, "{n}"),
-            Token::Uuid(b) => {
-                for (i, byte) in b.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        f.write_str("-")?;
-                    }
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
-            }
+            Token::Uuid(b) => write!(f, "{}", uuid::Uuid::from_bytes(*b).hyphenated()),
             Token::Text(t) => f.write_str(t),
         }
     }
 }
 
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex.
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex (the form written back), nothing
+/// else `uuid` would also take.
 fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+    if text.len() != 36 || text.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let mut hex = bytes.iter().filter(|&&b| b != b'-');
-    let mut out = [0u8; 16];
-    for byte in &mut out {
-        *byte = (lower_hex(*hex.next()?)? << 4) | lower_hex(*hex.next()?)?;
-    }
-    Some(out)
+    uuid::Uuid::try_parse(text).ok().map(|u| u.into_bytes())
 }
 
-fn lower_hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// `sha256:<64 lowercase hex>` as 32 bytes.
+fn sha256_bytes(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
     }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok()?;
+    Some(out)
 }
 
 /// A live `spec.contentDigest`: `sha256:<64 lowercase hex>` as 32 bytes, anything else as text.
@@ -185,18 +175,7 @@ pub enum LiveDigest {
 
 impl LiveDigest {
     pub fn parse(text: &str) -> Self {
-        let parsed = text.strip_prefix("sha256:").and_then(|hex| {
-            let hex = hex.as_bytes();
-            if hex.len() != 64 {
-                return None;
-            }
-            let mut out = [0u8; 32];
-            for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
-                *byte = (lower_hex(pair[0])? << 4) | lower_hex(pair[1])?;
-            }
-            Some(out)
-        });
-        match parsed {
+        match sha256_bytes(text) {
             Some(bytes) => LiveDigest::Sha256(bytes),
             None => LiveDigest::Text(text.into()),
         }
@@ -206,13 +185,7 @@ impl LiveDigest {
     pub fn is(&self, text: &str) -> bool {
         match self {
             LiveDigest::Text(t) => **t == *text,
-            LiveDigest::Sha256(bytes) => text.strip_prefix("sha256:").is_some_and(|hex| {
-                let hex = hex.as_bytes();
-                hex.len() == 64
-                    && bytes.iter().zip(hex.chunks(2)).all(|(b, pair)| {
-                        lower_hex(pair[0]).zip(lower_hex(pair[1])) == Some((b >> 4, b & 0x0f))
-                    })
-            }),
+            LiveDigest::Sha256(bytes) => sha256_bytes(text) == Some(*bytes),
         }
     }
 }
