@@ -137,14 +137,15 @@ pub fn normalise_repo_url(url: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
-    pub name: String,
+    /// Shared with the sync's report.
+    pub name: Arc<str>,
     pub digest: ContentDigest,
     pub context_version: i64,
     /// Shared by every desired TaskRun of the same service (of the same agent) in one call.
     pub service_name: Arc<str>,
     pub agent_name: Arc<str>,
-    /// The task folder's path inside the repository.
-    pub source_path: String,
+    /// The task folder's path inside the repository; shared with the sync's report.
+    pub source_path: Arc<str>,
     /// task.yaml's `suspend` and `priority`: owned spec fields, not in the digest.
     pub suspend: bool,
     pub priority: i32,
@@ -207,7 +208,7 @@ impl DesiredTaskRun {
                 agent_name: self.agent_name.to_string(),
                 context_version: self.context_version,
                 content_digest: self.digest.0.to_string(),
-                source_path: self.source_path.clone(),
+                source_path: self.source_path.to_string(),
                 suspend: self.suspend,
                 priority: self.priority,
                 markdown_files: self.markdown_files.to_vec(),
@@ -376,7 +377,7 @@ impl DesiredTaskRun {
         self.digest == task.digest
             && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
             && self.context_version == version
-            && self.source_path == task.path
+            && *self.source_path == *task.path
             // Not in the digest: a commit that only suspends or re-prioritises still rebuilds.
             && self.suspend == task.suspend
             && self.priority == task.priority
@@ -449,7 +450,7 @@ pub fn desired_task_runs_reusing(
                 }
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
-                    name,
+                    name: name.into(),
                     digest: task.digest.clone(),
                     context_version: version,
                     service_name: shared
@@ -460,7 +461,7 @@ pub fn desired_task_runs_reusing(
                         .entry(&task.agent_name)
                         .or_insert_with(|| Arc::from(task.agent_name.as_str()))
                         .clone(),
-                    source_path: task.path.clone(),
+                    source_path: Arc::from(task.path.as_str()),
                     suspend: task.suspend,
                     priority: task.priority,
                     producing_revision: revision,
@@ -612,7 +613,7 @@ pub(crate) mod tests {
     pub(crate) fn task_runs_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> LiveTaskRuns {
         desired_task_runs(snapshot, &source(), "default", live)
             .into_iter()
-            .map(|d| (d.name.clone(), d.apply_body()))
+            .map(|d| (d.name.to_string(), d.apply_body()))
             .collect()
     }
 

@@ -486,7 +486,8 @@ async fn reads_come_from_the_cache_and_the_latest_report() {
                 context_version: 2,
                 digest: "sha256:ab".into(),
                 path: "tasks/1-web".into(),
-            }],
+            }]
+            .into(),
             folder_errors: vec![],
             apply_errors: vec![],
             created: 1,

@@ -567,11 +567,12 @@ fn note_with(tr: &orchestrator::crd::TaskRun) -> orchestrator::notes::model::Not
         applied_revision: Some(revision),
         tasks: vec![SyncedTask {
             task_id: tr.spec.task_id,
-            name: name.clone(),
+            name: name.as_str().into(),
             context_version: tr.spec.context_version,
             digest: "sha256:x".into(),
-            path: format!("tasks/{}-x", tr.spec.task_id),
-        }],
+            path: format!("tasks/{}-x", tr.spec.task_id).into(),
+        }]
+        .into(),
         folder_errors: vec![],
         apply_errors: vec![],
         created: 1,

@@ -105,7 +105,7 @@ pub fn until_done_verdict(
             let missing: Vec<String> = report
                 .tasks
                 .iter()
-                .filter_map(|task| live.get(&task.name))
+                .filter_map(|task| live.get(&*task.name))
                 .filter(|tr| !agents.contains(&tr.spec.agent_name))
                 .map(|tr: &TaskRun| {
                     format!(
@@ -131,7 +131,7 @@ pub fn until_done_verdict(
             let picked_up = report
                 .tasks
                 .iter()
-                .any(|t| live.get(&t.name).is_some_and(|tr| tr.status.is_some()));
+                .any(|t| live.get(&*t.name).is_some_and(|tr| tr.status.is_some()));
             if all_terminal(report, live) {
                 Verdict::Done
             } else if !picked_up && waited >= *wait {

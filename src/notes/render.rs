@@ -21,7 +21,7 @@ pub fn note_of(
         .tasks
         .iter()
         .map(|task| {
-            let state = task_states.get(&task.name);
+            let state = task_states.get(&*task.name);
             let current = state.filter(|s| {
                 s.context_version
                     .is_none_or(|v| v == task.context_version)
@@ -46,10 +46,10 @@ pub fn note_of(
             let stalled = current.is_some_and(|s| s.stalled);
             NoteTask {
                 task_id: task.task_id,
-                name: task.name.clone(),
-                path: task.path.clone(),
+                name: task.name.to_string(),
+                path: task.path.to_string(),
                 context_version: task.context_version,
-                digest: task.digest.clone(),
+                digest: task.digest.to_string(),
                 phase,
                 job_name,
                 message,
@@ -131,9 +131,11 @@ mod tests {
     use super::*;
     use crate::crd::TaskPhase;
     use crate::health::{Health, SyncStatus};
+    use crate::source::snapshot::ContentDigest;
     use crate::source::snapshot::FolderError;
     use crate::sync::report::{ApplyError, SyncedTask};
     use pretty_assertions::assert_eq;
+    use std::sync::Arc;
 
     fn report() -> SyncReport {
         SyncReport {
@@ -143,7 +145,7 @@ mod tests {
             },
             status: SyncStatus::Synced,
             applied_revision: None,
-            tasks: vec![task(43, "task-43", 1), task(42, "task-42", 2)],
+            tasks: vec![task(43, "task-43", 1), task(42, "task-42", 2)].into(),
             folder_errors: vec![],
             apply_errors: vec![],
             created: 1,
@@ -159,8 +161,8 @@ mod tests {
             task_id: id,
             name: name.into(),
             context_version: version,
-            digest: format!("sha256:{id:064}"),
-            path: format!("tasks/{id}-x"),
+            digest: ContentDigest(format!("sha256:{id:064}").into()),
+            path: format!("tasks/{id}-x").into(),
         }
     }
 
@@ -384,7 +386,7 @@ errors:
     #[test]
     fn a_commit_that_changed_no_task_is_healthy_with_no_tasks() {
         let mut r = report();
-        r.tasks.clear();
+        r.tasks = Arc::new([]);
         let note = note_of(&r, &BTreeMap::new(), None);
         assert_eq!(
             (note.sync, note.health),
@@ -400,7 +402,7 @@ errors:
             ("task-43".to_string(), state(TaskPhase::Succeeded, 1)),
         ]);
         let mut reversed = report();
-        reversed.tasks.reverse();
+        reversed.tasks = reversed.tasks.iter().rev().cloned().collect();
         assert_eq!(
             render_note(&report(), &states, None),
             render_note(&reversed, &states, None)

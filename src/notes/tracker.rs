@@ -151,7 +151,8 @@ mod tests {
                 context_version: 1,
                 digest: "sha256:1".into(),
                 path: "tasks/1-a".into(),
-            }],
+            }]
+            .into(),
             folder_errors: vec![],
             apply_errors: vec![],
             created: 1,

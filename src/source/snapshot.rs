@@ -36,6 +36,12 @@ impl fmt::Display for Revision {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ContentDigest(pub Arc<str>);
 
+impl From<&str> for ContentDigest {
+    fn from(digest: &str) -> Self {
+        ContentDigest(digest.into())
+    }
+}
+
 impl fmt::Display for ContentDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -13,7 +13,7 @@ use crate::progress::{Throttle, fraction};
 use crate::source::snapshot::{Revision, SourceSnapshot};
 use crate::sync::live_watch::{LiveWatch, merge_metadata, watched_metas};
 use crate::sync::plan::{Action, PlanInput, PlanStep, Settled, SyncPlan, plan};
-use crate::sync::report::{ApplyError, SyncReport};
+use crate::sync::report::{ApplyError, SyncReport, SyncedTask};
 use futures::stream::{self, StreamExt};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
@@ -130,6 +130,8 @@ pub struct Syncer {
     last_write: u64,
     /// The marks and file names `known` shares.
     interner: LiveInterner,
+    /// The task list of the last report, shared by the next when it lists the same.
+    last_tasks: Option<Arc<[SyncedTask]>>,
     /// Writes and lists that could not reach the API server are logged here, once per outage.
     outage: Arc<OutageLog>,
 }
@@ -154,6 +156,7 @@ impl Syncer {
             settled: Settled::default(),
             last_write: 0,
             interner: LiveInterner::default(),
+            last_tasks: None,
             outage: Arc::new(OutageLog::new("sync", Duration::from_secs(2))),
         }
     }
@@ -341,7 +344,7 @@ impl Syncer {
         let writes_known = known.is_some();
         if let Some(known) = known.as_mut() {
             for step in plan.writes() {
-                known.remove(&step.name);
+                known.remove(&*step.name);
             }
         }
         let last_write = &mut self.last_write;
@@ -369,7 +372,8 @@ impl Syncer {
             self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
-        let report = SyncReport::from_plan(
+        let report = SyncReport::from_plan_after(
+            self.last_tasks.as_ref(),
             &snapshot.revision,
             &plan,
             &snapshot.errors,
@@ -378,6 +382,7 @@ impl Syncer {
             now_rfc3339(),
         );
         self.applied = report.applied_revision.clone();
+        self.last_tasks = Some(report.tasks.clone());
         let took = started.elapsed();
         info!(
             status = %report.status,
@@ -458,7 +463,7 @@ async fn write_step(
             warn!(task_run = %step.name, error = %e, "{verb} failed");
         }
         ApplyError {
-            name: step.name.clone(),
+            name: step.name.to_string(),
             message: format!("{verb} {} failed: {e}", step.name),
         }
     };

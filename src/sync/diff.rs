@@ -100,7 +100,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
             let to_version = step.desired.as_ref().map(|d| d.context_version);
             let mut entry = DiffEntry {
                 task_id: step.task_id,
-                name: step.name.clone(),
+                name: step.name.to_string(),
                 action: "unchanged",
                 from_version: None,
                 to_version,

@@ -36,7 +36,7 @@ pub struct PlanInput<'a> {
 /// and needs no field-by-field compare: a re-sync compares only what moved.
 #[derive(Clone, Debug, Default)]
 pub struct Settled {
-    by_name: HashMap<String, (Arc<DesiredTaskRun>, Token)>,
+    by_name: HashMap<Arc<str>, (Arc<DesiredTaskRun>, Token)>,
 }
 
 impl Settled {
@@ -54,7 +54,7 @@ impl Settled {
             })
             .filter_map(|step| {
                 let desired = step.desired.as_ref()?;
-                let rv = live.get(&step.name)?.resource_version.clone()?;
+                let rv = live.get(&*step.name)?.resource_version.clone()?;
                 Some((step.name.clone(), (desired.clone(), rv)))
             })
             .collect();
@@ -146,7 +146,8 @@ pub enum FileChangeKind {
 /// One TaskRun and what to do with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanStep {
-    pub name: String,
+    /// Shared with the desired TaskRun and the report.
+    pub name: Arc<str>,
     pub task_id: Option<i64>,
     pub action: Action,
     /// The desired TaskRun (its apply body is built when it is written), for the steps the
@@ -188,10 +189,10 @@ impl SyncPlan {
 /// Pairs desired with live TaskRuns and decides one action for each.
 pub fn plan(input: PlanInput<'_>) -> SyncPlan {
     let mut steps = Vec::with_capacity(input.desired.len());
-    let desired_names: HashSet<&str> = input.desired.iter().map(|d| d.name.as_str()).collect();
+    let desired_names: HashSet<&str> = input.desired.iter().map(|d| &*d.name).collect();
 
     for desired in input.desired {
-        let action = match input.live.get(&desired.name) {
+        let action = match input.live.get(&*desired.name) {
             None => Action::Create,
             Some(live) if input.settled.is_some_and(|s| s.holds(desired, live)) => {
                 Action::Unchanged
@@ -235,7 +236,7 @@ pub fn plan(input: PlanInput<'_>) -> SyncPlan {
             }
         };
         steps.push(PlanStep {
-            name: name.clone(),
+            name: Arc::from(name.as_str()),
             task_id: Some(live.spec.task_id),
             action,
             desired: None,
@@ -487,7 +488,7 @@ mod tests {
         let mut after = live.clone();
         after.get_mut("task-2").unwrap().resource_version = Some(Token::Number(2));
         let settled = Settled::after(&p, &after);
-        let mut names: Vec<&str> = settled.by_name.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = settled.by_name.keys().map(|k| &**k).collect();
         names.sort();
         assert_eq!(names, ["task-1", "task-2"]);
         assert_eq!(settled.by_name["task-2"].1, Token::Number(2));
@@ -496,7 +497,7 @@ mod tests {
     fn actions(plan: &SyncPlan) -> Vec<(String, Action)> {
         plan.steps
             .iter()
-            .map(|s| (s.name.clone(), s.action.clone()))
+            .map(|s| (s.name.to_string(), s.action.clone()))
             .collect()
     }
 
@@ -767,7 +768,7 @@ mod tests {
                     Action::KeepBroken => "keep",
                     _ => "other",
                 };
-                (s.name.clone(), kind)
+                (s.name.to_string(), kind)
             })
             .collect();
         assert_eq!(

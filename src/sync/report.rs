@@ -1,10 +1,11 @@
 //! The outcome of one sync attempt, read by the notes writer, the API and the metrics.
 
 use crate::health::SyncStatus;
-use crate::source::snapshot::{FolderError, Revision};
+use crate::source::snapshot::{ContentDigest, FolderError, Revision};
 use crate::sync::plan::{Action, SyncPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// What one sync of one revision did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,8 +15,9 @@ pub struct SyncReport {
     pub status: SyncStatus,
     /// The last revision that was applied without errors, if any.
     pub applied_revision: Option<Revision>,
-    /// The TaskRuns this revision describes, by task id.
-    pub tasks: Vec<SyncedTask>,
+    /// The TaskRuns this revision describes, by task id. A re-sync that left them as they were
+    /// shares the previous report's list (see [`SyncReport::from_plan`]).
+    pub tasks: Arc<[SyncedTask]>,
     /// Folders that did not parse.
     pub folder_errors: Vec<FolderError>,
     /// Writes that failed, one per task.
@@ -28,14 +30,15 @@ pub struct SyncReport {
     pub synced_at: String,
 }
 
-/// One TaskRun a revision describes, as the sync left it.
+/// One TaskRun a revision describes, as the sync left it. Its strings are the desired TaskRun's
+/// own, not copies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncedTask {
     pub task_id: i64,
-    pub name: String,
+    pub name: Arc<str>,
     pub context_version: i64,
-    pub digest: String,
-    pub path: String,
+    pub digest: ContentDigest,
+    pub path: Arc<str>,
 }
 
 /// A write that failed for one task.
@@ -69,11 +72,33 @@ impl SyncReport {
         previously_applied: Option<Revision>,
         synced_at: String,
     ) -> Self {
+        Self::from_plan_after(
+            None,
+            revision,
+            plan,
+            folder_errors,
+            failures,
+            previously_applied,
+            synced_at,
+        )
+    }
+
+    /// [`Self::from_plan`] after a report that listed `previous`: when the plan leaves the same
+    /// TaskRuns (a no-op re-sync), the new report shares that list instead of building another.
+    pub fn from_plan_after(
+        previous: Option<&Arc<[SyncedTask]>>,
+        revision: &Revision,
+        plan: &SyncPlan,
+        folder_errors: &[FolderError],
+        failures: Vec<ApplyError>,
+        previously_applied: Option<Revision>,
+        synced_at: String,
+    ) -> Self {
         let failed: HashSet<&str> = failures.iter().map(|f| f.name.as_str()).collect();
         let ok = |pred: fn(&Action) -> bool| {
             plan.steps
                 .iter()
-                .filter(|s| pred(&s.action) && !failed.contains(s.name.as_str()))
+                .filter(|s| pred(&s.action) && !failed.contains(&*s.name))
                 .count()
         };
         let (created, updated, pruned, unchanged) = (
@@ -100,7 +125,7 @@ impl SyncReport {
                 _ => continue,
             };
             apply_errors.push(ApplyError {
-                name: step.name.clone(),
+                name: step.name.to_string(),
                 message,
             });
         }
@@ -110,18 +135,7 @@ impl SyncReport {
         } else {
             SyncStatus::OutOfSync
         };
-        let tasks = plan
-            .steps
-            .iter()
-            .filter_map(|s| s.desired.as_ref())
-            .map(|d| SyncedTask {
-                task_id: d.task_id,
-                name: d.name.clone(),
-                context_version: d.context_version,
-                digest: d.digest.to_string(),
-                path: d.source_path.clone(),
-            })
-            .collect();
+        let tasks = synced_tasks(plan, previous);
         SyncReport {
             revision: revision.clone(),
             status,
@@ -153,7 +167,7 @@ impl SyncReport {
             revision: revision.clone(),
             status: SyncStatus::Unknown,
             applied_revision: previously_applied,
-            tasks: vec![],
+            tasks: Arc::new([]),
             folder_errors: vec![],
             apply_errors: vec![ApplyError {
                 name: what.to_string(),
@@ -166,6 +180,32 @@ impl SyncReport {
             synced_at,
         }
     }
+}
+
+/// The TaskRuns `plan` leaves, as a report lists them: `previous` itself when it lists the same.
+fn synced_tasks(plan: &SyncPlan, previous: Option<&Arc<[SyncedTask]>>) -> Arc<[SyncedTask]> {
+    let desired = || plan.steps.iter().filter_map(|s| s.desired.as_ref());
+    if let Some(previous) = previous
+        && previous.len() == desired().count()
+        && previous.iter().zip(desired()).all(|(task, d)| {
+            task.task_id == d.task_id
+                && task.context_version == d.context_version
+                && task.name == d.name
+                && task.digest == d.digest
+                && task.path == d.source_path
+        })
+    {
+        return previous.clone();
+    }
+    desired()
+        .map(|d| SyncedTask {
+            task_id: d.task_id,
+            name: d.name.clone(),
+            context_version: d.context_version,
+            digest: d.digest.clone(),
+            path: d.source_path.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -186,6 +226,62 @@ mod tests {
             prune: true,
             settled: None,
         })
+    }
+
+    #[test]
+    fn a_report_that_lists_the_same_task_runs_shares_the_previous_list() {
+        let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
+        let live = live_after(&snap, &KnownTaskRuns::new());
+        let report = |plan: &SyncPlan, previous: Option<&Arc<[SyncedTask]>>| {
+            SyncReport::from_plan_after(
+                previous,
+                &snap.revision,
+                plan,
+                &[],
+                vec![],
+                None,
+                "t".into(),
+            )
+        };
+        let first = report(&planned(&snap, &KnownTaskRuns::new()), None);
+        // The re-sync plans against what the first one wrote: every task unchanged.
+        let again = report(&planned(&snap, &live), Some(&first.tasks));
+        assert!(Arc::ptr_eq(&first.tasks, &again.tasks));
+        // Its strings are the desired TaskRuns' own.
+        let plan = planned(&snap, &live);
+        let desired = plan.steps[0].desired.as_ref().unwrap();
+        let listed = report(&plan, None);
+        assert!(Arc::ptr_eq(&listed.tasks[0].name, &desired.name));
+        assert!(Arc::ptr_eq(&listed.tasks[0].path, &desired.source_path));
+        assert!(Arc::ptr_eq(&listed.tasks[0].digest.0, &desired.digest.0));
+
+        // A new version of one task, one task fewer or one more: a list of its own.
+        for (changed, want) in [
+            (vec![folder(1, "a2"), folder(2, "b")], vec![(1, 2), (2, 1)]),
+            (vec![folder(1, "a")], vec![(1, 1)]),
+            (
+                vec![folder(1, "a"), folder(2, "b"), folder(3, "c")],
+                vec![(1, 1), (2, 1), (3, 1)],
+            ),
+        ] {
+            let changed = snapshot('2', changed);
+            let next = SyncReport::from_plan_after(
+                Some(&first.tasks),
+                &changed.revision,
+                &planned(&changed, &live),
+                &[],
+                vec![],
+                None,
+                "t".into(),
+            );
+            assert!(!Arc::ptr_eq(&first.tasks, &next.tasks));
+            let versions: Vec<(i64, i64)> = next
+                .tasks
+                .iter()
+                .map(|t| (t.task_id, t.context_version))
+                .collect();
+            assert_eq!(versions, want);
+        }
     }
 
     #[test]

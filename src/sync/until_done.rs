@@ -24,7 +24,7 @@ pub const EXIT_NOT_RUNNABLE: i32 = 4;
 /// that trails the sync shows once it has caught up.
 pub fn all_applied(report: &SyncReport, live: &LiveTaskRuns) -> bool {
     report.tasks.iter().all(|task| {
-        live.get(&task.name)
+        live.get(&*task.name)
             .is_some_and(|tr| tr.spec.context_version == task.context_version)
     })
 }
@@ -33,7 +33,7 @@ pub fn all_applied(report: &SyncReport, live: &LiveTaskRuns) -> bool {
 /// contextVersion and is Succeeded or Failed.
 pub fn all_terminal(report: &SyncReport, live: &LiveTaskRuns) -> bool {
     report.tasks.iter().all(|task| {
-        live.get(&task.name)
+        live.get(&*task.name)
             .and_then(|tr| tr.status.as_ref())
             .is_some_and(|s| {
                 s.phase.is_some_and(TaskPhase::is_terminal)
@@ -47,7 +47,7 @@ pub fn exit_code(report: &SyncReport, live: &LiveTaskRuns) -> i32 {
     let failed = report
         .tasks
         .iter()
-        .any(|t| phase_of(live.get(&t.name)) == Some(TaskPhase::Failed));
+        .any(|t| phase_of(live.get(&*t.name)) == Some(TaskPhase::Failed));
     if failed {
         EXIT_TASK_FAILED
     } else if report.status != SyncStatus::Synced {
@@ -72,7 +72,7 @@ pub fn failed_task_runs<'a>(report: &SyncReport, live: &'a LiveTaskRuns) -> Vec<
     report
         .tasks
         .iter()
-        .filter_map(|t| live.get(&t.name))
+        .filter_map(|t| live.get(&*t.name))
         .filter(|tr| phase_of(Some(tr)) == Some(TaskPhase::Failed))
         .collect()
 }
@@ -89,12 +89,12 @@ pub fn status_table(report: &SyncReport, live: &LiveTaskRuns) -> String {
         "RESULT".into(),
         "MESSAGE".into(),
     ]];
-    for task in &report.tasks {
-        let status = live.get(&task.name).and_then(|tr| tr.status.clone());
+    for task in report.tasks.iter() {
+        let status = live.get(&*task.name).and_then(|tr| tr.status.clone());
         let status = status.unwrap_or_default();
         rows.push([
             task.task_id.to_string(),
-            task.name.clone(),
+            task.name.to_string(),
             task.context_version.to_string(),
             status.phase.map_or("-".into(), |p| p.to_string()),
             status.attempts.to_string(),

@@ -84,10 +84,10 @@ pub fn report(commit: Oid, task_ids: &[i64], synced_at: &str) -> SyncReport {
             .iter()
             .map(|id| SyncedTask {
                 task_id: *id,
-                name: format!("task-{id}"),
+                name: format!("task-{id}").into(),
                 context_version: 1,
-                digest: format!("sha256:{id:064}"),
-                path: format!("tasks/{id}-t"),
+                digest: format!("sha256:{id:064}").as_str().into(),
+                path: format!("tasks/{id}-t").into(),
             })
             .collect(),
         folder_errors: vec![],

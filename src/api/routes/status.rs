@@ -109,7 +109,7 @@ pub fn status_view(
             (
                 TaskState {
                     task_id: t.task_id,
-                    name: t.name.clone(),
+                    name: t.name.to_string(),
                     context_version: t.context_version,
                     phase: phase.map(|p| p.to_string()),
                     reason: current.as_ref().and_then(|l| l.reason.clone()),
@@ -352,10 +352,10 @@ mod tests {
                 .iter()
                 .map(|(id, v)| SyncedTask {
                     task_id: *id,
-                    name: format!("task-{id}"),
+                    name: format!("task-{id}").into(),
                     context_version: *v,
                     digest: "sha256:x".into(),
-                    path: format!("tasks/{id}-web"),
+                    path: format!("tasks/{id}-web").into(),
                 })
                 .collect(),
             folder_errors: vec![],
