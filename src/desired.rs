@@ -454,12 +454,12 @@ pub fn desired_task_runs_reusing(
                     digest: task.digest.clone(),
                     context_version: version,
                     service_name: shared
-                        .entry(&task.service_name)
-                        .or_insert_with(|| Arc::from(task.service_name.as_str()))
+                        .entry(&*task.service_name)
+                        .or_insert_with(|| task.service_name.clone())
                         .clone(),
                     agent_name: shared
-                        .entry(&task.agent_name)
-                        .or_insert_with(|| Arc::from(task.agent_name.as_str()))
+                        .entry(&*task.agent_name)
+                        .or_insert_with(|| task.agent_name.clone())
                         .clone(),
                     source_path: Arc::from(task.path.as_str()),
                     suspend: task.suspend,
@@ -491,8 +491,8 @@ pub fn task_run_for(
         &names::task_run_name(folder.task_id),
         TaskRunSpec {
             task_id: folder.task_id,
-            service_name: folder.service_name.clone(),
-            agent_name: folder.agent_name.clone(),
+            service_name: folder.service_name.to_string(),
+            agent_name: folder.agent_name.to_string(),
             context_version: version,
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),

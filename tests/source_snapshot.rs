@@ -50,8 +50,8 @@ fn every_revision_has_its_own_snapshot() {
     assert!(s1.errors.is_empty(), "{:?}", s1.errors);
     let login = &s1.tasks[0];
     assert_eq!(login.path, "tasks/1-login");
-    assert_eq!(login.service_name, "web");
-    assert_eq!(login.agent_name, "claude-code");
+    assert_eq!(&*login.service_name, "web");
+    assert_eq!(&*login.agent_name, "claude-code");
     let files: Vec<_> = login
         .markdown_files
         .iter()
@@ -277,6 +277,14 @@ fn many_folders_are_read_in_parallel_with_the_same_result() {
     let warm = snapshot(&repo, commit, &mut cache);
     assert_eq!(warm, s);
     assert_eq!(cache.stats(), (150, 150));
+    // Every folder names service `web`: one allocation for all of them, read on any thread.
+    assert!(s.tasks.iter().all(|t| std::sync::Arc::ptr_eq(
+        &t.service_name,
+        &s.tasks[0].service_name
+    ) && std::sync::Arc::ptr_eq(
+        &t.agent_name,
+        &s.tasks[0].agent_name
+    )));
 }
 
 #[test]
@@ -285,8 +293,7 @@ fn the_example_repository_is_valid() {
     let s = read_folder_snapshot(dir, "example-repo").unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s.tasks.len() >= 5);
-    let agents: std::collections::BTreeSet<_> =
-        s.tasks.iter().map(|t| t.agent_name.as_str()).collect();
+    let agents: std::collections::BTreeSet<_> = s.tasks.iter().map(|t| &*t.agent_name).collect();
     assert_eq!(
         agents.into_iter().collect::<Vec<_>>(),
         vec!["aider", "claude-code", "codex"]

@@ -55,7 +55,7 @@ impl AgentCheckArgs {
 pub fn check_agent_names(snapshot: &mut SourceSnapshot, known: &[String], origin: &str) {
     let (ok, unknown): (Vec<_>, Vec<_>) = std::mem::take(&mut snapshot.tasks)
         .into_iter()
-        .partition(|task| known.contains(&task.agent_name));
+        .partition(|task| known.iter().any(|k| **k == *task.agent_name));
     snapshot.tasks = ok;
     if unknown.is_empty() {
         return;

@@ -145,8 +145,8 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
         rows.push([
             task.task_id.to_string(),
             crate::names::task_run_name(task.task_id),
-            task.service_name.clone(),
-            task.agent_name.clone(),
+            task.service_name.to_string(),
+            task.agent_name.to_string(),
             format!("{PLACEHOLDER_VERSION}*"),
             task.markdown_files.len().to_string(),
             digest.to_string(),

@@ -44,8 +44,9 @@ pub struct RawEntry {
 /// A valid folder's content, independent of the folder's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderContent {
-    pub service_name: String,
-    pub agent_name: String,
+    /// Shared with every snapshot's [`crate::source::snapshot::TaskFolder`] of this folder.
+    pub service_name: Arc<str>,
+    pub agent_name: Arc<str>,
     /// `suspend: true` in task.yaml: keep the TaskRun, run no Job (or suspend the running one).
     pub suspend: bool,
     /// `priority` in task.yaml: higher starts first when an agent's Jobs are limited.
@@ -237,8 +238,8 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
                 .collect();
             crate::prompt::sort_files(&mut markdown_files);
             Ok(FolderContent {
-                service_name: settings.service_name,
-                agent_name: settings.agent_name,
+                service_name: settings.service_name.into(),
+                agent_name: settings.agent_name.into(),
                 suspend: settings.suspend,
                 priority: settings.priority,
                 markdown_files: markdown_files.into(),

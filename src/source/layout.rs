@@ -368,7 +368,7 @@ mod tests {
         let got: Vec<_> = snapshot
             .tasks
             .iter()
-            .map(|t| (t.task_id, t.path.as_str(), t.service_name.as_str()))
+            .map(|t| (t.task_id, t.path.as_str(), &*t.service_name))
             .collect();
         assert_eq!(got, vec![(2, "2-a", "a"), (10, "10-b", "b")]);
         assert!(snapshot.errors.is_empty());

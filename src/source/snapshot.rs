@@ -55,8 +55,10 @@ pub struct TaskFolder {
     pub task_id: i64,
     /// The folder's path inside the repository, e.g. `tasks/42-login-page`.
     pub path: String,
-    pub service_name: String,
-    pub agent_name: String,
+    /// The folder cache's own (shared by the snapshots of every commit where the folder is the
+    /// same), not copies.
+    pub service_name: Arc<str>,
+    pub agent_name: Arc<str>,
     /// task.yaml's `suspend` (default false).
     #[serde(default)]
     pub suspend: bool,

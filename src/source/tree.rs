@@ -20,6 +20,8 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct DigestCache {
     entries: HashMap<Oid, Arc<ParsedFolder>>,
+    /// Service and agent names, one allocation each for every folder that names them.
+    names: std::collections::HashSet<Arc<str>>,
     last: Option<Arc<SourceSnapshot>>,
     hits: u64,
     misses: u64,
@@ -41,6 +43,17 @@ impl DigestCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// The one `Arc` of `name` in `names`.
+fn intern(names: &mut std::collections::HashSet<Arc<str>>, name: &Arc<str>) -> Arc<str> {
+    match names.get(name) {
+        Some(shared) => shared.clone(),
+        None => {
+            names.insert(name.clone());
+            name.clone()
+        }
     }
 }
 
@@ -117,9 +130,16 @@ pub fn read_snapshot(
     let parsed = parse_trees(repo, &missing)?;
     cache.misses += parsed.len() as u64;
     cache.hits += (candidates.len() - parsed.len()) as u64;
+    let names = &mut cache.names;
     let mut fresh: HashMap<Oid, Arc<ParsedFolder>> = parsed
         .into_iter()
-        .map(|(id, p)| (id, Arc::new(p)))
+        .map(|(id, mut p)| {
+            if let Ok(content) = &mut p {
+                content.service_name = intern(names, &content.service_name);
+                content.agent_name = intern(names, &content.agent_name);
+            }
+            (id, Arc::new(p))
+        })
         .collect();
 
     // Keep exactly the folders of this revision.
@@ -131,6 +151,8 @@ pub fn read_snapshot(
         }
     }
     cache.entries = entries;
+    // Names no kept folder uses any more go with them.
+    cache.names.retain(|name| Arc::strong_count(name) > 1);
 
     let folders = candidates
         .into_iter()

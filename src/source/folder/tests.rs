@@ -112,8 +112,8 @@ fn valid_folders() {
     ];
     for (what, entries, (service, agent, files)) in cases {
         let content = parse_folder(entries).unwrap_or_else(|e| panic!("{what}: {e:?}"));
-        assert_eq!(content.service_name, service, "{what}");
-        assert_eq!(content.agent_name, agent, "{what}");
+        assert_eq!(&*content.service_name, service, "{what}");
+        assert_eq!(&*content.agent_name, agent, "{what}");
         let names: Vec<_> = content
             .markdown_files
             .iter()
