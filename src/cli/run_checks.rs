@@ -233,7 +233,8 @@ mod tests {
             prune: true,
             settled: None,
         });
-        let report = SyncReport::from_plan(&snap.revision, &plan, &[], vec![], None, "t".into());
+        let report =
+            SyncReport::from_plan(None, &snap.revision, &plan, &[], vec![], None, "t".into());
         (report, live)
     }
 

@@ -372,7 +372,7 @@ impl Syncer {
             self.settled = Settled::after(&plan, known);
         }
         let converged = failures.is_empty() && plan.count(|a| *a == Action::WaitForDeletion) == 0;
-        let report = SyncReport::from_plan_after(
+        let report = SyncReport::from_plan(
             self.last_tasks.as_ref(),
             &snapshot.revision,
             &plan,

@@ -151,7 +151,7 @@ mod tests {
             prune: true,
             settled: None,
         });
-        let report = SyncReport::from_plan(&snap.revision, &p, &[], vec![], None, "t".into());
+        let report = SyncReport::from_plan(None, &snap.revision, &p, &[], vec![], None, "t".into());
         sync.observe(&p, &report, Duration::from_millis(20), 1_700_000_000.0);
         sync.error(error_kind::FETCH, 1);
         let text = metrics.render();

@@ -64,28 +64,9 @@ impl SyncReport {
     /// TaskRuns still being deleted are recorded as errors too, because the cluster does not
     /// hold what the revision describes. Synced means: no folder errors and no errors of any
     /// write; then `revision` becomes the applied revision, else `previously_applied` stays.
+    /// After a report that listed `previous`, a plan that leaves the same TaskRuns (a no-op
+    /// re-sync) shares that list instead of building another.
     pub fn from_plan(
-        revision: &Revision,
-        plan: &SyncPlan,
-        folder_errors: &[FolderError],
-        failures: Vec<ApplyError>,
-        previously_applied: Option<Revision>,
-        synced_at: String,
-    ) -> Self {
-        Self::from_plan_after(
-            None,
-            revision,
-            plan,
-            folder_errors,
-            failures,
-            previously_applied,
-            synced_at,
-        )
-    }
-
-    /// [`Self::from_plan`] after a report that listed `previous`: when the plan leaves the same
-    /// TaskRuns (a no-op re-sync), the new report shares that list instead of building another.
-    pub fn from_plan_after(
         previous: Option<&Arc<[SyncedTask]>>,
         revision: &Revision,
         plan: &SyncPlan,
@@ -233,7 +214,7 @@ mod tests {
         let snap = snapshot('1', vec![folder(1, "a"), folder(2, "b")]);
         let live = live_after(&snap, &KnownTaskRuns::new());
         let report = |plan: &SyncPlan, previous: Option<&Arc<[SyncedTask]>>| {
-            SyncReport::from_plan_after(
+            SyncReport::from_plan(
                 previous,
                 &snap.revision,
                 plan,
@@ -265,7 +246,7 @@ mod tests {
             ),
         ] {
             let changed = snapshot('2', changed);
-            let next = SyncReport::from_plan_after(
+            let next = SyncReport::from_plan(
                 Some(&first.tasks),
                 &changed.revision,
                 &planned(&changed, &live),
@@ -292,6 +273,7 @@ mod tests {
         );
         let snap = snapshot('2', vec![folder(1, "a2"), folder(3, "c")]);
         let report = SyncReport::from_plan(
+            None,
             &snap.revision,
             &planned(&snap, &live),
             &snap.errors,
@@ -327,6 +309,7 @@ mod tests {
             message: "denied".into(),
         };
         let report = SyncReport::from_plan(
+            None,
             &snap.revision,
             &plan,
             &[],
@@ -345,8 +328,15 @@ mod tests {
             task_id: Some(9),
             message: "no task.yaml".into(),
         };
-        let report =
-            SyncReport::from_plan(&snap.revision, &plan, &[broken], vec![], None, "t".into());
+        let report = SyncReport::from_plan(
+            None,
+            &snap.revision,
+            &plan,
+            &[broken],
+            vec![],
+            None,
+            "t".into(),
+        );
         assert_eq!(report.status, SyncStatus::OutOfSync);
         assert_eq!(report.applied_revision, None);
     }

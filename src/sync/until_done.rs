@@ -148,7 +148,7 @@ mod tests {
             prune: true,
             settled: None,
         });
-        SyncReport::from_plan(&snap.revision, &p, &[], vec![], None, "t".into())
+        SyncReport::from_plan(None, &snap.revision, &p, &[], vec![], None, "t".into())
     }
 
     fn with_phases(phases: &[Option<(TaskPhase, i64)>]) -> LiveTaskRuns {
