@@ -39,6 +39,7 @@ use caches::{
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -159,11 +160,10 @@ where
     }
 }
 
-/// A watch of `api` (with the capped [`watch_backoff`]) whose objects are slimmed by `slim` and
-/// kept in the store `writer` feeds; yields the objects that changed.
+/// A watch (`events`, retried with the capped [`watch_backoff`]) whose objects are slimmed by
+/// `slim` and kept in the store `writer` feeds; yields the objects that changed.
 fn cached_watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     slim: fn(&mut K),
     mut writer: OwnedStoreWriter<K>,
     outage: Arc<OutageLog>,
@@ -178,7 +178,7 @@ where
         + 'static,
 {
     let mut requests = WatchRequests::default();
-    watcher(api, config)
+    events
         .backoff(watch_backoff())
         .inspect(move |result| outage.watch_result(&mut requests, result.as_ref().err()))
         .modify(slim)
@@ -188,6 +188,25 @@ where
         })
         .touched_objects()
         .filter_map(|result| std::future::ready(result.ok().map(Ok)))
+}
+
+/// A ConfigMap of which only the metadata was read. ConfigMaps are watched by metadata: the
+/// reconcile reads their owner and spec hash, and each holds a task's markdown (up to 1 MiB),
+/// which the API server would otherwise send the controller with every change and relist.
+fn config_map_of_metadata(
+    event: watcher::Event<PartialObjectMeta<ConfigMap>>,
+) -> watcher::Event<ConfigMap> {
+    let config_map = |meta: PartialObjectMeta<ConfigMap>| ConfigMap {
+        metadata: meta.metadata,
+        ..ConfigMap::default()
+    };
+    match event {
+        watcher::Event::Apply(meta) => watcher::Event::Apply(config_map(meta)),
+        watcher::Event::Delete(meta) => watcher::Event::Delete(config_map(meta)),
+        watcher::Event::InitApply(meta) => watcher::Event::InitApply(config_map(meta)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// Keeps of a TaskRun what the reconcile reads: all but managedFields.
@@ -215,22 +234,23 @@ pub async fn run_controller(
         reconcile::RETRY_WHILE_UNREACHABLE.max(crate::watch_backoff::WATCH_BACKOFF_MAX),
     ));
     let job_events = cached_watch(
-        api(&client, ns),
-        children.clone(),
+        watcher(api(&client, ns), children.clone()),
         slim_job,
         jobs_writer,
         outage.clone(),
     );
     let config_map_events = cached_watch(
-        api(&client, ns),
-        children.clone(),
+        watcher(
+            api::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            children.clone(),
+        )
+        .map_ok(config_map_of_metadata),
         slim_config_map,
         config_maps_writer,
         outage.clone(),
     );
     let pod_events = cached_watch(
-        api(&client, ns),
-        children,
+        watcher(api(&client, ns), children),
         slim_pod,
         pods_writer,
         outage.clone(),
