@@ -16,7 +16,7 @@
 //! and a ConfigMap is server-side applied, which is idempotent. Names are fixed per TaskRun and
 //! version, so a stale cache can never make a second Job for one TaskRun and version.
 
-use super::job_phase::ending_condition;
+use super::job_phase;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus};
@@ -63,15 +63,12 @@ impl CachedJob {
         }
     }
 
-    /// Neither suspended nor ended ([`ending_condition`]): what [`super::queue::entry_state`]
-    /// counts as running, without building a `Job`.
+    /// [`job_phase::holds_slot`], without building a `Job`.
     pub fn holds_slot(&self) -> bool {
-        let suspended = self.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-        let ended = self
-            .status
-            .as_ref()
-            .is_some_and(|s| ending_condition(s).is_some());
-        !suspended && !ended
+        job_phase::holds_slot(
+            self.spec.as_ref().and_then(|s| s.suspend),
+            self.status.as_ref(),
+        )
     }
 }
 

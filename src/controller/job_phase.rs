@@ -59,6 +59,12 @@ pub fn job_phase(job: &Job) -> JobState {
     }
 }
 
+/// Whether a Job holds a queue slot: neither suspended nor ended. The one rule for the queue's
+/// entries and for cached Jobs.
+pub fn holds_slot(suspended: Option<bool>, status: Option<&JobStatus>) -> bool {
+    !suspended.unwrap_or(false) && status.is_none_or(|s| ending_condition(s).is_none())
+}
+
 /// The condition that ends a Job: the first `Complete` or `Failed` that is `True`.
 pub fn ending_condition(status: &JobStatus) -> Option<&JobCondition> {
     status

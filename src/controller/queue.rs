@@ -7,7 +7,7 @@
 //! version, then the smaller task id. A task held back by its agent's limit does not hold back
 //! tasks of other agents.
 
-use super::job_phase::job_phase;
+use super::job_phase::holds_slot;
 use k8s_openapi::api::batch::v1::Job;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -75,11 +75,11 @@ impl QueuePlan {
 /// a slot nor waits for one.
 pub fn entry_state(job: Option<&Job>, held: bool) -> Option<EntryState> {
     match job {
-        Some(job) => {
-            let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-            let finished = job_phase(job).phase.is_terminal();
-            (!suspended && !finished).then_some(EntryState::Running)
-        }
+        Some(job) => holds_slot(
+            job.spec.as_ref().and_then(|s| s.suspend),
+            job.status.as_ref(),
+        )
+        .then_some(EntryState::Running),
         None => (!held).then_some(EntryState::Waiting),
     }
 }
