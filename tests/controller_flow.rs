@@ -792,3 +792,36 @@ async fn the_controller_resumes_within_seconds_after_the_api_server_restarts() {
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
     restarted.shutdown().await;
 }
+
+/// SIGTERM can come before the controller's watches have listed anything (here: the TaskRun
+/// CRD is not installed yet, so the TaskRun watch cannot list). kube-runtime's graceful shutdown
+/// waits for the reconciles, which wait for the caches, which are no longer read once it
+/// begins: `run --embedded` sometimes never exited. The controller now stops at once.
+#[tokio::test]
+async fn the_controller_stops_when_asked_before_its_caches_are_listed() {
+    use kube_envtest::{ApiServer, ApiServerConfig};
+    use orchestrator::controller::{ControllerConfig, ControllerMetrics, run_controller};
+
+    let server = ApiServer::start(ApiServerConfig::default()).await.unwrap();
+    let agents = orchestrator::controller::AgentProfiles::parse(AGENTS, "test agents").unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = std::sync::Arc::new(ControllerMetrics::register(&mut registry));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run_controller(
+        server.client(),
+        ControllerConfig::new(Some(NS.into()), agents),
+        metrics,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Long enough for the watches to have failed and be backing off.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    assert!(
+        ended.is_ok(),
+        "the controller did not stop within 10 s of being asked"
+    );
+    server.shutdown().await;
+}

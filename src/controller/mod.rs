@@ -36,7 +36,7 @@ use caches::{
     CachedJob, CachedPod, Caches, OwnedStoreWriter, owned_store, slim_config_map, slim_job,
     slim_pod,
 };
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PartialObjectMeta;
@@ -328,6 +328,28 @@ pub async fn run_controller(
     };
     let watch_ctx = ctx.clone();
     let kicker = reconcile::kick_queues(ctx.clone());
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    // Graceful shutdown waits for the reconciles in flight, and every reconcile first waits for
+    // the caches to be listed (kube-runtime holds the runner until the TaskRun store is). Once
+    // shutdown begins the watches are no longer read, so a cache not listed by then never will
+    // be and the wait would never end. No reconcile has got past that wait, so nothing is lost
+    // by stopping at once.
+    let unlisted_at_shutdown = {
+        let task_runs = task_runs.clone();
+        let ctx = ctx.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            let listed = ctx.caches.ready().now_or_never().is_some()
+                && matches!(task_runs.wait_until_ready().now_or_never(), Some(Ok(())));
+            if listed {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     let mut queue_requests = WatchRequests::default();
     let controller = Controller::for_stream(task_run_events, task_runs)
         .owns_stream(job_events)
@@ -358,6 +380,9 @@ pub async fn run_controller(
     tokio::select! {
         () = controller => {}
         () = kicker => {}
+        () = unlisted_at_shutdown => {
+            tracing::info!("stopping before the caches were listed; no reconcile had started");
+        }
     }
     tracing::info!("TaskRun controller stopped");
 }
