@@ -153,6 +153,8 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 }
 
 async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
+    // Installed before anything else, so that a SIGTERM during start-up is not the default kill.
+    let stop = shutdown_signal();
     let credentials = command.git.load()?;
     let known_agents = match &command.agents {
         Some(path) => Some(AgentProfiles::load(path)?.names()),
@@ -199,7 +201,7 @@ async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
         clone_dir: command.clone_dir.clone(),
         client: cluster_client,
     };
-    serve_api(&command.api, parts, shutdown_signal()).await
+    serve_api(&command.api, parts, stop).await
 }
 
 /// What the API reuses from the process that serves it (`orchestrator run` has all of it).
@@ -366,7 +368,11 @@ pub(crate) async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
     }
 }
 
-async fn shutdown_signal() {
-    crate::cli::shutdown::signal().await;
-    info!("shutting down the API");
+/// The handlers are installed when this is called (see `crate::cli::shutdown::signal`).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let signal = crate::cli::shutdown::signal();
+    async move {
+        signal.await;
+        info!("shutting down the API");
+    }
 }

@@ -42,6 +42,8 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
+    // Installed before anything else, so that a SIGTERM during start-up is not the default kill.
+    let stop = shutdown_signal();
     let agents = AgentProfiles::load(&args.agents)?;
     let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster)).await?;
@@ -91,7 +93,7 @@ async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     let mut config = ControllerConfig::new(args.namespace, agents);
     config.concurrency = args.concurrency;
     config.max_running = args.max_running;
-    run_controller(client, config, metrics, shutdown_signal()).await;
+    run_controller(client, config, metrics, stop).await;
     server.abort();
     connected.shutdown().await;
     Ok(())
@@ -110,8 +112,12 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM, and says that running reconciles are being finished.
-pub async fn shutdown_signal() {
-    crate::cli::shutdown::signal().await;
-    tracing::info!("shutdown signal received; finishing running reconciles");
+/// Resolves on Ctrl-C or SIGTERM, and says that running reconciles are being finished. The
+/// handlers are installed when this is called (see `crate::cli::shutdown::signal`).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+    let signal = crate::cli::shutdown::signal();
+    async move {
+        signal.await;
+        tracing::info!("shutdown signal received; finishing running reconciles");
+    }
 }

@@ -216,6 +216,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
+    // Installed first: a SIGTERM during start-up stops `run` cleanly (temporary directories
+    // removed, exit 0) once it is up, rather than killing it by the default action.
+    let stop_signal = crate::cli::shutdown::signal();
     let credentials = args.git.load()?;
     let local_repo = local_repo_path(&args.repo)
         .map(|dir| {
@@ -264,16 +267,14 @@ async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
         args.interval
     );
     let client = connected.client.clone();
-    let result = run_connected(
-        args,
-        client,
+    let resolved = Resolved {
         credentials,
         local_repo,
         source_identity,
         agents,
         notes_ref,
-    )
-    .await;
+    };
+    let result = run_connected(stop_signal, args, client, resolved).await;
     connected.shutdown().await;
     result
 }
@@ -300,20 +301,34 @@ fn agent_source(args: &RunArgs, local_repo: Option<&Path>) -> Option<AgentSource
     None
 }
 
-async fn run_connected(
-    args: RunArgs,
-    client: Client,
+/// What start-up resolved from the flags before connecting.
+struct Resolved {
     credentials: Credentials,
     local_repo: Option<PathBuf>,
     source_identity: SourceIdentity,
     agents: Option<AgentSource>,
     notes_ref: String,
+}
+
+async fn run_connected(
+    stop_signal: impl Future<Output = ()> + Send + 'static,
+    args: RunArgs,
+    client: Client,
+    resolved: Resolved,
 ) -> anyhow::Result<i32> {
+    let Resolved {
+        credentials,
+        local_repo,
+        source_identity,
+        agents,
+        notes_ref,
+    } = resolved;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn({
         let tx = shutdown_tx.clone();
         async move {
-            crate::cli::controller::shutdown_signal().await;
+            stop_signal.await;
+            info!("shutdown signal received; finishing running reconciles and the last note");
             let _ = tx.send(true);
         }
     });
