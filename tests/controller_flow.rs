@@ -705,7 +705,6 @@ async fn a_stale_cache_cannot_make_a_second_job() {
 #[tokio::test]
 async fn the_controller_resumes_within_seconds_after_the_api_server_restarts() {
     use kube_envtest::{ApiServer, ApiServerConfig};
-    use orchestrator::controller::{ControllerConfig, ControllerMetrics, run_controller};
 
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -729,18 +728,7 @@ async fn the_controller_resumes_within_seconds_after_the_api_server_restarts() {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-    let agents = orchestrator::controller::AgentProfiles::parse(AGENTS, "test agents").unwrap();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = std::sync::Arc::new(ControllerMetrics::register(&mut registry));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(run_controller(
-        client.clone(),
-        ControllerConfig::new(Some(NS.into()), agents),
-        metrics,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (controller, stop) = spawn_controller(client.clone());
     let task_runs: kube::Api<orchestrator::crd::TaskRun> =
         kube::Api::namespaced(client.clone(), NS);
     let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
@@ -800,21 +788,9 @@ async fn the_controller_resumes_within_seconds_after_the_api_server_restarts() {
 #[tokio::test]
 async fn the_controller_stops_when_asked_before_its_caches_are_listed() {
     use kube_envtest::{ApiServer, ApiServerConfig};
-    use orchestrator::controller::{ControllerConfig, ControllerMetrics, run_controller};
 
     let server = ApiServer::start(ApiServerConfig::default()).await.unwrap();
-    let agents = orchestrator::controller::AgentProfiles::parse(AGENTS, "test agents").unwrap();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = std::sync::Arc::new(ControllerMetrics::register(&mut registry));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(run_controller(
-        server.client(),
-        ControllerConfig::new(Some(NS.into()), agents),
-        metrics,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (controller, stop) = spawn_controller(server.client());
     // Long enough for the watches to have failed and be backing off.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(());
@@ -824,4 +800,28 @@ async fn the_controller_stops_when_asked_before_its_caches_are_listed() {
         "the controller did not stop within 10 s of being asked"
     );
     server.shutdown().await;
+}
+
+/// `run_controller` for [`NS`] with the test agents, in a task of its own; it stops when the
+/// returned sender is used (or dropped).
+fn spawn_controller(
+    client: kube::Client,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    use orchestrator::controller::{ControllerConfig, ControllerMetrics, run_controller};
+    let agents = orchestrator::controller::AgentProfiles::parse(AGENTS, "test agents").unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = std::sync::Arc::new(ControllerMetrics::register(&mut registry));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run_controller(
+        client,
+        ControllerConfig::new(Some(NS.into()), agents),
+        metrics,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (controller, stop)
 }
