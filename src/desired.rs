@@ -13,6 +13,7 @@ use crate::crd::{MarkdownFile, TaskRun, TaskRunSpec};
 use crate::names;
 use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 mod live;
@@ -303,9 +304,17 @@ pub type LiveTaskRuns = HashMap<String, TaskRun>;
 /// Versions never go backwards: content that returns to an older digest still gets a new,
 /// larger version, because only the live TaskRun is consulted, never history.
 pub fn context_version(live: Option<&LiveTaskRun>, digest: &ContentDigest) -> i64 {
+    version_for(
+        live,
+        live.is_some_and(|l| l.spec.content_digest.is(&digest.0)),
+    )
+}
+
+/// [`context_version`], told whether the live content is the desired one.
+fn version_for(live: Option<&LiveTaskRun>, same_content: bool) -> i64 {
     match live {
         None => 1,
-        Some(live) if live.spec.content_digest.is(&digest.0) => live.spec.context_version.max(1),
+        Some(live) if same_content => live.spec.context_version.max(1),
         Some(live) => live.spec.context_version.max(0) + 1,
     }
 }
@@ -423,34 +432,42 @@ pub fn desired_task_runs_reusing(
     let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
     let mut shared: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
+    // Every task is looked at on every sync, so the per-task work that finds a cached desired
+    // TaskRun still right allocates nothing and reads the live digest once.
+    let mut name = String::new();
     let desired = snapshot
         .tasks
         .iter()
         .map(|task| {
-            let name = names::task_run_name(task.task_id);
-            let live = live.get(&name);
-            let version = context_version(live, &task.digest);
-            let revision = match kept_revision(live, &task.digest) {
+            name.clear();
+            let _ = write!(name, "{}", names::TaskRunName(task.task_id));
+            let live = live.get(name.as_str());
+            let same_content = live.filter(|l| l.spec.content_digest.is(&task.digest.0));
+            let version = version_for(live, same_content.is_some());
+            let kept = same_content.and_then(|l| l.marks.revision.as_deref());
+            let revision = match kept {
                 Some(kept) if kept != &*current => revisions
                     .entry(kept)
                     .or_insert_with(|| Arc::from(kept))
                     .clone(),
                 _ => current.clone(),
             };
-            let revision_time = match kept_revision(live, &task.digest) {
-                Some(_) => producing_revision_time(live, &task.digest, None).map(Arc::from),
-                None => current_time.clone(),
+            // The producing revision's time, kept with the revision (see
+            // `producing_revision_time`).
+            let kept_time = match (kept, same_content) {
+                (Some(_), Some(live)) => live.marks.revision_time.as_deref(),
+                _ => current_time.as_deref(),
             };
             let desired = match cache.by_task.get(&task.task_id) {
                 Some(d)
                     if d.is_made_of(task, version, &revision, &target)
-                        && d.revision_time == revision_time =>
+                        && d.revision_time.as_deref() == kept_time =>
                 {
                     d.clone()
                 }
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
-                    name: name.into(),
+                    name: name.as_str().into(),
                     digest: task.digest.clone(),
                     context_version: version,
                     service_name: shared
@@ -465,7 +482,10 @@ pub fn desired_task_runs_reusing(
                     suspend: task.suspend,
                     priority: task.priority,
                     producing_revision: revision,
-                    revision_time,
+                    revision_time: match kept {
+                        Some(_) => kept_time.map(Arc::from),
+                        None => current_time.clone(),
+                    },
                     target: target.clone(),
                     markdown_files: task.markdown_files.clone(),
                     content_hashes: OnceLock::new(),

@@ -44,7 +44,16 @@ pub const MAX_SUBDOMAIN_LEN: usize = 253;
 
 /// `task-<taskId>`.
 pub fn task_run_name(task_id: i64) -> String {
-    format!("task-{task_id}")
+    TaskRunName(task_id).to_string()
+}
+
+/// [`task_run_name`] as `Display`, to write into a buffer that is reused.
+pub struct TaskRunName(pub i64);
+
+impl std::fmt::Display for TaskRunName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "task-{}", self.0)
+    }
 }
 
 /// `<service>-<taskId>-v<version>`, at most 63 characters (a Job's name becomes a pod label).

@@ -185,8 +185,28 @@ impl LiveDigest {
     pub fn is(&self, text: &str) -> bool {
         match self {
             LiveDigest::Text(t) => **t == *text,
-            LiveDigest::Sha256(bytes) => sha256_bytes(text) == Some(*bytes),
+            // `sha256_bytes(text) == Some(*bytes)` without decoding: the sync asks this of
+            // every task on every sync.
+            LiveDigest::Sha256(bytes) => text.strip_prefix("sha256:").is_some_and(|hex| {
+                hex.len() == 64
+                    && hex
+                        .as_bytes()
+                        .chunks_exact(2)
+                        .zip(bytes)
+                        .all(|(pair, byte)| {
+                            lower_hex_digit(pair[0]) == Some(byte >> 4)
+                                && lower_hex_digit(pair[1]) == Some(byte & 0x0f)
+                        })
+            }),
         }
+    }
+}
+
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -387,6 +407,42 @@ mod tests {
     use super::*;
     use crate::desired::tests::*;
     use crate::desired::*;
+
+    #[test]
+    fn a_live_digest_is_the_text_it_was_parsed_from_and_no_other() {
+        let hex = "0123456789abcdef".repeat(4);
+        let digest = format!("sha256:{hex}");
+        let upper = format!("sha256:{}", hex.to_uppercase());
+        let other = format!("sha256:{}1", &hex[..63]);
+        let short = format!("sha256:{}", &hex[..62]);
+        let long = format!("{digest}00");
+        let bad = format!("sha256:{}g", &hex[..63]);
+        let texts = [
+            digest.as_str(),
+            &upper,
+            &other,
+            &short,
+            &long,
+            &bad,
+            &hex,
+            "sha256:",
+            "",
+            "md5:abc",
+        ];
+        for parsed_from in texts {
+            let live = LiveDigest::parse(parsed_from);
+            for text in texts {
+                assert_eq!(
+                    live.is(text),
+                    LiveDigest::parse(text) == live,
+                    "{parsed_from:?} is {text:?}"
+                );
+            }
+            assert!(live.is(parsed_from), "{parsed_from:?}");
+        }
+        assert!(matches!(LiveDigest::parse(&digest), LiveDigest::Sha256(_)));
+        assert!(matches!(LiveDigest::parse(&upper), LiveDigest::Text(_)));
+    }
 
     #[test]
     fn a_live_task_run_keeps_fingerprints_of_its_markdown_not_the_markdown() {
