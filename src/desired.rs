@@ -381,7 +381,7 @@ impl DesiredTaskRun {
         task: &TaskFolder,
         version: i64,
         revision: &str,
-        target: &ApplyTarget,
+        target: &Arc<ApplyTarget>,
     ) -> bool {
         self.digest == task.digest
             && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
@@ -391,7 +391,7 @@ impl DesiredTaskRun {
             && self.suspend == task.suspend
             && self.priority == task.priority
             && *self.producing_revision == *revision
-            && *self.target == *target
+            && (Arc::ptr_eq(&self.target, target) || *self.target == **target)
     }
 }
 
@@ -414,14 +414,20 @@ pub fn desired_task_runs_reusing(
     live: &KnownTaskRuns,
     cache: &mut DesiredCache,
 ) -> Vec<Arc<DesiredTaskRun>> {
-    let target = Arc::new(ApplyTarget {
+    let target = ApplyTarget {
         namespace: namespace.to_string(),
         source_label: source.label_value(),
         // With --source-name the repository may be reached under several URLs, none of them
         // the source's identity: plans from each would otherwise "restore" their own.
         source_url: source.name.is_none().then(|| source.repo.clone()),
         source_display: source.display(),
-    });
+    };
+    // The previous sync's, when the same: then each reused desired TaskRun is checked by
+    // pointer, not by comparing four strings.
+    let target = match cache.by_task.values().next() {
+        Some(d) if *d.target == target => d.target.clone(),
+        _ => Arc::new(target),
+    };
     let current: Arc<str> = snapshot.revision.to_string().into();
     let current_time: Option<Arc<str>> = snapshot
         .committed_at

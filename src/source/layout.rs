@@ -3,7 +3,7 @@
 
 use super::folder::{ContentError, FolderContent, ParsedFolder, is_hidden};
 use super::snapshot::{FolderError, Revision, SourceSnapshot, TaskFolder};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 /// What an entry directly under the tasks path is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,9 +102,15 @@ pub fn assemble(
     folders: Vec<ParsedEntry<'_>>,
     mut errors: Vec<FolderError>,
 ) -> SourceSnapshot {
-    let mut by_id: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    // Every folder is assembled on every read, so ids are counted without a path each; the
+    // paths of the folders that share an id are made only for them, in folder order.
+    let mut uses: HashMap<i64, usize> = HashMap::with_capacity(folders.len());
     for folder in &folders {
-        by_id
+        *uses.entry(folder.task_id).or_default() += 1;
+    }
+    let mut shared_ids: HashMap<i64, Vec<String>> = HashMap::new();
+    for folder in folders.iter().filter(|f| uses[&f.task_id] > 1) {
+        shared_ids
             .entry(folder.task_id)
             .or_default()
             .push(folder_path(tasks_path, &folder.name));
@@ -112,9 +118,9 @@ pub fn assemble(
     let mut tasks = Vec::with_capacity(folders.len());
     for folder in folders {
         let path = folder_path(tasks_path, &folder.name);
-        let users = &by_id[&folder.task_id];
-        if users.len() > 1 {
-            let others: Vec<&str> = users
+        let users = uses[&folder.task_id];
+        if let Some(sharing) = shared_ids.get(&folder.task_id) {
+            let others: Vec<&str> = sharing
                 .iter()
                 .filter(|p| **p != path)
                 .map(String::as_str)
@@ -131,9 +137,7 @@ pub fn assemble(
             });
         }
         match folder.parsed {
-            Ok(content) if users.len() == 1 => {
-                tasks.push(task_folder(folder.task_id, path, content))
-            }
+            Ok(content) if users == 1 => tasks.push(task_folder(folder.task_id, path, content)),
             Ok(_) => {}
             Err(content_errors) => errors.extend(
                 content_errors

@@ -43,21 +43,22 @@ impl Settled {
     /// The TaskRuns `plan` found unchanged or wrote successfully, as `live` (the cluster after
     /// the writes; a failed write is absent from it or at another resourceVersion) holds them.
     pub fn after(plan: &SyncPlan, live: &KnownTaskRuns) -> Self {
-        let by_name = plan
-            .steps
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.action,
-                    Action::Unchanged | Action::Create | Action::Update(_)
-                )
-            })
-            .filter_map(|step| {
-                let desired = step.desired.as_ref()?;
-                let rv = live.get(&*step.name)?.resource_version.clone()?;
-                Some((step.name.clone(), (desired.clone(), rv)))
-            })
-            .collect();
+        let mut by_name = HashMap::with_capacity(plan.steps.len());
+        by_name.extend(
+            plan.steps
+                .iter()
+                .filter(|s| {
+                    matches!(
+                        s.action,
+                        Action::Unchanged | Action::Create | Action::Update(_)
+                    )
+                })
+                .filter_map(|step| {
+                    let desired = step.desired.as_ref()?;
+                    let rv = live.get(&*step.name)?.resource_version.clone()?;
+                    Some((step.name.clone(), (desired.clone(), rv)))
+                }),
+        );
         Self { by_name }
     }
 
