@@ -319,45 +319,21 @@ fn version_for(live: Option<&LiveTaskRun>, same_content: bool) -> i64 {
     }
 }
 
-/// The revision annotation: the revision that produced the current content version. It is kept
-/// while the content stays the same, so a commit that touches one task rewrites one TaskRun.
-pub fn producing_revision(
-    live: Option<&LiveTaskRun>,
-    digest: &ContentDigest,
-    current: &Revision,
-) -> String {
-    kept_revision(live, digest)
-        .map(str::to_string)
-        .unwrap_or_else(|| current.to_string())
-}
-
-/// The revision-time annotation: the commit time of the revision that produced the current
-/// content version, kept with the revision annotation. A live TaskRun of the same content that
-/// has none (written before orchestrator recorded it) keeps none: the queue then orders it by its
-/// creation time, so no TaskRun is rewritten only to add it.
-pub fn producing_revision_time(
-    live: Option<&LiveTaskRun>,
-    digest: &ContentDigest,
-    committed_at: Option<i64>,
-) -> Option<String> {
-    match kept_revision(live, digest) {
-        Some(_) => live
-            .and_then(|live| live.marks.revision_time.as_deref())
-            .map(str::to_string),
-        None => committed_at.and_then(commit_time_text),
-    }
-}
-
 /// Seconds since the epoch as RFC 3339 UTC (`2026-12-01T18:30:00Z`).
 pub fn commit_time_text(seconds: i64) -> Option<String> {
     let t = k8s_openapi::jiff::Timestamp::from_second(seconds).ok()?;
     Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
-/// The live revision annotation, when the live content is `digest`'s.
-fn kept_revision<'a>(live: Option<&'a LiveTaskRun>, digest: &ContentDigest) -> Option<&'a str> {
-    live.filter(|live| live.spec.content_digest.is(&digest.0))
-        .and_then(|live| live.marks.revision.as_deref())
+/// The revision and revision-time annotations kept from `same_content`, the live TaskRun when
+/// its content is the desired one. The revision that produced the current content version is
+/// kept while the content stays the same, so a commit that touches one task rewrites one
+/// TaskRun; its commit time goes with it. A live TaskRun without a time (written before
+/// orchestrator recorded it) keeps none: the queue then orders it by its creation time, so no
+/// TaskRun is rewritten only to add it.
+fn kept_revision(same_content: Option<&LiveTaskRun>) -> Option<(&str, Option<&str>)> {
+    let marks = &same_content?.marks;
+    Some((marks.revision.as_deref()?, marks.revision_time.as_deref()))
 }
 
 /// The desired TaskRuns of the previous call by task id, reused while everything one is made of
@@ -433,10 +409,8 @@ pub fn desired_task_runs_reusing(
         .committed_at
         .and_then(commit_time_text)
         .map(Arc::from);
-    // Producing revisions kept from live TaskRuns, one allocation each; so are service and
-    // agent names.
+    // Producing revisions kept from live TaskRuns, one allocation each.
     let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
-    let mut shared: HashMap<&str, Arc<str>> = HashMap::new();
     let mut next = HashMap::with_capacity(snapshot.tasks.len());
     // Every task is looked at on every sync, so the per-task work that finds a cached desired
     // TaskRun still right allocates nothing and reads the live digest once.
@@ -450,24 +424,22 @@ pub fn desired_task_runs_reusing(
             let live = live.get(name.as_str());
             let same_content = live.filter(|l| l.spec.content_digest.is(&task.digest.0));
             let version = version_for(live, same_content.is_some());
-            let kept = same_content.and_then(|l| l.marks.revision.as_deref());
+            let kept = kept_revision(same_content);
             let revision = match kept {
-                Some(kept) if kept != &*current => revisions
+                Some((kept, _)) if kept != &*current => revisions
                     .entry(kept)
                     .or_insert_with(|| Arc::from(kept))
                     .clone(),
                 _ => current.clone(),
             };
-            // The producing revision's time, kept with the revision (see
-            // `producing_revision_time`).
-            let kept_time = match (kept, same_content) {
-                (Some(_), Some(live)) => live.marks.revision_time.as_deref(),
-                _ => current_time.as_deref(),
+            let revision_time = match kept {
+                Some((_, kept_time)) => kept_time,
+                None => current_time.as_deref(),
             };
             let desired = match cache.by_task.get(&task.task_id) {
                 Some(d)
                     if d.is_made_of(task, version, &revision, &target)
-                        && d.revision_time.as_deref() == kept_time =>
+                        && d.revision_time.as_deref() == revision_time =>
                 {
                     d.clone()
                 }
@@ -476,20 +448,16 @@ pub fn desired_task_runs_reusing(
                     name: name.as_str().into(),
                     digest: task.digest.clone(),
                     context_version: version,
-                    service_name: shared
-                        .entry(&*task.service_name)
-                        .or_insert_with(|| task.service_name.clone())
-                        .clone(),
-                    agent_name: shared
-                        .entry(&*task.agent_name)
-                        .or_insert_with(|| task.agent_name.clone())
-                        .clone(),
+                    // The snapshot's own `Arc`s (the folder cache interns them).
+                    service_name: task.service_name.clone(),
+                    agent_name: task.agent_name.clone(),
                     source_path: Arc::from(task.path.as_str()),
                     suspend: task.suspend,
                     priority: task.priority,
                     producing_revision: revision,
+                    // The snapshot's own when it is this commit's time, else one of its own.
                     revision_time: match kept {
-                        Some(_) => kept_time.map(Arc::from),
+                        Some(_) => revision_time.map(Arc::from),
                         None => current_time.clone(),
                     },
                     target: target.clone(),

@@ -154,7 +154,7 @@ pub fn run(command: ApiCommand) -> anyhow::Result<()> {
 
 async fn run_async(command: ApiCommand) -> anyhow::Result<()> {
     // Installed before anything else, so that a SIGTERM during start-up is not the default kill.
-    let stop = shutdown_signal();
+    let stop = crate::cli::shutdown::signal_logged("shutting down the API");
     let credentials = command.git.load()?;
     let known_agents = match &command.agents {
         Some(path) => Some(AgentProfiles::load(path)?.names()),
@@ -365,14 +365,5 @@ pub(crate) async fn probe_cluster(client: kube::Client, up: Arc<AtomicBool>) {
             .is_ok_and(|answer| answer.is_ok());
         up.store(ok, Ordering::Relaxed);
         tokio::time::sleep(CLUSTER_PROBE_EVERY).await;
-    }
-}
-
-/// The handlers are installed when this is called (see `crate::cli::shutdown::signal`).
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    let signal = crate::cli::shutdown::signal();
-    async move {
-        signal.await;
-        info!("shutting down the API");
     }
 }

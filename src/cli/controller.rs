@@ -43,7 +43,9 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
 async fn run_async(args: ControllerArgs) -> anyhow::Result<()> {
     // Installed before anything else, so that a SIGTERM during start-up is not the default kill.
-    let stop = shutdown_signal();
+    let stop = crate::cli::shutdown::signal_logged(
+        "shutdown signal received; finishing running reconciles",
+    );
     let agents = AgentProfiles::load(&args.agents)?;
     let choice = choose_cluster(&ClusterInputs::gather(&args.cluster));
     let connected = connect(&choice, &EmbeddedSettings::from_args(&args.cluster)).await?;
@@ -110,14 +112,4 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<(
             .with_context(|| format!("creating namespace {name} on the embedded server"))?;
     }
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM, and says that running reconciles are being finished. The
-/// handlers are installed when this is called (see `crate::cli::shutdown::signal`).
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
-    let signal = crate::cli::shutdown::signal();
-    async move {
-        signal.await;
-        tracing::info!("shutdown signal received; finishing running reconciles");
-    }
 }

@@ -218,7 +218,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 async fn run_async(mut args: RunArgs) -> anyhow::Result<i32> {
     // Installed first: a SIGTERM during start-up stops `run` cleanly (temporary directories
     // removed, exit 0) once it is up, rather than killing it by the default action.
-    let stop_signal = crate::cli::shutdown::signal();
+    let stop_signal = crate::cli::shutdown::signal_logged(
+        "shutdown signal received; finishing running reconciles and the last note",
+    );
     let credentials = args.git.load()?;
     let local_repo = local_repo_path(&args.repo)
         .map(|dir| {
@@ -328,7 +330,6 @@ async fn run_connected(
         let tx = shutdown_tx.clone();
         async move {
             stop_signal.await;
-            info!("shutdown signal received; finishing running reconciles and the last note");
             let _ = tx.send(true);
         }
     });

@@ -30,3 +30,12 @@ pub fn signal() -> impl Future<Output = ()> + Send + 'static {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// [`signal`], saying `message` (at INFO) when the signal comes: what the process now finishes.
+pub fn signal_logged(message: &'static str) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let signal = signal();
+    async move {
+        signal.await;
+        tracing::info!("{message}");
+    }
+}
