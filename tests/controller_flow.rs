@@ -825,3 +825,78 @@ fn spawn_controller(
     ));
     (controller, stop)
 }
+
+/// More TaskRuns than reconciles at once, all there when the controller starts: every Job is
+/// created before any status is written, because a report waits while TaskRuns wait for their
+/// first look (`controller::starts_first`). Without that, the reconciles of started Jobs mix
+/// with the starts in no particular order. Order is by resourceVersion, which the server
+/// increases with every write of any kind.
+#[tokio::test]
+async fn a_batch_of_task_runs_has_every_job_before_any_status_is_written() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    const TASKS: i64 = 24;
+    let cluster = Cluster::start(AGENTS).await;
+    for id in 1..=TASKS {
+        cluster.create(&task_run(id, 1, "echo", "# go\n")).await;
+    }
+    // The resourceVersion at which each Job was first seen, and of the first status written.
+    let job_created: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let first_status: Arc<Mutex<Option<u64>>> = Arc::default();
+    let rv = |meta: &kube::api::ObjectMeta| -> u64 {
+        meta.resource_version.as_deref().unwrap().parse().unwrap()
+    };
+    let jobs_seen = job_created.clone();
+    let jobs = tokio::spawn(
+        watcher(cluster.jobs(), watcher::Config::default())
+            .applied_objects()
+            .for_each(move |job| {
+                if let Ok(job) = job {
+                    let mut seen = jobs_seen.lock().unwrap();
+                    let at = seen.entry(job.name_any()).or_insert(u64::MAX);
+                    *at = (*at).min(rv(&job.metadata));
+                }
+                std::future::ready(())
+            }),
+    );
+    let status_seen = first_status.clone();
+    let statuses = tokio::spawn(
+        watcher(cluster.task_runs(), watcher::Config::default())
+            .applied_objects()
+            .for_each(move |tr| {
+                if let Ok(tr) = tr
+                    && tr.status.is_some()
+                {
+                    let mut first = status_seen.lock().unwrap();
+                    *first = Some(first.unwrap_or(u64::MAX).min(rv(&tr.metadata)));
+                }
+                std::future::ready(())
+            }),
+    );
+    watch_quiet().await;
+    let controller = cluster.start_controller_with(|c| c.concurrency = 2);
+    for id in 1..=TASKS {
+        cluster
+            .wait_for(&format!("task-{id}"), T, "Succeeded", |t| {
+                phase(t) == Some(TaskPhase::Succeeded)
+            })
+            .await;
+    }
+    watch_quiet().await;
+    controller.stop().await;
+    jobs.abort();
+    statuses.abort();
+
+    let job_created = job_created.lock().unwrap().clone();
+    assert_eq!(job_created.len(), TASKS as usize, "{job_created:?}");
+    let (last_job, last_job_rv) = job_created.iter().max_by_key(|(_, rv)| **rv).unwrap();
+    let first_status = first_status.lock().unwrap().expect("a status was written");
+    assert!(
+        *last_job_rv < first_status,
+        "the last Job ({last_job}, resourceVersion {last_job_rv}) was created after the first \
+         status was written (resourceVersion {first_status})"
+    );
+}

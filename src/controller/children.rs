@@ -246,7 +246,7 @@ pub fn is_controlled_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::controller::agents::AgentProfiles;
     use crate::crd::{MarkdownFile, TaskRunSpec};

@@ -21,6 +21,7 @@ pub mod queue_cache;
 pub mod reasons;
 pub mod reconcile;
 pub mod slots;
+pub mod starts_first;
 pub mod status;
 pub mod written;
 
@@ -261,10 +262,16 @@ pub async fn run_controller(
     // Errors are logged once per outage where they arise and not passed on, so that
     // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
     // watch that failed retries with `watch_backoff`.
+    let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
+    let starts_first = Arc::new(starts_first::StartsFirst::new(kick.clone()));
+    let watch_starts = starts_first.clone();
     let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
         .backoff(watch_backoff())
         .inspect(move |result| {
-            task_run_outage.watch_result(&mut task_run_requests, result.as_ref().err())
+            task_run_outage.watch_result(&mut task_run_requests, result.as_ref().err());
+            if let Ok(event) = result {
+                watch_starts.watch_event(event);
+            }
         })
         .modify(slim_task_run)
         .reflect(task_runs_writer)
@@ -276,7 +283,6 @@ pub async fn run_controller(
         agent_names.iter().map(String::as_str),
         &std::collections::BTreeMap::new(),
     );
-    let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
     let mut ctx = reconcile::Context::new(
         client.clone(),
         config.agents.clone(),
@@ -303,6 +309,7 @@ pub async fn run_controller(
     );
     ctx.job_events = job_warnings;
     ctx.outage = outage;
+    ctx.starts_first = starts_first;
     let ctx = Arc::new(ctx);
     tracing::info!(
         namespace = ns.unwrap_or("<all>"),

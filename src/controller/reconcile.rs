@@ -26,6 +26,7 @@ use super::queue_cache::{
     SharedPlan,
 };
 use super::reasons::EventReason;
+use super::starts_first::StartsFirst;
 use super::status::{Decision, Observation, Outcome, PENDING_GRACE, decide, stall_due};
 use super::written::{Created, WrittenStatuses, freshest};
 use crate::crd::{TaskPhase, TaskRun, TaskRunStatus};
@@ -42,7 +43,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 /// A TaskRun whose Job is still going is looked at again after this long even if nothing
 /// changes; Job events normally trigger a reconcile long before.
@@ -89,6 +90,8 @@ pub struct Context {
     kicks: Kicks,
     /// Writes of a moved queue place allowed now.
     queue_refreshes: RefreshBudget,
+    /// Reports wait while TaskRuns wait for their first look (see [`super::starts_first`]).
+    pub starts_first: Arc<StartsFirst>,
 }
 
 /// The queue's inputs: every TaskRun (the controller's own store), the global cap, and where to
@@ -132,6 +135,7 @@ impl Context {
             plans: PlanCache::default(),
             kicks: Kicks::default(),
             queue_refreshes: RefreshBudget::default(),
+            starts_first: Arc::default(),
         }
     }
 
@@ -161,7 +165,13 @@ pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Er
     // the sync did so) this adds it with one patch before anything else happens.
     let action = finalizer(&api, FINALIZER, tr, |event| async {
         match event {
-            FinalizerEvent::Apply(tr) => apply(&tr, &ctx, &api).await,
+            FinalizerEvent::Apply(tr) => {
+                let action = apply(&tr, &ctx, &api).await;
+                // Whatever it did (a Job created, queued, failed), this TaskRun no longer holds
+                // reports back. (A reconcile that only added the finalizer started nothing.)
+                ctx.starts_first.looked_at(&tr);
+                action
+            }
             FinalizerEvent::Cleanup(tr) => cleanup(&tr, &ctx).await,
         }
     })
@@ -322,13 +332,21 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
     let Decision {
         status,
         mut write,
-        transition,
+        mut transition,
         deferred,
         place_only,
     } = decide(previous, &observation, &format_time(now));
     if write && place_only && !ctx.queue_refreshes.take(Instant::now()) {
         // Refreshed on a later look (see `RefreshBudget`).
         write = false;
+    }
+    let report_delay = (write || transition.is_some())
+        .then(|| ctx.starts_first.report_delay(tr, Instant::now()))
+        .flatten();
+    if report_delay.is_some() {
+        debug!("other TaskRuns wait to start: the report waits");
+        write = false;
+        transition = None;
     }
     if write {
         let stored = write_status(api, &tr.name_any(), &status).await?;
@@ -351,7 +369,10 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         // This TaskRun holds no slot (any more): the next in the queue may start.
         kick_queue(ctx, &ns);
     }
-    Ok(if deferred {
+    Ok(if let Some(delay) = report_delay {
+        // Asked for sooner when no TaskRun waits any more.
+        Action::requeue(delay)
+    } else if deferred {
         // The Job's first status update normally comes first and triggers a reconcile.
         Action::requeue(PENDING_GRACE)
     } else if phase.is_terminal() {
