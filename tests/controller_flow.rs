@@ -886,9 +886,17 @@ async fn a_batch_of_task_runs_has_every_job_before_any_status_is_written() {
             .await;
     }
     watch_quiet().await;
+    let deferred = sample(
+        &controller.metrics_text(),
+        "controller_reports_deferred_total",
+    );
     controller.stop().await;
     jobs.abort();
     statuses.abort();
+    assert!(
+        deferred > Some(0.0),
+        "reports were left for later: {deferred:?}"
+    );
 
     let job_created = job_created.lock().unwrap().clone();
     assert_eq!(job_created.len(), TASKS as usize, "{job_created:?}");

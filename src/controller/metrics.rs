@@ -50,6 +50,9 @@ pub struct ControllerMetrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     /// `controller_jobs_created_total`.
     pub jobs_created: Counter,
+    /// `controller_reports_deferred_total`: status writes and events left for later because
+    /// other TaskRuns waited to start (see [`super::starts_first`]).
+    pub reports_deferred: Counter,
     /// `taskrun_queued{agent}`: TaskRuns waiting for a slot (maxConcurrent, --max-running).
     pub taskrun_queued: Family<AgentLabels, Gauge>,
     phases: Mutex<HashMap<String, TaskPhase>>,
@@ -77,6 +80,7 @@ impl ControllerMetrics {
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             reconcile_errors: Family::default(),
             jobs_created: Counter::default(),
+            reports_deferred: Counter::default(),
             taskrun_queued: Family::default(),
             phases: Mutex::new(HashMap::new()),
         };
@@ -110,6 +114,11 @@ impl ControllerMetrics {
             "controller_jobs_created",
             "Jobs the controller created",
             m.jobs_created.clone(),
+        );
+        registry.register(
+            "controller_reports_deferred",
+            "Reconciles that left their status write and event for later, while other TaskRuns waited to start",
+            m.reports_deferred.clone(),
         );
         registry.register(
             "taskrun_queued",

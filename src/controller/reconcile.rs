@@ -345,6 +345,7 @@ async fn apply(tr: &TaskRun, ctx: &Context, api: &Api<TaskRun>) -> Result<Action
         .flatten();
     if report_delay.is_some() {
         debug!("other TaskRuns wait to start: the report waits");
+        ctx.metrics.reports_deferred.inc();
         write = false;
         transition = None;
     }
