@@ -346,13 +346,10 @@ pub async fn run_controller(
     // be and the wait would never end. No reconcile has got past that wait, so nothing is lost
     // by stopping at once.
     let unlisted_at_shutdown = {
-        let task_runs = task_runs.clone();
         let ctx = ctx.clone();
         async move {
             let _ = stopping.wait_for(|stop| *stop).await;
-            let listed = ctx.caches.ready().now_or_never().is_some()
-                && matches!(task_runs.wait_until_ready().now_or_never(), Some(Ok(())));
-            if listed {
+            if ctx.listed().now_or_never().is_some() {
                 std::future::pending::<()>().await;
             }
         }

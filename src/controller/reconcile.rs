@@ -139,6 +139,15 @@ impl Context {
         }
     }
 
+    /// Waits until the children's caches and the TaskRun store have been listed: before that,
+    /// "not in the cache" would mean "not known yet", and the queue counts every TaskRun.
+    pub async fn listed(&self) {
+        self.caches.ready().await;
+        if let Some(task_runs) = &self.queue.task_runs {
+            let _ = task_runs.wait_until_ready().await;
+        }
+    }
+
     /// Turns the queue on: limits come from the profiles' `maxConcurrent` and `max_running`.
     pub fn with_queue(mut self, queue: QueueInputs) -> Context {
         self.queue = queue;
@@ -150,12 +159,7 @@ impl Context {
 #[instrument(skip_all, fields(task_run = %tr.name_any(), version = tr.spec.context_version))]
 pub async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut timer = ctx.metrics.time_reconcile();
-    // Until the children are listed, "not in the cache" would mean "not known yet".
-    ctx.caches.ready().await;
-    if let Some(task_runs) = &ctx.queue.task_runs {
-        // The queue counts every TaskRun: not before they are all listed.
-        let _ = task_runs.wait_until_ready().await;
-    }
+    ctx.listed().await;
     let key = ObjectRef::from_obj(&*tr);
     let ns = tr
         .namespace()
