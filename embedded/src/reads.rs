@@ -95,13 +95,17 @@ impl Req<'_> {
         let mut items = Vec::new();
         let mut next = None;
         let mut remaining = 0usize;
-        for o in inner.list(&self.info.storage_key(), self.rp.namespace.as_deref()) {
-            if let Some(t) = &start {
-                let k = super::store::obj_key(o);
-                if (k.0.as_str(), k.1.as_str()) <= (t.ns.as_str(), t.name.as_str()) {
-                    continue;
-                }
-            }
+        // As on the real server, only an unfiltered list counts what is left.
+        let filtered = ["labelSelector", "fieldSelector"]
+            .iter()
+            .any(|k| self.query.get(*k).is_some_and(|v| !v.is_empty()));
+        let after = start.as_ref().map(|t| (t.ns.clone(), t.name.clone()));
+        let objects = inner.list_after(
+            &self.info.storage_key(),
+            self.rp.namespace.as_deref(),
+            after.as_ref(),
+        );
+        for o in objects {
             if !(labels.matches(o) && fields.matches(o)) {
                 continue;
             }
@@ -113,6 +117,10 @@ impl Req<'_> {
                         ns,
                         name,
                     }));
+                }
+                if filtered {
+                    // Nothing more to know of the rest: a filtered list does not count it.
+                    break;
                 }
                 remaining += 1;
                 continue;
@@ -134,10 +142,6 @@ impl Req<'_> {
         let mut metadata = json!({"resourceVersion": rv});
         if let Some(n) = &next {
             metadata["continue"] = json!(n);
-            // As on the real server, only an unfiltered list counts what is left.
-            let filtered = ["labelSelector", "fieldSelector"]
-                .iter()
-                .any(|k| self.query.get(*k).is_some_and(|v| !v.is_empty()));
             if !filtered {
                 metadata["remainingItemCount"] = json!(remaining);
             }

@@ -333,14 +333,23 @@ current-context: orchestrator-embedded
             path: path.to_path_buf(),
             source,
         };
-        let mut f = std::fs::OpenOptions::new()
+        // Written beside it and renamed into place: whoever waits for the file to appear (a
+        // script, kubectl, a test) reads all of it or nothing, never a half-written one.
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(format!(".partial-{}", std::process::id()));
+        let partial = std::path::PathBuf::from(partial);
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(path)
-            .map_err(err)?;
-        f.write_all(self.kubeconfig_yaml().as_bytes()).map_err(err)
+            .open(&partial)
+            .and_then(|mut f| f.write_all(self.kubeconfig_yaml().as_bytes()))
+            .and_then(|()| std::fs::rename(&partial, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written.map_err(err)
     }
 
     /// Requests answered so far, by verb and resource.

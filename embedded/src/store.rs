@@ -184,6 +184,33 @@ impl Inner {
         }
     }
 
+    /// [`Inner::list`] from just after the object key `after` (the last key of the page before,
+    /// from a continue token): each page starts where the last ended, rather than skipping every
+    /// object before it, so a paginated list costs its length and not its length squared.
+    pub fn list_after<'a>(
+        &'a self,
+        key: &str,
+        ns: Option<&'a str>,
+        after: Option<&ObjKey>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let Some(map) = self.objects.get(key) else {
+            return Box::new(std::iter::empty());
+        };
+        let namespace_start = ns.map(|ns| (ns.to_string(), String::new()));
+        let start = match (after, namespace_start) {
+            (Some(after), Some(first)) if *after < first => Included(first),
+            (Some(after), _) => Excluded(after.clone()),
+            (None, Some(first)) => Included(first),
+            (None, None) => Unbounded,
+        };
+        let items = map.range((start, Unbounded));
+        match ns {
+            None => Box::new(items.map(|(_, v)| v)),
+            Some(ns) => Box::new(items.take_while(move |((n, _), _)| n == ns).map(|(_, v)| v)),
+        }
+    }
+
     /// Whether any object other than the namespace itself lives in namespace `ns`; costs one
     /// lookup per resource, not one per object.
     pub fn namespace_has_objects(&self, ns: &str) -> bool {
@@ -338,5 +365,50 @@ impl Inner {
             self.gc.pending.extend(marks);
             self.dirty.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(items: Box<dyn Iterator<Item = &Arc<Value>> + '_>) -> Vec<String> {
+        items
+            .map(|o| {
+                let (ns, name) = obj_key(o);
+                format!("{ns}/{name}")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_starts_just_after_the_last_key_of_the_page_before() {
+        let store = Store::new(100, None).unwrap();
+        let mut inner = store.lock();
+        for (ns, name) in [("a", "x"), ("b", "m"), ("b", "n"), ("b", "o"), ("c", "y")] {
+            let obj = json!({"metadata": {"namespace": ns, "name": name}});
+            inner.put("configmaps", obj, EventType::Added).unwrap();
+        }
+        let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+        let all = ["a/x", "b/m", "b/n", "b/o", "c/y"];
+        // (namespace, after, expected)
+        let table: [(Option<&str>, Option<ObjKey>, &[&str]); 8] = [
+            (None, None, &all),
+            (None, Some(key("b", "m")), &all[2..]),
+            (None, Some(key("b", "zz")), &["c/y"]),
+            (None, Some(key("c", "y")), &[]),
+            (Some("b"), None, &all[1..4]),
+            (Some("b"), Some(key("b", "n")), &["b/o"]),
+            (Some("b"), Some(key("a", "x")), &all[1..4]),
+            (Some("b"), Some(key("c", "a")), &[]),
+        ];
+        for (ns, after, expected) in table {
+            assert_eq!(
+                names(inner.list_after("configmaps", ns, after.as_ref())),
+                expected,
+                "namespace {ns:?}, after {after:?}"
+            );
+        }
+        assert!(names(inner.list_after("pods", None, None)).is_empty());
     }
 }

@@ -744,3 +744,28 @@ async fn dry_run_writes_nothing() {
         "a dry-run delete keeps the object"
     );
 }
+
+/// The kubeconfig is renamed into place: a reader that waits for the file sees all of it
+/// (a test that read it as soon as it existed once met a half-written one), owner-only, and
+/// nothing is left beside it.
+#[tokio::test]
+async fn the_kubeconfig_file_appears_whole_and_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = kube_envtest::ApiServer::start(kube_envtest::ApiServerConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, "an older file").unwrap();
+    server.write_kubeconfig(&path).unwrap();
+    let config = kube::config::Kubeconfig::read_from(&path).unwrap();
+    assert!(config.current_context.is_some(), "{config:?}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["kubeconfig"]);
+    server.shutdown().await;
+}
