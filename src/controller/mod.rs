@@ -259,12 +259,14 @@ pub async fn run_controller(
     let (task_runs, task_runs_writer) = reflector::store::<TaskRun>();
     let task_run_outage = outage.clone();
     let mut task_run_requests = WatchRequests::default();
-    // Errors are logged once per outage where they arise and not passed on, so that
-    // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
-    // watch that failed retries with `watch_backoff`.
+    // Asks for reconciles: of TaskRuns a freed queue slot lets start, and of reports that waited
+    // for the starts.
     let (kick, kicked) = tokio::sync::mpsc::unbounded_channel();
     let starts_first = Arc::new(starts_first::StartsFirst::new(kick.clone()));
     let watch_starts = starts_first.clone();
+    // Errors are logged once per outage where they arise and not passed on, so that
+    // kube-runtime's Controller does not pause every trigger with a backoff of its own: the
+    // watch that failed retries with `watch_backoff`. The TaskRuns seen tell which wait to start.
     let task_run_events = watcher(api::<TaskRun>(&client, ns), watcher::Config::default())
         .backoff(watch_backoff())
         .inspect(move |result| {
