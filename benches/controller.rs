@@ -571,13 +571,7 @@ fn print_figures(run: &Run) {
     let before_all_jobs = |resource: &str| at_all_jobs.writes_to(resource) as f64 / n as f64;
     println!(
         "  writes before every Job existed     {:>8.2}  per TaskRun (status {:.2}, events {:.2}, runner {:.2}, ConfigMap+Job {:.2})",
-        at_all_jobs
-            .by_verb
-            .iter()
-            .filter(|(v, _)| ["create", "update", "patch", "delete"].contains(&v.as_str()))
-            .map(|(_, c)| *c)
-            .sum::<u64>() as f64
-            / n as f64,
+        at_all_jobs.writes() as f64 / n as f64,
         before_all_jobs("taskruns.orchestrator.io/status"),
         before_all_jobs("events.events.k8s.io") + before_all_jobs("events"),
         at_all_jobs.count("jobs.batch", "patch") as f64 / n as f64

@@ -171,17 +171,7 @@ impl Inner {
         key: &str,
         ns: Option<&'a str>,
     ) -> Box<dyn Iterator<Item = &'a Arc<Value>> + 'a> {
-        match self.objects.get(key) {
-            None => Box::new(std::iter::empty()),
-            Some(map) => match ns {
-                None => Box::new(map.values()),
-                Some(ns) => Box::new(
-                    map.range((ns.to_string(), String::new())..)
-                        .take_while(move |((n, _), _)| n == ns)
-                        .map(|(_, v)| v),
-                ),
-            },
-        }
+        self.list_after(key, ns, None)
     }
 
     /// [`Inner::list`] from just after the object key `after` (the last key of the page before,

@@ -12,6 +12,7 @@
 //! reported once, as Succeeded or Failed, with one event.
 
 use crate::crd::TaskRun;
+use crate::desired::TextHash;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -42,14 +43,7 @@ pub struct StartsFirst {
 type Uid = u64;
 
 fn uid_of(tr: &TaskRun) -> Option<Uid> {
-    tr.metadata.uid.as_deref().map(hash_uid)
-}
-
-fn hash_uid(uid: &str) -> Uid {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    uid.hash(&mut hasher);
-    hasher.finish()
+    tr.metadata.uid.as_deref().map(|uid| TextHash::of(uid).0)
 }
 
 #[derive(Default)]

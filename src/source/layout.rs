@@ -118,8 +118,8 @@ pub fn assemble(
     let mut tasks = Vec::with_capacity(folders.len());
     for folder in folders {
         let path = folder_path(tasks_path, &folder.name);
-        let users = uses[&folder.task_id];
-        if let Some(sharing) = shared_ids.get(&folder.task_id) {
+        let sharing = shared_ids.get(&folder.task_id);
+        if let Some(sharing) = sharing {
             let others: Vec<&str> = sharing
                 .iter()
                 .filter(|p| **p != path)
@@ -137,7 +137,9 @@ pub fn assemble(
             });
         }
         match folder.parsed {
-            Ok(content) if users == 1 => tasks.push(task_folder(folder.task_id, path, content)),
+            Ok(content) if sharing.is_none() => {
+                tasks.push(task_folder(folder.task_id, path, content))
+            }
             Ok(_) => {}
             Err(content_errors) => errors.extend(
                 content_errors
