@@ -4,17 +4,20 @@
 //! The cluster is the only memory of versions: the live TaskRun carries `spec.contextVersion`
 //! and `spec.contentDigest`, so a restart of orchestrator or a lost local clone changes nothing.
 //!
-//! Markdown is held once, by the snapshot: a desired TaskRun shares the snapshot's files and
-//! builds its apply body only when it is written ([`DesiredTaskRun::apply_body`]), and what the
-//! sync keeps of a live TaskRun ([`LiveTaskRun`], a few hundred bytes) holds one fingerprint
-//! per file, not the file.
+//! Markdown is held at most once, by the snapshot, and read from git it is not held at all (the
+//! snapshot's files are names, hashes and blob ids): a desired TaskRun shares the snapshot's
+//! files and reads their text only when it is written ([`DesiredTaskRun::apply_body`]), and
+//! what the sync keeps of a live TaskRun ([`LiveTaskRun`], a few hundred bytes) holds one
+//! fingerprint per file, not the file.
 
 use crate::crd::{MarkdownFile, TaskRun, TaskRunSpec};
 use crate::names;
+use crate::source::SourceError;
+use crate::source::markdown::TaskFile;
 use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 mod live;
 pub use live::*;
@@ -135,7 +138,7 @@ pub fn normalise_repo_url(url: &str) -> String {
 /// One TaskRun as this source wants it, as small as it can be held for every task: the fields
 /// this source owns, the snapshot's markdown (shared, never copied) and what every TaskRun of
 /// the sync shares ([`ApplyTarget`]). The apply body is built per write ([`Self::apply_body`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
     /// Shared with the sync's report.
@@ -158,11 +161,8 @@ pub struct DesiredTaskRun {
     pub revision_time: Option<Arc<str>>,
     /// Namespace and source: the same for every TaskRun of one sync.
     pub target: Arc<ApplyTarget>,
-    /// The folder's markdown, sorted by file name: the snapshot's own `Arc`, never copied.
-    pub markdown_files: Arc<[MarkdownFile]>,
-    /// One [`ContentHash`] per markdown file, computed the first time a live TaskRun is
-    /// compared.
-    content_hashes: OnceLock<Box<[ContentHash]>>,
+    /// The folder's markdown files in reading order: the snapshot's own `Arc`, never copied.
+    pub markdown_files: Arc<[TaskFile]>,
 }
 
 /// What every TaskRun of one sync shares.
@@ -178,29 +178,12 @@ pub struct ApplyTarget {
     pub source_display: String,
 }
 
-impl PartialEq for DesiredTaskRun {
-    /// The content hashes are derived from `markdown_files` and are not compared.
-    fn eq(&self, other: &Self) -> bool {
-        self.task_id == other.task_id
-            && self.name == other.name
-            && self.digest == other.digest
-            && self.context_version == other.context_version
-            && self.service_name == other.service_name
-            && self.agent_name == other.agent_name
-            && self.source_path == other.source_path
-            && self.suspend == other.suspend
-            && self.priority == other.priority
-            && self.producing_revision == other.producing_revision
-            && self.revision_time == other.revision_time
-            && self.target == other.target
-            && self.markdown_files == other.markdown_files
-    }
-}
-
 impl DesiredTaskRun {
-    /// The server-side apply body: every field this source owns, markdown included. Built for
-    /// one write and dropped after it, so that only the writes in flight hold a body.
-    pub fn apply_body(&self) -> TaskRun {
+    /// The server-side apply body: every field this source owns, markdown included (read from
+    /// the repository when the snapshot left it there). Built for one write and dropped after
+    /// it, so that only the writes in flight hold a body.
+    pub fn apply_body(&self) -> Result<TaskRun, SourceError> {
+        let markdown_files = markdown_files(&self.markdown_files)?;
         let mut body = TaskRun::new(
             &self.name,
             TaskRunSpec {
@@ -212,13 +195,13 @@ impl DesiredTaskRun {
                 source_path: self.source_path.to_string(),
                 suspend: self.suspend,
                 priority: self.priority,
-                markdown_files: self.markdown_files.to_vec(),
+                markdown_files,
             },
         );
         body.metadata.namespace = Some(self.target.namespace.clone());
         body.metadata.labels = Some(self.labels());
         body.metadata.annotations = Some(self.annotations());
-        body
+        Ok(body)
     }
 
     /// The labels this source sets.
@@ -251,23 +234,10 @@ impl DesiredTaskRun {
         annotations
     }
 
-    /// The content hashes of [`Self::markdown_files`], in their order.
-    pub fn content_hashes(&self) -> &[ContentHash] {
-        self.content_hashes.get_or_init(|| {
-            self.markdown_files
-                .iter()
-                .map(|f| content_hash(&f.content))
-                .collect()
-        })
-    }
-
     /// (file name, content hash) of each markdown file, as [`LiveSpec::markdown_files`] holds
     /// the live ones.
     pub fn files(&self) -> impl Iterator<Item = (&str, &ContentHash)> {
-        self.markdown_files
-            .iter()
-            .map(|f| f.filename.as_str())
-            .zip(self.content_hashes())
+        self.markdown_files.iter().map(|f| (&*f.filename, &f.hash))
     }
 
     /// Whether `live` holds these markdown files, in this order.
@@ -462,7 +432,6 @@ pub fn desired_task_runs_reusing(
                     },
                     target: target.clone(),
                     markdown_files: task.markdown_files.clone(),
-                    content_hashes: OnceLock::new(),
                 }),
             };
             next.insert(task.task_id, desired.clone());
@@ -480,7 +449,7 @@ pub fn task_run_for(
     version: i64,
     revision: &Revision,
     namespace: &str,
-) -> TaskRun {
+) -> Result<TaskRun, SourceError> {
     let mut task_run = TaskRun::new(
         &names::task_run_name(folder.task_id),
         TaskRunSpec {
@@ -490,7 +459,7 @@ pub fn task_run_for(
             context_version: version,
             content_digest: folder.digest.to_string(),
             source_path: folder.path.clone(),
-            markdown_files: folder.markdown_files.to_vec(),
+            markdown_files: markdown_files(&folder.markdown_files)?,
             suspend: folder.suspend,
             priority: folder.priority,
         },
@@ -502,7 +471,12 @@ pub fn task_run_for(
         &folder.digest,
         &folder.path,
     ));
-    task_run
+    Ok(task_run)
+}
+
+/// The files as a TaskRun's spec holds them, texts read where the snapshot left them.
+fn markdown_files(files: &[TaskFile]) -> Result<Vec<MarkdownFile>, SourceError> {
+    files.iter().map(TaskFile::to_markdown_file).collect()
 }
 
 /// The sketch's labels of a task's TaskRun.
@@ -572,11 +546,7 @@ pub(crate) mod tests {
             agent_name: "claude".into(),
             suspend: false,
             priority: 0,
-            markdown_files: vec![MarkdownFile {
-                filename: "prompt.md".into(),
-                content: content.into(),
-            }]
-            .into(),
+            markdown_files: [TaskFile::held("prompt.md", content)].into(),
             digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64)).into()),
         }
     }
@@ -607,7 +577,7 @@ pub(crate) mod tests {
     pub(crate) fn task_runs_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> LiveTaskRuns {
         desired_task_runs(snapshot, &source(), "default", live)
             .into_iter()
-            .map(|d| (d.name.to_string(), d.apply_body()))
+            .map(|d| (d.name.to_string(), d.apply_body().unwrap()))
             .collect()
     }
 
@@ -657,7 +627,7 @@ pub(crate) mod tests {
         // Written by a loop given `file:///srv/git/tasks` before identities were normalised.
         let old = SourceIdentity::new("file:///srv/git/tasks", "tasks");
         let live = desired_task_runs(&snap, &old, "default", &KnownTaskRuns::new());
-        let live = &LiveTaskRun::from(live[0].apply_body());
+        let live = &LiveTaskRun::from(live[0].apply_body().unwrap());
         let clone = SourceIdentity::normalised("/srv/git/tasks.git", "tasks", None);
         assert_ne!(clone.label_value(), old.label_value());
         assert!(
@@ -669,7 +639,7 @@ pub(crate) mod tests {
         // A loop on a working tree: its old mark came from the working tree's path.
         let working = SourceIdentity::new("/home/me/tasks", "tasks");
         let live = desired_task_runs(&snap, &working, "default", &KnownTaskRuns::new());
-        let live = LiveTaskRun::from(live[0].apply_body());
+        let live = LiveTaskRun::from(live[0].apply_body().unwrap());
         let mut now = SourceIdentity::normalised("https://github.com/org/tasks", "tasks", None);
         assert!(!now.owns_legacy_mark(&live));
         now.legacy_repos.push("/home/me/tasks".into());
@@ -808,7 +778,7 @@ pub(crate) mod tests {
             "team-a",
             &KnownTaskRuns::new(),
         );
-        let tr = &desired[0].apply_body();
+        let tr = &desired[0].apply_body().unwrap();
         assert_eq!(tr.metadata.name.as_deref(), Some("task-42"));
         assert_eq!(tr.metadata.namespace.as_deref(), Some("team-a"));
         let labels = tr.metadata.labels.as_ref().unwrap();
@@ -824,7 +794,12 @@ pub(crate) mod tests {
         assert_eq!(tr.spec.content_digest, *desired[0].digest.0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
-        assert_eq!(tr.spec.markdown_files[..], desired[0].markdown_files[..]);
+        let want: Vec<MarkdownFile> = desired[0]
+            .markdown_files
+            .iter()
+            .map(|f| f.to_markdown_file().unwrap())
+            .collect();
+        assert_eq!(tr.spec.markdown_files, want);
     }
 
     #[test]
@@ -957,8 +932,8 @@ pub(crate) mod tests {
 #[cfg(test)]
 mod task_run_for_tests {
     use super::*;
-    use crate::crd::MarkdownFile;
     use crate::source::ContentDigest;
+    use crate::source::TaskFile;
 
     #[test]
     fn a_folder_becomes_a_traceable_task_run() {
@@ -969,18 +944,14 @@ mod task_run_for_tests {
             agent_name: "codex".into(),
             suspend: false,
             priority: 0,
-            markdown_files: vec![MarkdownFile {
-                filename: "p.md".into(),
-                content: "x".into(),
-            }]
-            .into(),
+            markdown_files: [TaskFile::held("p.md", "x")].into(),
             digest: ContentDigest("sha256:ab".into()),
         };
         let revision = Revision {
             branch: "main".into(),
             commit: "c".repeat(40),
         };
-        let tr = task_run_for(&folder, 3, &revision, "agents");
+        let tr = task_run_for(&folder, 3, &revision, "agents").unwrap();
         assert_eq!(tr.metadata.name.as_deref(), Some("task-42"));
         assert_eq!(tr.metadata.namespace.as_deref(), Some("agents"));
         assert_eq!(tr.spec.context_version, 3);

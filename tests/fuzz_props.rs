@@ -111,7 +111,7 @@ proptest! {
                 let mut md: Vec<&str> = names.iter().map(String::as_str)
                     .filter(|n| n.ends_with(".md") && !is_hidden(n)).collect();
                 md.sort();
-                let got: Vec<&str> = folder.markdown_files.iter().map(|f| f.filename.as_str()).collect();
+                let got: Vec<&str> = folder.markdown_files.iter().map(|f| &*f.filename).collect();
                 prop_assert_eq!(&got, &md);
                 let bytes_of = |name: &str| entries.iter().find(|e| e.name == name).and_then(|e| match &e.kind {
                     EntryKind::File { content: Some(c), .. } => Some(c.clone()),

@@ -55,14 +55,14 @@ fn every_revision_has_its_own_snapshot() {
     let files: Vec<_> = login
         .markdown_files
         .iter()
-        .map(|f| (f.filename.as_str(), f.content.as_str()))
+        .map(|f| (f.filename.to_string(), f.text().unwrap().into_owned()))
         .collect();
     assert_eq!(
         files,
         // Reading order: prompt.md first.
         vec![
-            ("prompt.md", "Build the login page"),
-            ("acceptance.md", "Tests pass")
+            ("prompt.md".to_string(), "Build the login page".to_string()),
+            ("acceptance.md".to_string(), "Tests pass".to_string())
         ]
     );
     assert_eq!(cache.stats(), (0, 2));
@@ -271,7 +271,7 @@ fn many_folders_are_read_in_parallel_with_the_same_result() {
     let mut cache = DigestCache::new();
     let s = snapshot(&repo, commit, &mut cache);
     assert_eq!(s.tasks.len(), 150);
-    assert_eq!(s.tasks[42].markdown_files[0].content, "task 42");
+    assert_eq!(s.tasks[42].markdown_files[0].text().unwrap(), "task 42");
     let plain = read_folder_snapshot(repo.path(), "tasks").unwrap();
     assert_eq!(plain.tasks, s.tasks);
     let warm = snapshot(&repo, commit, &mut cache);

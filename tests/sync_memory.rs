@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use orchestrator::crd::MarkdownFile;
 use orchestrator::desired::SourceIdentity;
-use orchestrator::source::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
+use orchestrator::source::{ContentDigest, Revision, SourceSnapshot, TaskFile, TaskFolder};
 use orchestrator::sync::apply::{SyncOptions, Syncer};
 use orchestrator::sync::crd_install::ensure_crd;
 use sha2::{Digest, Sha256};
@@ -155,7 +155,10 @@ fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
                 agent_name: "claude-code".into(),
                 suspend: false,
                 priority: 0,
-                markdown_files: files.into(),
+                markdown_files: files
+                    .into_iter()
+                    .map(|f| TaskFile::held(f.filename, f.content))
+                    .collect(),
                 digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())).into()),
             }
         })
@@ -198,7 +201,7 @@ async fn held_by_sync(
         .tasks
         .iter()
         .flat_map(|t| t.markdown_files.iter())
-        .map(|f| f.content.len())
+        .map(|f| f.text().expect("held text").len())
         .sum();
     let source = SourceIdentity::new("https://example.com/memory.git", "tasks");
     let mut syncer = Syncer::new(client, source, SyncOptions::new(namespace));
@@ -381,4 +384,93 @@ async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
         mib(more_markdown),
         mib(grew)
     );
+}
+
+/// A repository of `tasks` task folders of three distinct `file_bytes` files, written straight
+/// into the object database; returns its directory and the markdown bytes.
+fn task_repository(tasks: usize, file_bytes: usize) -> (tempfile::TempDir, git2::Oid, usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let repo = git2::Repository::init(dir.path()).expect("git init");
+    let yaml = repo
+        .blob(b"serviceName: web\nagentName: claude-code\n")
+        .expect("blob");
+    let mut markdown = 0;
+    let mut folders = repo.treebuilder(None).expect("treebuilder");
+    for id in 1..=tasks {
+        let mut folder = repo.treebuilder(None).expect("treebuilder");
+        folder.insert("task.yaml", yaml, 0o100644).expect("insert");
+        for file in 0..3 {
+            let mut text = format!("# Task {id}, file {file}\n");
+            while text.len() < file_bytes {
+                text.push_str("Do the thing carefully, with tests. ");
+            }
+            text.truncate(file_bytes);
+            markdown += text.len();
+            let blob = repo.blob(text.as_bytes()).expect("blob");
+            folder
+                .insert(format!("file-{file}.md"), blob, 0o100644)
+                .expect("insert");
+        }
+        let folder = folder.write().expect("tree");
+        folders
+            .insert(format!("{id}-task"), folder, 0o040000)
+            .expect("insert");
+    }
+    let mut root = repo.treebuilder(None).expect("treebuilder");
+    root.insert("tasks", folders.write().expect("tree"), 0o040000)
+        .expect("insert");
+    let root = repo.find_tree(root.write().expect("tree")).expect("tree");
+    let sig = git2::Signature::now("t", "t@example.com").expect("signature");
+    let commit = repo
+        .commit(Some("HEAD"), &sig, &sig, "tasks", &root, &[])
+        .expect("commit");
+    (dir, commit, markdown)
+}
+
+/// Read from git, a snapshot (and the folder cache behind it) holds each file's name, hash and
+/// blob id, not its text: the text is read from the repository when a TaskRun is written. A
+/// snapshot that held the markdown again (as every snapshot did before) fails here; the same
+/// read holding the text shows that the count sees it.
+#[tokio::test]
+async fn a_snapshot_read_from_git_holds_no_markdown() {
+    use orchestrator::source::{DigestCache, read_snapshot};
+    const TASKS: usize = 300;
+    let _one_at_a_time = MEASURING.lock().await;
+    let (dir, commit, markdown) = task_repository(TASKS, 16 * 1024);
+    let repo = git2::Repository::open(dir.path()).expect("open");
+
+    let held_by = |mut cache: DigestCache| {
+        let before = live_bytes();
+        let snapshot = read_snapshot(&repo, commit, "main", "tasks", &mut cache).expect("read");
+        let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+        (snapshot, cache, held)
+    };
+    let (snapshot, _cache, held) = held_by(DigestCache::new());
+    let (_, _text_cache, held_with_text) = held_by(DigestCache::holding_text());
+    println!(
+        "{TASKS} tasks × 3 × 16 KiB: markdown {}; a snapshot and its cache hold {} (holding the \
+         text: {})",
+        mib(markdown),
+        mib(held),
+        mib(held_with_text)
+    );
+    assert_eq!(snapshot.tasks.len(), TASKS);
+    assert!(
+        held < markdown / 16,
+        "the snapshot read from git holds {} for {} of markdown: is it keeping the text again?",
+        mib(held),
+        mib(markdown)
+    );
+    assert!(
+        held_with_text > markdown,
+        "holding the text, the snapshot holds {} for {} of markdown: the count misses it",
+        mib(held_with_text),
+        mib(markdown)
+    );
+    // What a write reads is the text that was hashed.
+    let file = &snapshot.tasks[41].markdown_files[2];
+    let text = file.text().expect("read from the repository");
+    assert!(text.starts_with("# Task 42, file 2\n"), "{text:.40}");
+    assert_eq!(text.len(), 16 * 1024);
+    assert_eq!(file.hash, orchestrator::source::content_hash(&text));
 }

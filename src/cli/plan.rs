@@ -11,7 +11,7 @@
 use super::source_args::SourceArgs;
 use crate::crd::TaskRun;
 use crate::desired::task_run_for;
-use crate::source::SourceSnapshot;
+use crate::source::{SourceError, SourceSnapshot};
 
 /// The contextVersion `plan` shows without a cluster.
 pub const PLACEHOLDER_VERSION: i64 = 1;
@@ -96,7 +96,10 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
 }
 
 /// The TaskRuns a snapshot describes, each at the placeholder version. Pure.
-pub fn offline_task_runs(snapshot: &SourceSnapshot, namespace: &str) -> Vec<TaskRun> {
+pub fn offline_task_runs(
+    snapshot: &SourceSnapshot,
+    namespace: &str,
+) -> Result<Vec<TaskRun>, SourceError> {
     snapshot
         .tasks
         .iter()
@@ -112,14 +115,14 @@ pub fn render(
     namespace: &str,
     output: Output,
 ) -> anyhow::Result<String> {
-    let list = || {
-        let items = offline_task_runs(snapshot, namespace);
-        serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items })
+    let list = || -> anyhow::Result<serde_json::Value> {
+        let items = offline_task_runs(snapshot, namespace)?;
+        Ok(serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }))
     };
     Ok(match output {
         Output::Table => render_table(snapshot),
         Output::Markdown => format!("```\n{}```\n", render_table(snapshot)),
-        Output::Json => format!("{}\n", serde_json::to_string_pretty(&list())?),
+        Output::Json => format!("{}\n", serde_json::to_string_pretty(&list()?)?),
         Output::Yaml => format!(
             "# TaskRuns of {} ({})\n# {PLACEHOLDER_NOTE}\n{}",
             snapshot.revision,
@@ -128,7 +131,7 @@ pub fn render(
             } else {
                 &snapshot.path
             },
-            serde_norway::to_string(&list())?
+            serde_norway::to_string(&list()?)?
         ),
     })
 }
@@ -182,7 +185,7 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::MarkdownFile;
+    use crate::source::TaskFile;
     use crate::source::{ContentDigest, FolderError, Revision, TaskFolder};
     use pretty_assertions::assert_eq;
 
@@ -200,11 +203,7 @@ mod tests {
                 agent_name: "codex".into(),
                 suspend: false,
                 priority: 0,
-                markdown_files: vec![MarkdownFile {
-                    filename: "p.md".into(),
-                    content: "x".into(),
-                }]
-                .into(),
+                markdown_files: [TaskFile::held("p.md", "x")].into(),
                 digest: ContentDigest(format!("sha256:{}", "c".repeat(64)).into()),
             }],
             errors: vec![FolderError {

@@ -672,8 +672,8 @@ async fn run_connected(
 /// What `run`'s TaskRun cache keeps of a TaskRun: all that its readers use (the notes writer:
 /// status and context version; the API: metadata, spec and the markdown files' names;
 /// `--until-done`: status, spec and metadata), without the markdown's content and the
-/// managedFields, most of a TaskRun's bytes. The markdown is held once, by the sync's
-/// snapshot; this cache would otherwise hold every task's again.
+/// managedFields, most of a TaskRun's bytes. The sync holds no markdown between writes (the
+/// snapshot leaves it in git); this cache would otherwise hold every task's.
 pub fn keep_what_run_reads(task_run: &mut TaskRun) {
     task_run.metadata.managed_fields = None;
     for file in &mut task_run.spec.markdown_files {

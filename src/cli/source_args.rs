@@ -94,7 +94,8 @@ impl SourceArgs {
             commit,
             &label,
             &self.path,
-            &mut DigestCache::new(),
+            // The temporary mirror is gone when this returns: keep the text.
+            &mut DigestCache::holding_text(),
         )?)
     }
 }

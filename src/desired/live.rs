@@ -4,7 +4,6 @@
 use crate::crd::{MarkdownFile, TaskRun};
 use crate::names;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,8 +15,8 @@ pub type KnownTaskRuns = HashMap<String, LiveTaskRun>;
 /// generation and deletion mark; the values of the labels and annotations the sync decides by
 /// ([`LiveMarks`], shared by every TaskRun that carries the same ones); a hash of those it only
 /// compares; and the owned spec fields, each markdown file reduced to a fingerprint. Neither
-/// the markdown nor the status is kept: the sync holds each piece of markdown once, in the
-/// snapshot.
+/// the markdown nor the status is kept: the snapshot holds it at most once (read from git, not
+/// at all: [`crate::source::TaskFile`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveTaskRun {
     pub uid: Option<Token>,
@@ -258,16 +257,7 @@ pub struct FileFingerprint {
     pub content: ContentHash,
 }
 
-/// The first 128 bits of the sha256 of a markdown file's content.
-pub type ContentHash = [u8; 16];
-
-/// [`ContentHash`] of `content`.
-pub fn content_hash(content: &str) -> ContentHash {
-    let full: [u8; 32] = Sha256::digest(content.as_bytes()).into();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
-}
+pub use crate::source::markdown::{ContentHash, content_hash};
 
 impl FileFingerprint {
     pub fn of(file: &MarkdownFile) -> Self {
@@ -448,13 +438,13 @@ mod tests {
     fn a_live_task_run_keeps_fingerprints_of_its_markdown_not_the_markdown() {
         let snap = snapshot('1', vec![folder(1, "the markdown")]);
         let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
-        let mut body = desired[0].apply_body();
+        let mut body = desired[0].apply_body().unwrap();
         body.metadata.managed_fields = Some(vec![Default::default()]);
         body.status = Some(Default::default());
         let live = LiveTaskRun::from(body);
         assert!(desired[0].has_files_of(&live.spec));
         assert_eq!(&*live.spec.markdown_files[0].filename, "prompt.md");
-        let sha256: [u8; 32] = Sha256::digest(b"the markdown").into();
+        let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"the markdown").into();
         assert_eq!(live.spec.markdown_files[0].content, sha256[..16]);
         assert!(
             std::mem::size_of::<LiveTaskRun>() <= 256,

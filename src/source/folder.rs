@@ -4,8 +4,8 @@
 //! The result does not depend on the folder's name, so it can be cached by git tree id.
 
 use super::digest::content_digest;
+use super::markdown::TaskFile;
 use super::snapshot::ContentDigest;
-use crate::crd::MarkdownFile;
 use crate::names::{MAX_LABEL_LEN, is_dns1123_label};
 use crate::prompt::TASK_FILE;
 use std::sync::Arc;
@@ -52,8 +52,9 @@ pub struct FolderContent {
     /// `priority` in task.yaml: higher starts first when an agent's Jobs are limited.
     pub priority: i32,
     /// In reading order ([`crate::prompt::reading_order`]): `prompt.md` first, then natural order.
-    /// Shared with every snapshot that holds this folder: a new commit copies no markdown.
-    pub markdown_files: Arc<[MarkdownFile]>,
+    /// Shared with every snapshot that holds this folder: a new commit copies no markdown. Held
+    /// in memory as parsed; the git reader then leaves the text in the repository.
+    pub markdown_files: Arc<[TaskFile]>,
     pub digest: ContentDigest,
 }
 
@@ -228,15 +229,14 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
                 std::iter::once((TASK_YAML, task_yaml.as_slice()))
                     .chain(markdown.iter().map(|(n, c)| (n.as_str(), c.as_slice()))),
             );
-            let mut markdown_files: Vec<MarkdownFile> = markdown
+            let mut markdown_files: Vec<TaskFile> = markdown
                 .into_iter()
-                .map(|(filename, content)| MarkdownFile {
-                    filename,
+                .map(|(filename, content)| {
                     // check_text proved it is UTF-8.
-                    content: String::from_utf8(content).unwrap_or_default(),
+                    TaskFile::held(filename, String::from_utf8(content).unwrap_or_default())
                 })
                 .collect();
-            crate::prompt::sort_files(&mut markdown_files);
+            markdown_files.sort_by(|a, b| crate::prompt::reading_order(&a.filename, &b.filename));
             Ok(FolderContent {
                 service_name: settings.service_name.into(),
                 agent_name: settings.agent_name.into(),

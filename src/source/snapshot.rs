@@ -1,7 +1,7 @@
 //! What the source hands the rest of the flow: one revision's task folders, parsed, with their
 //! digests and the errors of the folders that did not parse.
 
-use crate::crd::MarkdownFile;
+use super::markdown::TaskFile;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl fmt::Display for ContentDigest {
 }
 
 /// One valid task folder at one revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskFolder {
     /// The numeric prefix of the folder name.
     pub task_id: i64,
@@ -60,14 +60,13 @@ pub struct TaskFolder {
     pub service_name: Arc<str>,
     pub agent_name: Arc<str>,
     /// task.yaml's `suspend` (default false).
-    #[serde(default)]
     pub suspend: bool,
     /// task.yaml's `priority` (default 0).
-    #[serde(default)]
     pub priority: i32,
-    /// In reading order (prompt.md first, then natural order). Shared with the folder cache and the snapshots of other commits
-    /// where the folder is the same, so reading a new commit copies no markdown.
-    pub markdown_files: Arc<[MarkdownFile]>,
+    /// In reading order (prompt.md first, then natural order). Shared with the folder cache and
+    /// the snapshots of other commits where the folder is the same. Read from git, the files
+    /// hold blob ids, not text ([`TaskFile`]).
+    pub markdown_files: Arc<[TaskFile]>,
     pub digest: ContentDigest,
 }
 
@@ -94,7 +93,7 @@ impl fmt::Display for FolderError {
 }
 
 /// Every task folder of one revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceSnapshot {
     pub revision: Revision,
     /// The path inside the repository that holds the task folders ("" for the root).
@@ -104,6 +103,5 @@ pub struct SourceSnapshot {
     /// Broken folders, sorted by folder path.
     pub errors: Vec<FolderError>,
     /// The commit's time (committer, seconds since the epoch); none for a plain folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<i64>,
 }

@@ -5,6 +5,7 @@
 use super::error::SourceError;
 use super::folder::{EntryKind, ParsedFolder, RawEntry, is_hidden, parse_folder};
 use super::layout::{ParsedEntry, TopKind, TopLevel, assemble, classify_entry, normalize_path};
+use super::markdown::BlobReader;
 use super::snapshot::{Revision, SourceSnapshot};
 use git2::{Oid, Repository, Tree};
 use std::collections::HashMap;
@@ -17,19 +18,48 @@ use std::sync::Arc;
 ///
 /// It also remembers the last snapshot, so [`read_snapshot_shared`] of the same commit, branch
 /// and path hands that snapshot back without reading or copying anything.
+///
+/// Markdown is hashed as it is read and its text left in the repository ([`super::markdown::TaskFile`]), to be
+/// read again when a TaskRun is written: the repository must outlive the snapshots. A reader of
+/// a repository that goes away first (a temporary clone) keeps the text: [`Self::holding_text`].
 #[derive(Default)]
 pub struct DigestCache {
     entries: HashMap<Oid, Arc<ParsedFolder>>,
-    /// Service and agent names, one allocation each for every folder that names them.
+    /// Service, agent and markdown file names, one allocation each for every folder that names
+    /// them.
     names: std::collections::HashSet<Arc<str>>,
     last: Option<Arc<SourceSnapshot>>,
+    hold_text: bool,
+    /// The reader of the repository read last (markdown files point at it).
+    blobs: Option<Arc<BlobReader>>,
     hits: u64,
     misses: u64,
 }
 
 impl DigestCache {
+    /// Markdown left in the repository, read again when it is written.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Markdown text held in memory, for a repository that may be gone before it is written.
+    pub fn holding_text() -> Self {
+        DigestCache {
+            hold_text: true,
+            ..Self::default()
+        }
+    }
+
+    /// The blob reader of `repo`: the last one while the repository is the same.
+    fn blob_reader(&mut self, repo: &Repository) -> Option<Arc<BlobReader>> {
+        if self.hold_text {
+            return None;
+        }
+        match &self.blobs {
+            Some(reader) if reader.git_dir() == repo.path() => {}
+            _ => self.blobs = Some(BlobReader::new(repo.path())),
+        }
+        self.blobs.clone()
     }
 
     /// (folders served from the cache, folders read and hashed) since the cache was made.
@@ -127,7 +157,8 @@ pub fn read_snapshot(
         .collect();
     missing.sort_unstable();
     missing.dedup();
-    let parsed = parse_trees(repo, &missing)?;
+    let blobs = cache.blob_reader(repo);
+    let parsed = parse_trees(repo, &missing, blobs.as_ref())?;
     cache.misses += parsed.len() as u64;
     cache.hits += (candidates.len() - parsed.len()) as u64;
     let names = &mut cache.names;
@@ -137,6 +168,11 @@ pub fn read_snapshot(
             if let Ok(content) = &mut p {
                 content.service_name = intern(names, &content.service_name);
                 content.agent_name = intern(names, &content.agent_name);
+                content.markdown_files = content
+                    .markdown_files
+                    .iter()
+                    .map(|file| file.clone().named(intern(names, &file.filename)))
+                    .collect();
             }
             (id, Arc::new(p))
         })
@@ -219,7 +255,11 @@ fn tasks_tree<'r>(
 
 /// Parses the folders `ids` name, on several threads when there are many. Each thread opens its
 /// own handle on the repository (git2 handles are not shareable between threads).
-fn parse_trees(repo: &Repository, ids: &[Oid]) -> Result<Vec<(Oid, ParsedFolder)>, SourceError> {
+fn parse_trees(
+    repo: &Repository,
+    ids: &[Oid],
+    blobs: Option<&Arc<BlobReader>>,
+) -> Result<Vec<(Oid, ParsedFolder)>, SourceError> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -227,7 +267,7 @@ fn parse_trees(repo: &Repository, ids: &[Oid]) -> Result<Vec<(Oid, ParsedFolder)
     if ids.len() < PARALLEL_THRESHOLD || threads < 2 {
         return ids
             .iter()
-            .map(|id| Ok((*id, read_folder_tree(repo, *id)?)))
+            .map(|id| Ok((*id, read_folder_tree(repo, *id, blobs)?)))
             .collect();
     }
     let git_dir = repo.path();
@@ -244,7 +284,7 @@ fn parse_trees(repo: &Repository, ids: &[Oid]) -> Result<Vec<(Oid, ParsedFolder)
                         }
                     })?;
                     part.iter()
-                        .map(|id| Ok((*id, read_folder_tree(&repo, *id)?)))
+                        .map(|id| Ok((*id, read_folder_tree(&repo, *id, blobs)?)))
                         .collect()
                 })
             })
@@ -267,8 +307,13 @@ fn parse_trees(repo: &Repository, ids: &[Oid]) -> Result<Vec<(Oid, ParsedFolder)
     Ok(out)
 }
 
-/// One task folder's tree: its entries, with the bytes of the files the parser needs.
-fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceError> {
+/// One task folder's tree: its entries, with the bytes of the files the parser needs. With
+/// `blobs`, the parsed markdown files keep their blob ids instead of their text.
+fn read_folder_tree(
+    repo: &Repository,
+    id: Oid,
+    blobs: Option<&Arc<BlobReader>>,
+) -> Result<ParsedFolder, SourceError> {
     let what = |what: &str, oid: Oid| {
         let what = format!("{what} {oid}");
         move |source| SourceError::ReadObject { what, source }
@@ -276,6 +321,7 @@ fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceEr
     let tree = repo.find_tree(id).map_err(what("tree", id))?;
     let odb = repo.odb().map_err(what("object database for tree", id))?;
     let mut entries = Vec::with_capacity(tree.len());
+    let mut blob_ids: Vec<(String, Oid)> = Vec::new();
     for entry in tree.iter() {
         let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
         if is_hidden(&name) {
@@ -296,6 +342,7 @@ fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceEr
                     let blob = repo
                         .find_blob(entry.id())
                         .map_err(what("blob", entry.id()))?;
+                    blob_ids.push((name.clone(), entry.id()));
                     Some(blob.content().to_vec())
                 } else {
                     None
@@ -310,5 +357,18 @@ fn read_folder_tree(repo: &Repository, id: Oid) -> Result<ParsedFolder, SourceEr
         };
         entries.push(RawEntry { name, kind });
     }
-    Ok(parse_folder(entries))
+    let mut parsed = parse_folder(entries);
+    if let (Some(blobs), Ok(content)) = (blobs, &mut parsed) {
+        content.markdown_files = content
+            .markdown_files
+            .iter()
+            .map(
+                |file| match blob_ids.iter().find(|(name, _)| **name == *file.filename) {
+                    Some((_, blob)) => file.clone().in_repository(*blob, blobs),
+                    None => file.clone(),
+                },
+            )
+            .collect();
+    }
+    Ok(parsed)
 }

@@ -343,9 +343,14 @@ impl Syncer {
         let mut known = self.known.as_mut();
         let writes_known = known.is_some();
         if let Some(known) = known.as_mut() {
+            let mut created = 0;
             for step in plan.writes() {
+                created += usize::from(step.action == Action::Create);
                 known.remove(&*step.name);
             }
+            // Room for every answer up front: growing by doubling would hold the old and the
+            // new table at once (tens of MiB at 100,000 TaskRuns) halfway through a first sync.
+            known.reserve(created);
         }
         let last_write = &mut self.last_write;
         let interner = &mut self.interner;
@@ -474,7 +479,17 @@ async fn write_step(
             };
             debug!(task_run = %step.name, version = desired.context_version, "apply");
             let params = PatchParams::apply(names::FIELD_MANAGER_SYNC).force();
-            let mut body = desired.apply_body();
+            let mut body = desired.apply_body().map_err(|e| {
+                warn!(task_run = %step.name, error = %e, "reading the markdown failed");
+                ApplyError {
+                    name: step.name.to_string(),
+                    message: format!(
+                        "apply {} failed before it was sent: {e}; the next sync reads the \
+                         repository again",
+                        step.name
+                    ),
+                }
+            })?;
             if finalizer {
                 crate::crd::add_finalizer(&mut body);
             }

@@ -120,7 +120,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                         .iter()
                         .flat_map(|d| d.markdown_files.iter())
                         .map(|f| FileChange {
-                            filename: f.filename.clone(),
+                            filename: f.filename.to_string(),
                             change: FileChangeKind::Added,
                         })
                         .collect();

@@ -78,7 +78,8 @@ pub enum Action {
     /// Not in the cluster yet.
     Create,
     /// In the cluster, but a field this source owns differs.
-    Update(Update),
+    /// Boxed: most steps are not updates, and every step holds an `Action`.
+    Update(Box<Update>),
     /// The cluster already holds what the revision describes: no write.
     Unchanged,
     /// Carries this source's mark and its folder left Git. The uid is a delete precondition,
@@ -295,13 +296,13 @@ fn action_for_described(
     } else {
         UpdateReason::Drift
     };
-    Action::Update(Update {
+    Action::Update(Box::new(Update {
         from_version: live.spec.context_version,
         to_version: desired.context_version,
         reason,
         fields,
         files: file_changes(&live.spec.markdown_files, desired.files()),
-    })
+    }))
 }
 
 /// The fields this source owns whose live value differs from the desired one. Labels and
@@ -676,10 +677,7 @@ mod tests {
         let live = live_of(&[(1, "a"), (2, "b")]);
         let mut changed = folder(2, "b2");
         let mut files = changed.markdown_files.to_vec();
-        files.push(MarkdownFile {
-            filename: "notes.md".into(),
-            content: "n".into(),
-        });
+        files.push(crate::source::TaskFile::held("notes.md", "n"));
         changed.markdown_files = files.into();
         changed.digest = crate::source::ContentDigest(format!("{}x", changed.digest).into());
         let plan = plan_of(&snapshot('2', vec![folder(1, "a"), changed]), &live, true);
@@ -720,7 +718,12 @@ mod tests {
         assert_eq!(update.reason, UpdateReason::Drift);
         assert_eq!((update.from_version, update.to_version), (1, 1));
         assert_eq!(update.fields, vec!["spec.agentName", "spec.markdownFiles"]);
-        let body = plan.steps[0].desired.as_ref().unwrap().apply_body();
+        let body = plan.steps[0]
+            .desired
+            .as_ref()
+            .unwrap()
+            .apply_body()
+            .unwrap();
         assert_eq!(body.spec.markdown_files[0].content, "a");
     }
 

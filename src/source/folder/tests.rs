@@ -117,7 +117,7 @@ fn valid_folders() {
         let names: Vec<_> = content
             .markdown_files
             .iter()
-            .map(|f| f.filename.as_str())
+            .map(|f| &*f.filename)
             .collect();
         assert_eq!(names, files, "{what}");
     }
