@@ -11,7 +11,9 @@
 //! SYNC_MEMORY_HEAPTRACK=/tmp/run runs `orchestrator run` under heaptrack's preload library (raw
 //! data to `/tmp/run.<size>`; its VmHWM then includes heaptrack's own; read it with
 //! `heaptrack_interpret < /tmp/run.N | gzip > run.gz; heaptrack_print run.gz`).
-//! Target: peak RSS ≤ 1.5 × markdown bytes + 64 MiB at every size.
+//! Target: peak RSS ≤ 1.5 × markdown bytes + 64 MiB at every size. Also printed: the resident
+//! set just after the first sync, split into anonymous memory (heap, stacks) and mapped files
+//! (the binary, git pack files).
 
 use git2::{Oid, Repository, Signature};
 use std::io::{BufRead, BufReader};
@@ -87,6 +89,16 @@ fn generate_repo(dir: &Path, size: Size) -> usize {
     let sig = Signature::now("bench", "bench@example.com").expect("signature");
     repo.commit(Some("HEAD"), &sig, &sig, "all tasks", &root, &[])
         .expect("commit");
+    // One pack, as a pushed repository is: the objects above are loose (400,004 files at
+    // 100,000 tasks), and a clone of loose objects took minutes of the first sync.
+    let packed = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["repack", "-a", "-d", "-q"])
+        .status();
+    if !matches!(packed, Ok(s) if s.success()) {
+        eprintln!("warning: `git repack` failed ({packed:?}); the repository stays loose");
+    }
     markdown
 }
 
@@ -126,6 +138,12 @@ fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The resident set now, split into heap and stacks (`RssAnon`) and mapped files (`RssFile`).
+fn rss_split(pid: u32) -> String {
+    let part = |field| proc_status_bytes(pid, field).map_or("?".to_string(), mib);
+    format!("anonymous {}, files {}", part("RssAnon"), part("RssFile"))
 }
 
 fn mib(bytes: u64) -> String {
@@ -236,6 +254,7 @@ fn bench_size(bin: &Path, size: Size, resyncs: usize) {
     let first = wait_for_line(&lines, Duration::from_secs(3600), "first sync", finished);
     let first_took = started.elapsed();
     let hwm_first = proc_status_bytes(run.pid(), "VmHWM").expect("VmHWM of run");
+    let split_first = rss_split(run.pid());
     assert_eq!(
         field(&first, "created").and_then(|n| n.parse().ok()),
         Some(size.tasks),
@@ -277,6 +296,7 @@ fn bench_size(bin: &Path, size: Size, resyncs: usize) {
             hwm as f64 / target
         );
     }
+    println!("RSS just after the first sync: {split_first}");
     println!(
         "RSS now (after {resyncs} re-syncs): {}; the API server process peaked at {}",
         mib(rss_after),
