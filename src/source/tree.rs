@@ -19,9 +19,10 @@ use std::sync::Arc;
 /// It also remembers the last snapshot, so [`read_snapshot_shared`] of the same commit, branch
 /// and path hands that snapshot back without reading or copying anything.
 ///
-/// Markdown is hashed as it is read and its text left in the repository ([`super::markdown::TaskFile`]), to be
-/// read again when a TaskRun is written: the repository must outlive the snapshots. A reader of
-/// a repository that goes away first (a temporary clone) keeps the text: [`Self::holding_text`].
+/// Markdown is hashed as it is read and its text left in the repository
+/// ([`super::markdown::TaskFile`]), to be read again when a TaskRun is written: the repository
+/// must outlive the snapshots. A reader of a repository that goes away first (a temporary clone)
+/// keeps the text: [`Self::holding_text`].
 #[derive(Default)]
 pub struct DigestCache {
     entries: HashMap<Oid, Arc<ParsedFolder>>,
