@@ -7,6 +7,8 @@
 //! (`orchestrator apiserver`), or is the cluster `KUBECONFIG` names, so the count is the sync's
 //! alone: the snapshot, the syncer's live cache and desired cache, the watch, the writes.
 
+mod sync_repo;
+
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use orchestrator::crd::MarkdownFile;
@@ -20,6 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use sync_repo::{TASKS as TASKS_PATH, TaskRepo};
 
 /// The system allocator, counting the bytes live now and the most live since the last reset.
 struct Counting;
@@ -386,45 +389,29 @@ async fn what_the_sync_holds_does_not_grow_with_the_markdown() {
     );
 }
 
-/// A repository of `tasks` task folders of three distinct `file_bytes` files, written straight
-/// into the object database; returns its directory and the markdown bytes.
-fn task_repository(tasks: usize, file_bytes: usize) -> (tempfile::TempDir, git2::Oid, usize) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repo = git2::Repository::init(dir.path()).expect("git init");
-    let yaml = repo
-        .blob(b"serviceName: web\nagentName: claude-code\n")
-        .expect("blob");
+/// A repository of `tasks` task folders of three distinct `file_bytes` files (prompt.md,
+/// file-1.md, file-2.md), committed; returns it, its head and the markdown bytes.
+fn task_repository(tasks: i64, file_bytes: usize) -> (TaskRepo, git2::Oid, usize) {
+    let repo = TaskRepo::new();
     let mut markdown = 0;
-    let mut folders = repo.treebuilder(None).expect("treebuilder");
     for id in 1..=tasks {
-        let mut folder = repo.treebuilder(None).expect("treebuilder");
-        folder.insert("task.yaml", yaml, 0o100644).expect("insert");
-        for file in 0..3 {
-            let mut text = format!("# Task {id}, file {file}\n");
-            while text.len() < file_bytes {
-                text.push_str("Do the thing carefully, with tests. ");
-            }
-            text.truncate(file_bytes);
-            markdown += text.len();
-            let blob = repo.blob(text.as_bytes()).expect("blob");
-            folder
-                .insert(format!("file-{file}.md"), blob, 0o100644)
-                .expect("insert");
-        }
-        let folder = folder.write().expect("tree");
-        folders
-            .insert(format!("{id}-task"), folder, 0o040000)
-            .expect("insert");
+        let texts: Vec<String> = (0..3)
+            .map(|file| {
+                let mut text = format!("# Task {id}, file {file}\n");
+                while text.len() < file_bytes {
+                    text.push_str("Do the thing carefully, with tests. ");
+                }
+                text.truncate(file_bytes);
+                markdown += text.len();
+                text
+            })
+            .collect();
+        repo.write_task(id, &texts[0]);
+        repo.write_file(id, "file-1.md", &texts[1]);
+        repo.write_file(id, "file-2.md", &texts[2]);
     }
-    let mut root = repo.treebuilder(None).expect("treebuilder");
-    root.insert("tasks", folders.write().expect("tree"), 0o040000)
-        .expect("insert");
-    let root = repo.find_tree(root.write().expect("tree")).expect("tree");
-    let sig = git2::Signature::now("t", "t@example.com").expect("signature");
-    let commit = repo
-        .commit(Some("HEAD"), &sig, &sig, "tasks", &root, &[])
-        .expect("commit");
-    (dir, commit, markdown)
+    let head = repo.commit("tasks");
+    (repo, head, markdown)
 }
 
 /// Read from git, a snapshot (and the folder cache behind it) holds each file's name, hash and
@@ -434,14 +421,14 @@ fn task_repository(tasks: usize, file_bytes: usize) -> (tempfile::TempDir, git2:
 #[tokio::test]
 async fn a_snapshot_read_from_git_holds_no_markdown() {
     use orchestrator::source::{DigestCache, read_snapshot};
-    const TASKS: usize = 300;
+    const TASKS: i64 = 300;
     let _one_at_a_time = MEASURING.lock().await;
-    let (dir, commit, markdown) = task_repository(TASKS, 16 * 1024);
-    let repo = git2::Repository::open(dir.path()).expect("open");
+    let (tasks, commit, markdown) = task_repository(TASKS, 16 * 1024);
+    let repo = &tasks.repo;
 
     let held_by = |mut cache: DigestCache| {
         let before = live_bytes();
-        let snapshot = read_snapshot(&repo, commit, "main", "tasks", &mut cache).expect("read");
+        let snapshot = read_snapshot(repo, commit, "main", TASKS_PATH, &mut cache).expect("read");
         let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
         (snapshot, cache, held)
     };
@@ -454,7 +441,7 @@ async fn a_snapshot_read_from_git_holds_no_markdown() {
         mib(held),
         mib(held_with_text)
     );
-    assert_eq!(snapshot.tasks.len(), TASKS);
+    assert_eq!(snapshot.tasks.len(), TASKS as usize);
     assert!(
         held < markdown / 16,
         "the snapshot read from git holds {} for {} of markdown: is it keeping the text again?",
