@@ -14,7 +14,7 @@ use crate::crd::{MarkdownFile, TaskRun, TaskRunSpec};
 use crate::names;
 use crate::source::SourceError;
 use crate::source::markdown::TaskFile;
-use crate::source::snapshot::{ContentDigest, Revision, SourceSnapshot, TaskFolder};
+use crate::source::snapshot::{ContentDigest, FolderContent, Revision, SourceSnapshot, TaskFolder};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -135,34 +135,35 @@ pub fn normalise_repo_url(url: &str) -> String {
     format!("{}{path}", host.to_ascii_lowercase())
 }
 
-/// One TaskRun as this source wants it, as small as it can be held for every task: the fields
-/// this source owns, the snapshot's markdown (shared, never copied) and what every TaskRun of
-/// the sync shares ([`ApplyTarget`]). The apply body is built per write ([`Self::apply_body`]).
+/// One TaskRun as this source wants it, as small as it can be held for every task: its name and
+/// version, the snapshot's record of its folder and its path (shared, never copied) and what
+/// every TaskRun of the sync shares ([`ApplyTarget`]). The apply body is built per write
+/// ([`Self::apply_body`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesiredTaskRun {
     pub task_id: i64,
     /// Shared with the sync's report.
     pub name: Arc<str>,
-    pub digest: ContentDigest,
     pub context_version: i64,
-    /// Shared by every desired TaskRun of the same service (of the same agent) in one call.
-    pub service_name: Arc<str>,
-    pub agent_name: Arc<str>,
-    /// The task folder's path inside the repository; shared with the sync's report.
+    /// The folder's content as the snapshot holds it (digest, service and agent, `suspend`
+    /// and `priority`, markdown files): the folder cache's own record, never copied.
+    pub folder: Arc<FolderContent>,
+    /// The task folder's path inside the repository: the snapshot's, shared with the report.
     pub source_path: Arc<str>,
-    /// task.yaml's `suspend` and `priority`: owned spec fields, not in the digest.
-    pub suspend: bool,
-    pub priority: i32,
-    /// The revision that produced this content version (the revision annotation); shared by
-    /// every task that revision produced.
-    pub producing_revision: Arc<str>,
-    /// That revision's commit time ([`names::ANNOTATION_REVISION_TIME`]), when known: the
-    /// queue starts older commits' tasks first.
-    pub revision_time: Option<Arc<str>>,
+    /// The revision that produced this content version, and its time; shared by every task
+    /// that revision produced.
+    pub produced_by: Arc<Producer>,
     /// Namespace and source: the same for every TaskRun of one sync.
     pub target: Arc<ApplyTarget>,
-    /// The folder's markdown files in reading order: the snapshot's own `Arc`, never copied.
-    pub markdown_files: Arc<[TaskFile]>,
+}
+
+/// The revision that produced a content version (the revision annotation) and that revision's
+/// commit time ([`names::ANNOTATION_REVISION_TIME`]), when known: the queue starts older commits'
+/// tasks first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Producer {
+    pub revision: Box<str>,
+    pub time: Option<Box<str>>,
 }
 
 /// What every TaskRun of one sync shares.
@@ -183,18 +184,19 @@ impl DesiredTaskRun {
     /// the repository when the snapshot left it there). Built for one write and dropped after
     /// it, so that only the writes in flight hold a body.
     pub fn apply_body(&self) -> Result<TaskRun, SourceError> {
-        let markdown_files = markdown_files(&self.markdown_files)?;
+        let folder = &*self.folder;
+        let markdown_files = markdown_files(&folder.markdown_files)?;
         let mut body = TaskRun::new(
             &self.name,
             TaskRunSpec {
                 task_id: self.task_id,
-                service_name: self.service_name.to_string(),
-                agent_name: self.agent_name.to_string(),
+                service_name: folder.service_name.to_string(),
+                agent_name: folder.agent_name.to_string(),
                 context_version: self.context_version,
-                content_digest: self.digest.0.to_string(),
+                content_digest: folder.digest.0.to_string(),
                 source_path: self.source_path.to_string(),
-                suspend: self.suspend,
-                priority: self.priority,
+                suspend: folder.suspend,
+                priority: folder.priority,
                 markdown_files,
             },
         );
@@ -206,7 +208,11 @@ impl DesiredTaskRun {
 
     /// The labels this source sets.
     pub fn labels(&self) -> BTreeMap<String, String> {
-        let mut labels = task_labels(self.task_id, &self.service_name, self.context_version);
+        let mut labels = task_labels(
+            self.task_id,
+            &self.folder.service_name,
+            self.context_version,
+        );
         labels.insert(
             names::LABEL_SOURCE.to_string(),
             self.target.source_label.clone(),
@@ -217,8 +223,8 @@ impl DesiredTaskRun {
     /// The annotations this source sets.
     pub fn annotations(&self) -> BTreeMap<String, String> {
         let mut annotations =
-            task_annotations(&self.producing_revision, &self.digest, &self.source_path);
-        if let Some(time) = &self.revision_time {
+            task_annotations(&self.produced_by.revision, self.digest(), &self.source_path);
+        if let Some(time) = &self.produced_by.time {
             annotations.insert(
                 names::ANNOTATION_REVISION_TIME.to_string(),
                 time.to_string(),
@@ -237,12 +243,20 @@ impl DesiredTaskRun {
     /// (file name, content hash) of each markdown file, as [`LiveSpec::markdown_files`] holds
     /// the live ones.
     pub fn files(&self) -> impl Iterator<Item = (&str, &ContentHash)> {
-        self.markdown_files.iter().map(|f| (&*f.filename, &f.hash))
+        self.folder
+            .markdown_files
+            .iter()
+            .map(|f| (&*f.filename, &f.hash))
+    }
+
+    /// The folder's content digest.
+    pub fn digest(&self) -> &ContentDigest {
+        &self.folder.digest
     }
 
     /// Whether `live` holds these markdown files, in this order.
     pub fn has_files_of(&self, live: &LiveSpec) -> bool {
-        live.markdown_files.len() == self.markdown_files.len()
+        live.markdown_files.len() == self.folder.markdown_files.len()
             && live
                 .markdown_files
                 .iter()
@@ -254,14 +268,14 @@ impl DesiredTaskRun {
     pub fn task_labels_hash(&self) -> u64 {
         task_labels_hash(
             Some(&self.task_id.to_string()),
-            Some(&self.service_name),
+            Some(&self.folder.service_name),
             Some(&self.context_version.to_string()),
         )
     }
 
     /// [`task_annotations_hash`] of the annotations this TaskRun sets.
     pub fn task_annotations_hash(&self) -> u64 {
-        task_annotations_hash(Some(&self.digest.0), Some(&self.source_path))
+        task_annotations_hash(Some(&self.digest().0), Some(&self.source_path))
     }
 }
 
@@ -326,17 +340,15 @@ impl DesiredTaskRun {
         &self,
         task: &TaskFolder,
         version: i64,
-        revision: &str,
+        produced_by: &Arc<Producer>,
         target: &Arc<ApplyTarget>,
     ) -> bool {
-        self.digest == task.digest
-            && Arc::ptr_eq(&self.markdown_files, &task.markdown_files)
+        // The folder cache's record: a new one for any change to the folder's tree, so also
+        // for a commit that only suspends or re-prioritises (not in the digest).
+        Arc::ptr_eq(&self.folder, &task.content)
             && self.context_version == version
             && *self.source_path == *task.path
-            // Not in the digest: a commit that only suspends or re-prioritises still rebuilds.
-            && self.suspend == task.suspend
-            && self.priority == task.priority
-            && *self.producing_revision == *revision
+            && (Arc::ptr_eq(&self.produced_by, produced_by) || self.produced_by == *produced_by)
             && (Arc::ptr_eq(&self.target, target) || *self.target == **target)
     }
 }
@@ -374,14 +386,20 @@ pub fn desired_task_runs_reusing(
         Some(d) if *d.target == target => d.target.clone(),
         _ => Arc::new(target),
     };
-    let current: Arc<str> = snapshot.revision.to_string().into();
-    let current_time: Option<Arc<str>> = snapshot
-        .committed_at
-        .and_then(commit_time_text)
-        .map(Arc::from);
-    // Producing revisions kept from live TaskRuns, one allocation each.
-    let mut revisions: HashMap<&str, Arc<str>> = HashMap::new();
-    let mut next = HashMap::with_capacity(snapshot.tasks.len());
+    let current = Arc::new(Producer {
+        revision: snapshot.revision.to_string().into(),
+        time: snapshot
+            .committed_at
+            .and_then(commit_time_text)
+            .map(Into::into),
+    });
+    // Producers kept from live TaskRuns, one allocation each.
+    let mut kept_producers: HashMap<(&str, Option<&str>), Arc<Producer>> = HashMap::new();
+    // Updated in place (a re-sync's cache is the same tasks, mostly the same entries): a second
+    // table would be 2 MiB more at the peak of every re-sync at 100,000 tasks.
+    cache
+        .by_task
+        .reserve(snapshot.tasks.len().saturating_sub(cache.by_task.len()));
     // Every task is looked at on every sync, so the per-task work that finds a cached desired
     // TaskRun still right allocates nothing and reads the live digest once.
     let mut name = String::new();
@@ -392,53 +410,49 @@ pub fn desired_task_runs_reusing(
             name.clear();
             let _ = write!(name, "{}", names::TaskRunName(task.task_id));
             let live = live.get(name.as_str());
-            let same_content = live.filter(|l| l.spec.content_digest.is(&task.digest.0));
+            let same_content = live.filter(|l| l.spec.content_digest.is(&task.content.digest.0));
             let version = version_for(live, same_content.is_some());
             let kept = kept_revision(same_content);
-            let revision = match kept {
-                Some((kept, _)) if kept != &*current => revisions
-                    .entry(kept)
-                    .or_insert_with(|| Arc::from(kept))
-                    .clone(),
+            let produced_by = match kept {
+                Some(kept) if kept != (&*current.revision, current.time.as_deref()) => {
+                    kept_producers
+                        .entry(kept)
+                        .or_insert_with(|| {
+                            Arc::new(Producer {
+                                revision: kept.0.into(),
+                                time: kept.1.map(Into::into),
+                            })
+                        })
+                        .clone()
+                }
                 _ => current.clone(),
             };
-            let revision_time = match kept {
-                Some((_, kept_time)) => kept_time,
-                None => current_time.as_deref(),
-            };
             let desired = match cache.by_task.get(&task.task_id) {
-                Some(d)
-                    if d.is_made_of(task, version, &revision, &target)
-                        && d.revision_time.as_deref() == revision_time =>
-                {
-                    d.clone()
-                }
+                Some(d) if d.is_made_of(task, version, &produced_by, &target) => d.clone(),
                 _ => Arc::new(DesiredTaskRun {
                     task_id: task.task_id,
                     name: name.as_str().into(),
-                    digest: task.digest.clone(),
                     context_version: version,
-                    // The snapshot's own `Arc`s (the folder cache interns them).
-                    service_name: task.service_name.clone(),
-                    agent_name: task.agent_name.clone(),
-                    source_path: Arc::from(task.path.as_str()),
-                    suspend: task.suspend,
-                    priority: task.priority,
-                    producing_revision: revision,
-                    // The snapshot's own when it is this commit's time, else one of its own.
-                    revision_time: match kept {
-                        Some(_) => revision_time.map(Arc::from),
-                        None => current_time.clone(),
-                    },
+                    // The snapshot's own `Arc`s.
+                    folder: task.content.clone(),
+                    source_path: task.path.clone(),
+                    produced_by,
                     target: target.clone(),
-                    markdown_files: task.markdown_files.clone(),
                 }),
             };
-            next.insert(task.task_id, desired.clone());
+            cache.by_task.insert(task.task_id, desired.clone());
             desired
         })
         .collect();
-    cache.by_task = next;
+    // Then the tasks the snapshot no longer has go (its tasks are sorted by id).
+    if cache.by_task.len() > snapshot.tasks.len() {
+        cache.by_task.retain(|id, _| {
+            snapshot
+                .tasks
+                .binary_search_by_key(id, |t| t.task_id)
+                .is_ok()
+        });
+    }
     desired
 }
 
@@ -450,25 +464,26 @@ pub fn task_run_for(
     revision: &Revision,
     namespace: &str,
 ) -> Result<TaskRun, SourceError> {
+    let content = &*folder.content;
     let mut task_run = TaskRun::new(
         &names::task_run_name(folder.task_id),
         TaskRunSpec {
             task_id: folder.task_id,
-            service_name: folder.service_name.to_string(),
-            agent_name: folder.agent_name.to_string(),
+            service_name: content.service_name.to_string(),
+            agent_name: content.agent_name.to_string(),
             context_version: version,
-            content_digest: folder.digest.to_string(),
-            source_path: folder.path.clone(),
-            markdown_files: markdown_files(&folder.markdown_files)?,
-            suspend: folder.suspend,
-            priority: folder.priority,
+            content_digest: content.digest.to_string(),
+            source_path: folder.path.to_string(),
+            markdown_files: markdown_files(&content.markdown_files)?,
+            suspend: content.suspend,
+            priority: content.priority,
         },
     );
     task_run.metadata.namespace = Some(namespace.to_string());
-    task_run.metadata.labels = Some(task_labels(folder.task_id, &folder.service_name, version));
+    task_run.metadata.labels = Some(task_labels(folder.task_id, &content.service_name, version));
     task_run.metadata.annotations = Some(task_annotations(
         &revision.to_string(),
-        &folder.digest,
+        &content.digest,
         &folder.path,
     ));
     Ok(task_run)
@@ -538,16 +553,32 @@ pub(crate) mod tests {
         }
     }
 
+    /// A folder of service `web`, agent `codex` and one file `p.md`, with `digest`.
+    pub(crate) fn web_codex(digest: &str) -> Arc<FolderContent> {
+        FolderContent {
+            service_name: "web".into(),
+            agent_name: "codex".into(),
+            suspend: false,
+            priority: 0,
+            markdown_files: [TaskFile::held("p.md", "x")].into(),
+            digest: ContentDigest(digest.into()),
+        }
+        .into()
+    }
+
     pub(crate) fn folder(task_id: i64, content: &str) -> TaskFolder {
         TaskFolder {
             task_id,
-            path: format!("tasks/{task_id}-t"),
-            service_name: "web".into(),
-            agent_name: "claude".into(),
-            suspend: false,
-            priority: 0,
-            markdown_files: [TaskFile::held("prompt.md", content)].into(),
-            digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64)).into()),
+            path: format!("tasks/{task_id}-t").into(),
+            content: FolderContent {
+                service_name: "web".into(),
+                agent_name: "claude".into(),
+                suspend: false,
+                priority: 0,
+                markdown_files: [TaskFile::held("prompt.md", content)].into(),
+                digest: ContentDigest(format!("sha256:{}", names::short_hash(content, 64)).into()),
+            }
+            .into(),
         }
     }
 
@@ -569,7 +600,7 @@ pub(crate) mod tests {
     pub(crate) fn live_after(snapshot: &SourceSnapshot, live: &KnownTaskRuns) -> KnownTaskRuns {
         task_runs_after(snapshot, live)
             .into_iter()
-            .map(|(name, tr)| (name, tr.into()))
+            .map(|(name, tr)| (name.into(), tr.into()))
             .collect()
     }
 
@@ -654,9 +685,14 @@ pub(crate) mod tests {
         at_3.spec.context_version = 3;
         let b = folder(1, "b");
         let cases = [
-            ("no live TaskRun", None, &a.digest, 1),
-            ("same digest keeps the version", Some(&at_3), &a.digest, 3),
-            ("new digest is live + 1", Some(&at_3), &b.digest, 4),
+            ("no live TaskRun", None, &a.content.digest, 1),
+            (
+                "same digest keeps the version",
+                Some(&at_3),
+                &a.content.digest,
+                3,
+            ),
+            ("new digest is live + 1", Some(&at_3), &b.content.digest, 4),
         ];
         for (what, live, digest, want) in cases {
             assert_eq!(context_version(live, digest), want, "{what}");
@@ -766,7 +802,7 @@ pub(crate) mod tests {
             "default",
             &old,
         );
-        assert_eq!(desired[0].revision_time, None);
+        assert_eq!(desired[0].produced_by.time, None);
         assert_eq!(commit_time_text(0).as_deref(), Some("1970-01-01T00:00:00Z"));
     }
 
@@ -789,12 +825,13 @@ pub(crate) mod tests {
         let annotations = tr.metadata.annotations.as_ref().unwrap();
         assert_eq!(
             annotations[names::ANNOTATION_CONTENT_DIGEST],
-            *desired[0].digest.0
+            *desired[0].digest().0
         );
-        assert_eq!(tr.spec.content_digest, *desired[0].digest.0);
+        assert_eq!(tr.spec.content_digest, *desired[0].digest().0);
         assert_eq!(tr.spec.source_path, "tasks/42-t");
         assert!(tr.status.is_none(), "the sync never writes status");
         let want: Vec<MarkdownFile> = desired[0]
+            .folder
             .markdown_files
             .iter()
             .map(|f| f.to_markdown_file().unwrap())
@@ -806,10 +843,8 @@ pub(crate) mod tests {
     fn a_desired_task_run_shares_the_snapshots_markdown() {
         let snap = snapshot('1', vec![folder(1, "a")]);
         let desired = desired_task_runs(&snap, &source(), "default", &KnownTaskRuns::new());
-        assert!(Arc::ptr_eq(
-            &desired[0].markdown_files,
-            &snap.tasks[0].markdown_files
-        ));
+        assert!(Arc::ptr_eq(&desired[0].folder, &snap.tasks[0].content));
+        assert!(Arc::ptr_eq(&desired[0].source_path, &snap.tasks[0].path));
     }
 
     #[test]
@@ -932,20 +967,13 @@ pub(crate) mod tests {
 #[cfg(test)]
 mod task_run_for_tests {
     use super::*;
-    use crate::source::ContentDigest;
-    use crate::source::TaskFile;
 
     #[test]
     fn a_folder_becomes_a_traceable_task_run() {
         let folder = TaskFolder {
             task_id: 42,
             path: "tasks/42-login".into(),
-            service_name: "web".into(),
-            agent_name: "codex".into(),
-            suspend: false,
-            priority: 0,
-            markdown_files: [TaskFile::held("p.md", "x")].into(),
-            digest: ContentDigest("sha256:ab".into()),
+            content: super::tests::web_codex("sha256:ab"),
         };
         let revision = Revision {
             branch: "main".into(),

@@ -121,7 +121,7 @@ proptest! {
                     .map(|n| (n.to_string(), bytes_of(n).unwrap_or_default())).collect();
                 let want = content_digest(files.iter().map(|(n, c)| (n.as_str(), c.as_slice())));
                 prop_assert_eq!(&folder.digest, &want);
-                prop_assert_eq!(parse_folder(reversed).map(|f| f.digest).ok(), Some(want));
+                prop_assert_eq!(parse_folder(reversed).map(|f| f.digest.clone()).ok(), Some(want));
             }
         }
     }

@@ -49,10 +49,11 @@ fn every_revision_has_its_own_snapshot() {
     assert_eq!(ids(&s1), vec![1, 2]);
     assert!(s1.errors.is_empty(), "{:?}", s1.errors);
     let login = &s1.tasks[0];
-    assert_eq!(login.path, "tasks/1-login");
-    assert_eq!(&*login.service_name, "web");
-    assert_eq!(&*login.agent_name, "claude-code");
+    assert_eq!(&*login.path, "tasks/1-login");
+    assert_eq!(&*login.content.service_name, "web");
+    assert_eq!(&*login.content.agent_name, "claude-code");
     let files: Vec<_> = login
+        .content
         .markdown_files
         .iter()
         .map(|f| (f.filename.to_string(), f.text().unwrap().into_owned()))
@@ -78,11 +79,11 @@ fn every_revision_has_its_own_snapshot() {
     let s2 = snapshot(&repo, second, &mut cache);
     assert_eq!(ids(&s2), vec![1, 2, 3]);
     assert_ne!(
-        s2.tasks[0].digest, login.digest,
+        s2.tasks[0].content.digest, login.content.digest,
         "edited content, new digest"
     );
     assert_eq!(
-        s2.tasks[1].digest, s1.tasks[1].digest,
+        s2.tasks[1].content.digest, s1.tasks[1].content.digest,
         "untouched folder, same digest"
     );
     assert_eq!(
@@ -111,12 +112,12 @@ fn renaming_a_folder_keeps_the_digest_renaming_a_file_changes_it() {
     repo.remove("tasks/1-login")
         .task("tasks/1-sign-in", YAML_WEB, &[("prompt.md", "x")]);
     let b = snapshot(&repo, repo.commit("b"), &mut cache);
-    assert_eq!(a.tasks[0].digest, b.tasks[0].digest);
-    assert_eq!(b.tasks[0].path, "tasks/1-sign-in");
+    assert_eq!(a.tasks[0].content.digest, b.tasks[0].content.digest);
+    assert_eq!(&*b.tasks[0].path, "tasks/1-sign-in");
     repo.remove("tasks/1-sign-in/prompt.md")
         .write("tasks/1-sign-in/brief.md", "x");
     let c = snapshot(&repo, repo.commit("c"), &mut cache);
-    assert_ne!(b.tasks[0].digest, c.tasks[0].digest);
+    assert_ne!(b.tasks[0].content.digest, c.tasks[0].content.digest);
 }
 
 #[test]
@@ -271,7 +272,10 @@ fn many_folders_are_read_in_parallel_with_the_same_result() {
     let mut cache = DigestCache::new();
     let s = snapshot(&repo, commit, &mut cache);
     assert_eq!(s.tasks.len(), 150);
-    assert_eq!(s.tasks[42].markdown_files[0].text().unwrap(), "task 42");
+    assert_eq!(
+        s.tasks[42].content.markdown_files[0].text().unwrap(),
+        "task 42"
+    );
     let plain = read_folder_snapshot(repo.path(), "tasks").unwrap();
     assert_eq!(plain.tasks, s.tasks);
     let warm = snapshot(&repo, commit, &mut cache);
@@ -279,11 +283,11 @@ fn many_folders_are_read_in_parallel_with_the_same_result() {
     assert_eq!(cache.stats(), (150, 150));
     // Every folder names service `web`: one allocation for all of them, read on any thread.
     assert!(s.tasks.iter().all(|t| std::sync::Arc::ptr_eq(
-        &t.service_name,
-        &s.tasks[0].service_name
+        &t.content.service_name,
+        &s.tasks[0].content.service_name
     ) && std::sync::Arc::ptr_eq(
-        &t.agent_name,
-        &s.tasks[0].agent_name
+        &t.content.agent_name,
+        &s.tasks[0].content.agent_name
     )));
 }
 
@@ -293,12 +297,13 @@ fn the_example_repository_is_valid() {
     let s = read_folder_snapshot(dir, "example-repo").unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s.tasks.len() >= 5);
-    let agents: std::collections::BTreeSet<_> = s.tasks.iter().map(|t| &*t.agent_name).collect();
+    let agents: std::collections::BTreeSet<_> =
+        s.tasks.iter().map(|t| &*t.content.agent_name).collect();
     assert_eq!(
         agents.into_iter().collect::<Vec<_>>(),
         vec!["aider", "claude-code", "codex"]
     );
-    assert!(s.tasks.iter().all(|t| t.markdown_files.len() >= 2));
+    assert!(s.tasks.iter().all(|t| t.content.markdown_files.len() >= 2));
 }
 
 #[test]

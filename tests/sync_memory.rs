@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use orchestrator::crd::MarkdownFile;
 use orchestrator::desired::SourceIdentity;
-use orchestrator::source::{ContentDigest, Revision, SourceSnapshot, TaskFile, TaskFolder};
+use orchestrator::source::{
+    ContentDigest, FolderContent, Revision, SourceSnapshot, TaskFile, TaskFolder,
+};
 use orchestrator::sync::apply::{SyncOptions, Syncer};
 use orchestrator::sync::crd_install::ensure_crd;
 use sha2::{Digest, Sha256};
@@ -153,16 +155,21 @@ fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
             }
             TaskFolder {
                 task_id: id,
-                path: format!("tasks/{id}-task"),
-                service_name: "web".into(),
-                agent_name: "claude-code".into(),
-                suspend: false,
-                priority: 0,
-                markdown_files: files
-                    .into_iter()
-                    .map(|f| TaskFile::held(f.filename, f.content))
-                    .collect(),
-                digest: ContentDigest(format!("sha256:{}", hex::encode(hasher.finalize())).into()),
+                path: format!("tasks/{id}-task").into(),
+                content: FolderContent {
+                    service_name: "web".into(),
+                    agent_name: "claude-code".into(),
+                    suspend: false,
+                    priority: 0,
+                    markdown_files: files
+                        .into_iter()
+                        .map(|f| TaskFile::held(f.filename, f.content))
+                        .collect(),
+                    digest: ContentDigest(
+                        format!("sha256:{}", hex::encode(hasher.finalize())).into(),
+                    ),
+                }
+                .into(),
             }
         })
         .collect();
@@ -203,7 +210,7 @@ async fn held_by_sync(
     let markdown: usize = snapshot
         .tasks
         .iter()
-        .flat_map(|t| t.markdown_files.iter())
+        .flat_map(|t| t.content.markdown_files.iter())
         .map(|f| f.text().expect("held text").len())
         .sum();
     let source = SourceIdentity::new("https://example.com/memory.git", "tasks");
@@ -455,7 +462,7 @@ async fn a_snapshot_read_from_git_holds_no_markdown() {
         mib(markdown)
     );
     // What a write reads is the text that was hashed.
-    let file = &snapshot.tasks[41].markdown_files[2];
+    let file = &snapshot.tasks[41].content.markdown_files[2];
     let text = file.text().expect("read from the repository");
     assert!(text.starts_with("# Task 42, file 2\n"), "{text:.40}");
     assert_eq!(text.len(), 16 * 1024);

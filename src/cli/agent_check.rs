@@ -55,17 +55,17 @@ impl AgentCheckArgs {
 pub fn check_agent_names(snapshot: &mut SourceSnapshot, known: &[String], origin: &str) {
     let (ok, unknown): (Vec<_>, Vec<_>) = std::mem::take(&mut snapshot.tasks)
         .into_iter()
-        .partition(|task| known.iter().any(|k| **k == *task.agent_name));
+        .partition(|task| known.iter().any(|k| **k == *task.content.agent_name));
     snapshot.tasks = ok;
     if unknown.is_empty() {
         return;
     }
     for task in unknown {
         snapshot.errors.push(FolderError {
-            folder: task.path.clone(),
+            folder: task.path.to_string(),
             file: Some("task.yaml".into()),
             task_id: Some(task.task_id),
-            message: unknown_agent_message(&task.agent_name, known, origin),
+            message: unknown_agent_message(&task.content.agent_name, known, origin),
         });
     }
     snapshot.errors.sort_by(|a, b| a.folder.cmp(&b.folder));
@@ -147,9 +147,9 @@ mod tests {
     #[test]
     fn unknown_agents_become_folder_errors_and_known_ones_stay_tasks() {
         let mut a = crate::desired::tests::folder(1, "a");
-        a.agent_name = "claude-code".into();
+        std::sync::Arc::make_mut(&mut a.content).agent_name = "claude-code".into();
         let mut b = crate::desired::tests::folder(2, "b");
-        b.agent_name = "claud".into();
+        std::sync::Arc::make_mut(&mut b.content).agent_name = "claud".into();
         let mut snapshot = crate::desired::tests::snapshot('1', vec![a, b]);
         check_agent_names(&mut snapshot, &known(), "agents.yaml");
         assert_eq!(snapshot.tasks.len(), 1);

@@ -144,16 +144,17 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
         .map(String::from),
     ];
     for task in &snapshot.tasks {
-        let digest = task.digest.0.get(..19).unwrap_or(&task.digest.0);
+        let content = &task.content;
+        let digest = content.digest.0.get(..19).unwrap_or(&content.digest.0);
         rows.push([
             task.task_id.to_string(),
             crate::names::task_run_name(task.task_id),
-            task.service_name.to_string(),
-            task.agent_name.to_string(),
+            content.service_name.to_string(),
+            content.agent_name.to_string(),
             format!("{PLACEHOLDER_VERSION}*"),
-            task.markdown_files.len().to_string(),
+            content.markdown_files.len().to_string(),
             digest.to_string(),
-            task.path.clone(),
+            task.path.to_string(),
         ]);
     }
     let mut out = format!("Revision: {}\n", snapshot.revision);
@@ -185,8 +186,7 @@ fn render_table(snapshot: &SourceSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::TaskFile;
-    use crate::source::{ContentDigest, FolderError, Revision, TaskFolder};
+    use crate::source::{FolderError, Revision, TaskFolder};
     use pretty_assertions::assert_eq;
 
     fn snapshot() -> SourceSnapshot {
@@ -199,12 +199,7 @@ mod tests {
             tasks: vec![TaskFolder {
                 task_id: 7,
                 path: "tasks/7-login".into(),
-                service_name: "web".into(),
-                agent_name: "codex".into(),
-                suspend: false,
-                priority: 0,
-                markdown_files: [TaskFile::held("p.md", "x")].into(),
-                digest: ContentDigest(format!("sha256:{}", "c".repeat(64)).into()),
+                content: crate::desired::tests::web_codex(&format!("sha256:{}", "c".repeat(64))),
             }],
             errors: vec![FolderError {
                 folder: "tasks/x".into(),

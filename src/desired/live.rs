@@ -7,8 +7,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What the sync keeps of the live TaskRuns of one namespace, by name.
-pub type KnownTaskRuns = HashMap<String, LiveTaskRun>;
+/// What the sync keeps of the live TaskRuns of one namespace, by name (the desired TaskRun's
+/// own name for those the sync wrote).
+pub type KnownTaskRuns = HashMap<Arc<str>, LiveTaskRun>;
 
 /// What the sync needs of one live TaskRun to decide create, update, unchanged or prune, in
 /// about 250 bytes (its metadata alone takes 2 KiB as `ObjectMeta`): uid, resourceVersion,

@@ -5,7 +5,7 @@
 
 use super::digest::content_digest;
 use super::markdown::TaskFile;
-use super::snapshot::ContentDigest;
+use super::snapshot::FolderContent;
 use crate::names::{MAX_LABEL_LEN, is_dns1123_label};
 use crate::prompt::TASK_FILE;
 use std::sync::Arc;
@@ -41,23 +41,6 @@ pub struct RawEntry {
     pub kind: EntryKind,
 }
 
-/// A valid folder's content, independent of the folder's name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FolderContent {
-    /// Shared with every snapshot's [`crate::source::snapshot::TaskFolder`] of this folder.
-    pub service_name: Arc<str>,
-    pub agent_name: Arc<str>,
-    /// `suspend: true` in task.yaml: keep the TaskRun, run no Job (or suspend the running one).
-    pub suspend: bool,
-    /// `priority` in task.yaml: higher starts first when an agent's Jobs are limited.
-    pub priority: i32,
-    /// In reading order ([`crate::prompt::reading_order`]): `prompt.md` first, then natural order.
-    /// Shared with every snapshot that holds this folder: a new commit copies no markdown. Held
-    /// in memory as parsed; the git reader then leaves the text in the repository.
-    pub markdown_files: Arc<[TaskFile]>,
-    pub digest: ContentDigest,
-}
-
 /// One problem in a folder; `file` is relative to the folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentError {
@@ -65,7 +48,9 @@ pub struct ContentError {
     pub message: String,
 }
 
-pub type ParsedFolder = Result<FolderContent, Vec<ContentError>>;
+/// A folder parsed: its content, shared by every snapshot that holds the folder, or what is
+/// wrong with it.
+pub type ParsedFolder = Result<Arc<FolderContent>, Vec<ContentError>>;
 
 /// Whether a reader should load a file's bytes: only task.yaml and markdown within the limits,
 /// so a stray 1 GiB file is reported without being read.
@@ -237,14 +222,14 @@ pub fn parse_folder(mut entries: Vec<RawEntry>) -> ParsedFolder {
                 })
                 .collect();
             markdown_files.sort_by(|a, b| crate::prompt::reading_order(&a.filename, &b.filename));
-            Ok(FolderContent {
+            Ok(Arc::new(FolderContent {
                 service_name: settings.service_name.into(),
                 agent_name: settings.agent_name.into(),
                 suspend: settings.suspend,
                 priority: settings.priority,
                 markdown_files: markdown_files.into(),
                 digest,
-            })
+            }))
         }
         _ => Err(errors),
     }

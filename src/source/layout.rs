@@ -1,9 +1,11 @@
 //! The tasks path's layout: entry names and kinds in, task folders (with their ids), ignored
 //! entries and errors out; then every parsed folder in, one `SourceSnapshot` out. Pure.
 
-use super::folder::{ContentError, FolderContent, ParsedFolder, is_hidden};
+use super::folder::{ContentError, is_hidden};
+use super::snapshot::FolderContent;
 use super::snapshot::{FolderError, Revision, SourceSnapshot, TaskFolder};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What an entry directly under the tasks path is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +93,8 @@ pub fn classify_entry(tasks_path: &str, name: &str, kind: TopKind) -> TopLevel {
 pub struct ParsedEntry<'a> {
     pub name: String,
     pub task_id: i64,
-    pub parsed: &'a ParsedFolder,
+    /// The folder's content, or what is wrong with it.
+    pub parsed: Result<&'a Arc<FolderContent>, &'a [ContentError]>,
 }
 
 /// Builds the snapshot: valid folders become tasks, folders sharing a task id all become
@@ -137,9 +140,11 @@ pub fn assemble(
             });
         }
         match folder.parsed {
-            Ok(content) if sharing.is_none() => {
-                tasks.push(task_folder(folder.task_id, path, content))
-            }
+            Ok(content) if sharing.is_none() => tasks.push(TaskFolder {
+                task_id: folder.task_id,
+                path: path.into(),
+                content: content.clone(),
+            }),
             Ok(_) => {}
             Err(content_errors) => errors.extend(
                 content_errors
@@ -148,7 +153,8 @@ pub fn assemble(
             ),
         }
     }
-    tasks.sort_by_key(|t| t.task_id);
+    // Ids are unique here (shared ones became errors): no stable sort's buffer needed.
+    tasks.sort_unstable_by_key(|t| t.task_id);
     errors.sort_by(|a, b| (&a.folder, &a.file).cmp(&(&b.folder, &b.file)));
     SourceSnapshot {
         revision,
@@ -156,19 +162,6 @@ pub fn assemble(
         tasks,
         errors,
         committed_at: None,
-    }
-}
-
-fn task_folder(task_id: i64, path: String, content: &FolderContent) -> TaskFolder {
-    TaskFolder {
-        task_id,
-        path,
-        service_name: content.service_name.clone(),
-        agent_name: content.agent_name.clone(),
-        suspend: content.suspend,
-        priority: content.priority,
-        markdown_files: content.markdown_files.clone(),
-        digest: content.digest.clone(),
     }
 }
 
@@ -184,8 +177,12 @@ fn folder_error(path: &str, task_id: i64, error: &ContentError) -> FolderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::folder::{EntryKind, RawEntry, parse_folder};
+    use crate::source::folder::{EntryKind, ParsedFolder, RawEntry, parse_folder};
     use pretty_assertions::assert_eq;
+
+    fn parsed(folder: &ParsedFolder) -> Result<&Arc<FolderContent>, &[ContentError]> {
+        folder.as_ref().map_err(Vec::as_slice)
+    }
 
     #[test]
     fn folder_names() {
@@ -307,27 +304,27 @@ mod tests {
             ParsedEntry {
                 name: "5-c".into(),
                 task_id: 5,
-                parsed: &c,
+                parsed: parsed(&c),
             },
             ParsedEntry {
                 name: "5-a".into(),
                 task_id: 5,
-                parsed: &a,
+                parsed: parsed(&a),
             },
             ParsedEntry {
                 name: "1-good".into(),
                 task_id: 1,
-                parsed: &good,
+                parsed: parsed(&good),
             },
             ParsedEntry {
                 name: "05-b".into(),
                 task_id: 5,
-                parsed: &b,
+                parsed: parsed(&b),
             },
             ParsedEntry {
                 name: "9-empty".into(),
                 task_id: 9,
-                parsed: &broken,
+                parsed: parsed(&broken),
             },
         ];
         let snapshot = assemble(revision(), "tasks", entries, vec![]);
@@ -361,12 +358,12 @@ mod tests {
                 ParsedEntry {
                     name: "10-b".into(),
                     task_id: 10,
-                    parsed: &b,
+                    parsed: parsed(&b),
                 },
                 ParsedEntry {
                     name: "2-a".into(),
                     task_id: 2,
-                    parsed: &a,
+                    parsed: parsed(&a),
                 },
             ],
             vec![],
@@ -374,7 +371,7 @@ mod tests {
         let got: Vec<_> = snapshot
             .tasks
             .iter()
-            .map(|t| (t.task_id, t.path.as_str(), &*t.service_name))
+            .map(|t| (t.task_id, &*t.path, &*t.content.service_name))
             .collect();
         assert_eq!(got, vec![(2, "2-a", "a"), (10, "10-b", "b")]);
         assert!(snapshot.errors.is_empty());

@@ -67,11 +67,6 @@ impl TaskFile {
         }
     }
 
-    /// The same file under `filename` (an interned copy of its name).
-    pub fn named(self, filename: Arc<str>) -> Self {
-        TaskFile { filename, ..self }
-    }
-
     /// Whether the text is held in memory (rather than read from the repository on demand).
     pub fn is_held(&self) -> bool {
         matches!(self.text, FileText::Held(_))

@@ -48,6 +48,8 @@ pub use git::{GitSource, SourceConfig};
 pub use markdown::{BlobReader, ContentHash, TaskFile, content_hash};
 pub use plain::read_folder_snapshot;
 pub use revision::resolve_revision;
-pub use snapshot::{ContentDigest, FolderError, Revision, SourceSnapshot, TaskFolder};
+pub use snapshot::{
+    ContentDigest, FolderContent, FolderError, Revision, SourceSnapshot, TaskFolder,
+};
 pub use tree::{DigestCache, read_snapshot, read_snapshot_shared};
 pub use watch::{RefWatch, watch_refs};

@@ -52,7 +52,7 @@ pub fn read_folder_snapshot(dir: &Path, path: &str) -> Result<SourceSnapshot, So
         .map(|(name, task_id, parsed)| ParsedEntry {
             name: name.clone(),
             task_id: *task_id,
-            parsed,
+            parsed: parsed.as_ref().map_err(Vec::as_slice),
         })
         .collect();
     Ok(assemble(revision, &path, folders, broken))

@@ -48,24 +48,31 @@ impl fmt::Display for ContentDigest {
     }
 }
 
-/// One valid task folder at one revision.
+/// One valid task folder at one revision: where it is, and its content as the folder cache
+/// holds it (one record per folder, shared by the snapshots of every commit where the folder is
+/// the same and by the desired TaskRuns made from it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskFolder {
     /// The numeric prefix of the folder name.
     pub task_id: i64,
-    /// The folder's path inside the repository, e.g. `tasks/42-login-page`.
-    pub path: String,
-    /// The folder cache's own (shared by the snapshots of every commit where the folder is the
-    /// same), not copies.
+    /// The folder's path inside the repository, e.g. `tasks/42-login-page`; shared with the
+    /// desired TaskRun and the sync's report.
+    pub path: Arc<str>,
+    pub content: Arc<FolderContent>,
+}
+
+/// A valid folder's content, independent of the folder's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderContent {
+    /// The folder cache's own (interned across folders), not copies.
     pub service_name: Arc<str>,
     pub agent_name: Arc<str>,
-    /// task.yaml's `suspend` (default false).
+    /// `suspend: true` in task.yaml: keep the TaskRun, run no Job (or suspend the running one).
     pub suspend: bool,
-    /// task.yaml's `priority` (default 0).
+    /// `priority` in task.yaml: higher starts first when an agent's Jobs are limited.
     pub priority: i32,
-    /// In reading order (prompt.md first, then natural order). Shared with the folder cache and
-    /// the snapshots of other commits where the folder is the same. Read from git, the files
-    /// hold blob ids, not text ([`TaskFile`]).
+    /// In reading order ([`crate::prompt::reading_order`]): `prompt.md` first, then natural order.
+    /// Read from git, the files hold blob ids, not text ([`TaskFile`]).
     pub markdown_files: Arc<[TaskFile]>,
     pub digest: ContentDigest,
 }

@@ -3,10 +3,10 @@
 //! ([`DigestCache`]); misses are parsed on several threads.
 
 use super::error::SourceError;
-use super::folder::{EntryKind, ParsedFolder, RawEntry, is_hidden, parse_folder};
+use super::folder::{ContentError, EntryKind, ParsedFolder, RawEntry, is_hidden, parse_folder};
 use super::layout::{ParsedEntry, TopKind, TopLevel, assemble, classify_entry, normalize_path};
-use super::markdown::BlobReader;
-use super::snapshot::{Revision, SourceSnapshot};
+use super::markdown::{BlobReader, TaskFile};
+use super::snapshot::{FolderContent, Revision, SourceSnapshot};
 use git2::{Oid, Repository, Tree};
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,7 +25,10 @@ use std::sync::Arc;
 /// keeps the text: [`Self::holding_text`].
 #[derive(Default)]
 pub struct DigestCache {
-    entries: HashMap<Oid, Arc<ParsedFolder>>,
+    /// Valid folders' content by git tree id: the record every snapshot's `TaskFolder` shares.
+    folders: HashMap<Oid, Arc<FolderContent>>,
+    /// What is wrong with each folder that did not parse, by git tree id.
+    broken: HashMap<Oid, Vec<ContentError>>,
     /// Service, agent and markdown file names, one allocation each for every folder that names
     /// them.
     names: std::collections::HashSet<Arc<str>>,
@@ -69,11 +72,22 @@ impl DigestCache {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.folders.len() + self.broken.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    fn holds(&self, id: &Oid) -> bool {
+        self.folders.contains_key(id) || self.broken.contains_key(id)
+    }
+
+    fn parsed(&self, id: &Oid) -> Option<Result<&Arc<FolderContent>, &[ContentError]>> {
+        match self.folders.get(id) {
+            Some(content) => Some(Ok(content)),
+            None => self.broken.get(id).map(|errors| Err(errors.as_slice())),
+        }
     }
 }
 
@@ -110,7 +124,7 @@ pub fn read_snapshot_shared(
         && last.revision.branch == branch
         && last.path == path
     {
-        cache.hits += cache.entries.len() as u64;
+        cache.hits += cache.len() as u64;
         return Ok(last.clone());
     }
     let snapshot = Arc::new(read_snapshot(repo, commit, branch, &path, cache)?);
@@ -154,7 +168,7 @@ pub fn read_snapshot(
     let mut missing: Vec<Oid> = candidates
         .iter()
         .map(|(_, _, id)| *id)
-        .filter(|id| !cache.entries.contains_key(id))
+        .filter(|id| !cache.holds(id))
         .collect();
     missing.sort_unstable();
     missing.dedup();
@@ -162,42 +176,47 @@ pub fn read_snapshot(
     let parsed = parse_trees(repo, &missing, blobs.as_ref())?;
     cache.misses += parsed.len() as u64;
     cache.hits += (candidates.len() - parsed.len()) as u64;
-    let names = &mut cache.names;
-    let mut fresh: HashMap<Oid, Arc<ParsedFolder>> = parsed
-        .into_iter()
-        .map(|(id, mut p)| {
-            if let Ok(content) = &mut p {
-                content.service_name = intern(names, &content.service_name);
-                content.agent_name = intern(names, &content.agent_name);
-                content.markdown_files = content
-                    .markdown_files
-                    .iter()
-                    .map(|file| file.clone().named(intern(names, &file.filename)))
-                    .collect();
-            }
-            (id, Arc::new(p))
-        })
-        .collect();
-
-    // Keep exactly the folders of this revision.
+    // Keep exactly the folders of this revision: those just parsed, then the cached ones.
     cache.last = None;
-    let mut entries = HashMap::with_capacity(candidates.len());
-    for (_, _, id) in &candidates {
-        if let Some(p) = fresh.remove(id).or_else(|| cache.entries.get(id).cloned()) {
-            entries.insert(*id, p);
+    let mut folders = HashMap::with_capacity(candidates.len());
+    let mut broken_folders = HashMap::new();
+    for (id, parsed) in parsed {
+        match parsed {
+            Ok(mut content) => {
+                // Just parsed, so not shared yet: no copy.
+                let names = &mut cache.names;
+                let content_mut = Arc::make_mut(&mut content);
+                content_mut.service_name = intern(names, &content_mut.service_name);
+                content_mut.agent_name = intern(names, &content_mut.agent_name);
+                each_file(&mut content_mut.markdown_files, |file| {
+                    file.filename = intern(names, &file.filename)
+                });
+                folders.insert(id, content);
+            }
+            Err(errors) => {
+                broken_folders.insert(id, errors);
+            }
         }
     }
-    cache.entries = entries;
+    for (_, _, id) in &candidates {
+        if let Some(content) = cache.folders.get(id) {
+            folders.entry(*id).or_insert_with(|| content.clone());
+        } else if let Some(errors) = cache.broken.get(id) {
+            broken_folders.entry(*id).or_insert_with(|| errors.clone());
+        }
+    }
+    cache.folders = folders;
+    cache.broken = broken_folders;
     // Names no kept folder uses any more go with them.
     cache.names.retain(|name| Arc::strong_count(name) > 1);
 
     let folders = candidates
         .into_iter()
         .filter_map(|(name, task_id, id)| {
-            cache.entries.get(&id).map(|parsed| ParsedEntry {
+            cache.parsed(&id).map(|parsed| ParsedEntry {
                 name,
                 task_id,
-                parsed: parsed.as_ref(),
+                parsed,
             })
         })
         .collect();
@@ -360,16 +379,29 @@ fn read_folder_tree(
     }
     let mut parsed = parse_folder(entries);
     if let (Some(blobs), Ok(content)) = (blobs, &mut parsed) {
-        content.markdown_files = content
-            .markdown_files
-            .iter()
-            .map(
-                |file| match blob_ids.iter().find(|(name, _)| **name == *file.filename) {
-                    Some((_, blob)) => file.clone().in_repository(*blob, blobs),
-                    None => file.clone(),
-                },
-            )
-            .collect();
+        let content = Arc::make_mut(content);
+        each_file(&mut content.markdown_files, |file| {
+            if let Some((_, blob)) = blob_ids.iter().find(|(name, _)| **name == *file.filename) {
+                *file = file.clone().in_repository(*blob, blobs);
+            }
+        });
     }
     Ok(parsed)
+}
+
+/// Rewrites each file of a folder just parsed: in place, as its list is not shared yet.
+fn each_file(files: &mut Arc<[TaskFile]>, mut rewrite: impl FnMut(&mut TaskFile)) {
+    match Arc::get_mut(files) {
+        Some(files) => files.iter_mut().for_each(rewrite),
+        None => {
+            *files = files
+                .iter()
+                .map(|file| {
+                    let mut file = file.clone();
+                    rewrite(&mut file);
+                    file
+                })
+                .collect()
+        }
+    }
 }

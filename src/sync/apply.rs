@@ -208,7 +208,7 @@ impl Syncer {
             known.extend(page.items.into_iter().filter_map(|tr| {
                 also(&tr);
                 Some((
-                    tr.metadata.name.clone()?,
+                    Arc::from(tr.metadata.name.as_deref()?),
                     interner.shared(LiveTaskRun::of(&tr)),
                 ))
             }));
@@ -271,8 +271,8 @@ impl Syncer {
         }
         for name in stale {
             match self.api.get_opt(&name).await.map_err(list_failed)? {
-                Some(tr) => known.insert(name, self.interner.shared(tr.into())),
-                None => known.remove(&name),
+                Some(tr) => known.insert(name.into(), self.interner.shared(tr.into())),
+                None => known.remove(name.as_str()),
             };
         }
         Ok(())
@@ -365,7 +365,7 @@ impl Syncer {
                     *last_write = (*last_write).max(rv);
                 }
                 if let Some(known) = known.as_mut() {
-                    known.insert(name.to_string(), interner.shared(tr));
+                    known.insert(name.clone(), interner.shared(tr));
                 }
             },
         )
@@ -420,7 +420,7 @@ pub async fn apply_plan(
     concurrency: usize,
     finalizer: bool,
     outage: &OutageLog,
-    mut written: impl FnMut(&str, LiveTaskRun),
+    mut written: impl FnMut(&Arc<str>, LiveTaskRun),
 ) -> Vec<ApplyError> {
     let steps: Vec<&PlanStep> = plan.writes().collect();
     let total = steps.len();
@@ -504,8 +504,8 @@ async fn write_step(
         Action::Prune { uid } => {
             debug!(task_run = %step.name, "prune");
             let params = DeleteParams {
-                preconditions: uid.clone().map(|uid| Preconditions {
-                    uid: Some(uid),
+                preconditions: uid.as_ref().map(|uid| Preconditions {
+                    uid: Some(uid.to_string()),
                     resource_version: None,
                 }),
                 ..DeleteParams::background()

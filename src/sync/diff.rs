@@ -99,7 +99,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
         .map(|step| {
             let to_version = step.desired.as_ref().map(|d| d.context_version);
             let mut entry = DiffEntry {
-                task_id: step.task_id,
+                task_id: Some(step.task_id),
                 name: step.name.to_string(),
                 action: "unchanged",
                 from_version: None,
@@ -118,7 +118,7 @@ pub fn plan_diff(snapshot: &SourceSnapshot, plan: &SyncPlan, namespace: &str) ->
                     entry.files = step
                         .desired
                         .iter()
-                        .flat_map(|d| d.markdown_files.iter())
+                        .flat_map(|d| d.folder.markdown_files.iter())
                         .map(|f| FileChange {
                             filename: f.filename.to_string(),
                             change: FileChangeKind::Added,

@@ -201,7 +201,7 @@ pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &WatchedMetas) -> Vec<St
     let mut stale = Vec::new();
     let mut matched = 0;
     for (name, meta) in metas {
-        match known.get_mut(name) {
+        match known.get_mut(name.as_str()) {
             Some(tr)
                 if tr.generation.is_some()
                     && tr.uid == meta.uid
@@ -227,8 +227,8 @@ pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &WatchedMetas) -> Vec<St
         stale.extend(
             known
                 .keys()
-                .filter(|name| !metas.contains_key(name.as_str()))
-                .cloned(),
+                .filter(|name| !metas.contains_key(&***name))
+                .map(|name| name.to_string()),
         );
     }
     stale.sort();
@@ -281,7 +281,12 @@ mod tests {
             live("deleting", "u8", 1, "16"),
         ]
         .into_iter()
-        .map(|tr| (tr.metadata.name.clone().unwrap(), LiveTaskRun::from(tr)))
+        .map(|tr| {
+            (
+                tr.metadata.name.as_deref().unwrap().into(),
+                LiveTaskRun::from(tr),
+            )
+        })
         .collect();
         // A status write, and labels, annotations and finalizers the sync does not read.
         let mut status_moved = live("status-moved", "u2", 1, "21").metadata;
@@ -359,7 +364,7 @@ mod tests {
         let mut tr = live("old-server", "u1", 1, "10");
         tr.metadata.generation = None;
         let meta = tr.metadata.clone();
-        let mut known = KnownTaskRuns::from([("old-server".to_string(), tr.into())]);
+        let mut known = KnownTaskRuns::from([("old-server".into(), tr.into())]);
         assert_eq!(
             merge_metadata(&mut known, &watched_metas([&meta])),
             ["old-server"]

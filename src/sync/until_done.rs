@@ -136,7 +136,7 @@ mod tests {
         let source = crate::desired::tests::source();
         let live: KnownTaskRuns = live
             .iter()
-            .map(|(name, tr)| (name.clone(), tr.clone().into()))
+            .map(|(name, tr)| (name.as_str().into(), tr.clone().into()))
             .collect();
         let desired = desired_task_runs(&snap, &source, "default", &live);
         let p = plan(PlanInput {

@@ -495,6 +495,7 @@ fn suspend_and_priority_do_not_change_the_digest() {
         parse_folder(vec![file("task.yaml", yaml), file("p.md", "x")])
             .unwrap()
             .digest
+            .clone()
     };
     let base = digest(YAML);
     for same in [
