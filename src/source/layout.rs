@@ -2,8 +2,7 @@
 //! entries and errors out; then every parsed folder in, one `SourceSnapshot` out. Pure.
 
 use super::folder::{ContentError, is_hidden};
-use super::snapshot::FolderContent;
-use super::snapshot::{FolderError, Revision, SourceSnapshot, TaskFolder};
+use super::snapshot::{FolderContent, FolderError, Revision, SourceSnapshot, TaskFolder};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -201,10 +201,10 @@ fn trusts<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
 }
 
 /// Brings `known`, the TaskRuns as the last sync saw them, up to `metas`, what the watch (or a
-/// metadata-only list) shows of every live TaskRun. A TaskRun whose uid and generation are
-/// unchanged keeps the spec known (status writes and metadata edits do not bump the
-/// generation, a spec edit does); when only its resourceVersion moved (a status write, another
-/// writer's label) it takes the new one. Returns the names to read again: new, spec changed,
+/// metadata-only list) shows of every live TaskRun. A TaskRun whose uid, generation and marks
+/// the sync reads are unchanged ([`sync_view`]) keeps the spec known (status writes and metadata
+/// edits do not bump the generation, a spec edit does) and takes the new resourceVersion (a
+/// status write, another writer's label). Returns the names to read again: new, spec changed,
 /// the labels or annotations the sync reads changed, or absent from `metas` (deleted, or
 /// created so recently that the watch has not shown it yet).
 pub fn merge_metadata(known: &mut KnownTaskRuns, metas: &WatchedMetas) -> Vec<String> {
