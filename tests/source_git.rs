@@ -137,6 +137,10 @@ async fn follows_commits_and_force_pushes(
     let s2 = src.fetch_snapshot().await.unwrap();
     assert_eq!(s2.revision.commit, second.to_string());
     assert_eq!(ids(&s2), vec![1, 2]);
+    assert!(
+        Arc::ptr_eq(&s2.tasks[0].path, &s1.tasks[0].path),
+        "an untouched folder's path is the previous snapshot's, not a copy"
+    );
 
     // Force-push: history rewritten from the first commit; task 2 disappears, task 3 appears.
     origin

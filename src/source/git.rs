@@ -130,8 +130,11 @@ impl GitSource {
         result: Result<Option<(Oid, SourceSnapshot)>, Failure>,
     ) -> Result<Arc<SourceSnapshot>, SourceError> {
         match result {
-            Ok(Some((oid, snapshot))) => {
+            Ok(Some((oid, mut snapshot))) => {
                 self.failures = 0;
+                if let Some((_, previous)) = &self.last_good {
+                    snapshot.share_paths_with(previous);
+                }
                 let snapshot = Arc::new(snapshot);
                 self.last_good = Some((oid, snapshot.clone()));
                 Ok(snapshot)

@@ -112,3 +112,57 @@ pub struct SourceSnapshot {
     /// The commit's time (committer, seconds since the epoch); none for a plain folder.
     pub committed_at: Option<i64>,
 }
+
+impl SourceSnapshot {
+    /// Takes `previous`'s path of each task whose path did not change, so that this snapshot
+    /// and the desired TaskRuns made from the previous one hold one copy: a commit then adds
+    /// paths only for the folders it added or renamed. Both are sorted by task id.
+    pub fn share_paths_with(&mut self, previous: &SourceSnapshot) {
+        for task in &mut self.tasks {
+            if let Ok(i) = previous
+                .tasks
+                .binary_search_by_key(&task.task_id, |t| t.task_id)
+                && previous.tasks[i].path == task.path
+            {
+                task.path = previous.tasks[i].path.clone();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_snapshot_takes_the_previous_ones_unchanged_paths() {
+        let folder = |task_id, path: &str| TaskFolder {
+            task_id,
+            path: path.into(),
+            content: crate::desired::tests::web_codex("sha256:ab"),
+        };
+        let previous = SourceSnapshot {
+            revision: Revision::working_tree(),
+            path: "tasks".into(),
+            tasks: vec![folder(1, "tasks/1-a"), folder(2, "tasks/2-b")],
+            errors: vec![],
+            committed_at: None,
+        };
+        let mut next = SourceSnapshot {
+            tasks: vec![
+                folder(1, "tasks/1-a"),
+                folder(2, "tasks/2-renamed"),
+                folder(3, "tasks/3-c"),
+            ],
+            ..previous.clone()
+        };
+        next.share_paths_with(&previous);
+        assert!(Arc::ptr_eq(&next.tasks[0].path, &previous.tasks[0].path));
+        assert_eq!(
+            &*next.tasks[1].path, "tasks/2-renamed",
+            "a renamed folder keeps its own"
+        );
+        assert_eq!(&*next.tasks[2].path, "tasks/3-c");
+        assert!(!Arc::ptr_eq(&next.tasks[1].path, &previous.tasks[1].path));
+    }
+}
