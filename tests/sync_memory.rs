@@ -131,21 +131,24 @@ impl Drop for ApiServerProcess {
     }
 }
 
+/// File `file` of task `id`: `file_bytes` of markdown, distinct from every other file's.
+fn file_text(id: i64, file: usize, file_bytes: usize) -> String {
+    let mut text = format!("# Task {id}, file {file}\n");
+    while text.len() < file_bytes {
+        text.push_str("Do the thing carefully, with tests. ");
+    }
+    text.truncate(file_bytes);
+    text
+}
+
 /// `tasks` task folders of three files of `file_bytes` each, every file distinct.
 fn snapshot(tasks: i64, file_bytes: usize) -> SourceSnapshot {
     let tasks = (1..=tasks)
         .map(|id| {
             let files: Vec<MarkdownFile> = (0..3)
-                .map(|file| {
-                    let mut content = format!("# Task {id}, file {file}\n");
-                    while content.len() < file_bytes {
-                        content.push_str("Do the thing carefully, with tests. ");
-                    }
-                    content.truncate(file_bytes);
-                    MarkdownFile {
-                        filename: format!("file-{file}.md"),
-                        content,
-                    }
+                .map(|file| MarkdownFile {
+                    filename: format!("file-{file}.md"),
+                    content: file_text(id, file, file_bytes),
                 })
                 .collect();
             let mut hasher = Sha256::new();
@@ -404,11 +407,7 @@ fn task_repository(tasks: i64, file_bytes: usize) -> (TaskRepo, git2::Oid, usize
     for id in 1..=tasks {
         let texts: Vec<String> = (0..3)
             .map(|file| {
-                let mut text = format!("# Task {id}, file {file}\n");
-                while text.len() < file_bytes {
-                    text.push_str("Do the thing carefully, with tests. ");
-                }
-                text.truncate(file_bytes);
+                let text = file_text(id, file, file_bytes);
                 markdown += text.len();
                 text
             })

@@ -68,7 +68,8 @@ impl TaskFile {
     }
 
     /// Whether the text is held in memory (rather than read from the repository on demand).
-    pub fn is_held(&self) -> bool {
+    #[cfg(test)]
+    fn is_held(&self) -> bool {
         matches!(self.text, FileText::Held(_))
     }
 

@@ -349,7 +349,8 @@ impl Syncer {
                 known.remove(&*step.name);
             }
             // Room for every answer up front: growing by doubling would hold the old and the
-            // new table at once (tens of MiB at 100,000 TaskRuns) halfway through a first sync.
+            // new table at once (3 MiB of slots at 100,000 TaskRuns) halfway through a first
+            // sync.
             known.reserve(created);
         }
         let last_write = &mut self.last_write;
